@@ -1,0 +1,320 @@
+//! The command line: arguments, logging set-up, and the mapping of outcomes to exit codes.
+//! Errors surface here once, with the whole cause, prefixed by the program name.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::fleet::{self, BrokerTarget, Fleet};
+use crate::report::Table;
+use crate::run::{RunError, RunOptions, run};
+
+const EXAMPLES: &str = "\
+Examples:
+  fleetsim fleets/home.yaml                         the article's demo on the embedded broker
+  fleetsim fleets/multi.yaml --broker mqtt://127.0.0.1:1883 --report out.json
+  fleetsim fleets/home.yaml --duration 1m --seed 7 -q
+  fleetsim validate fleets/home.yaml                check a fleet file without running it
+
+Exit codes:
+  0  the run finished and is ok
+  1  the run finished but is not ok (timeouts, refusals, stray answers; see the report)
+  2  invalid fleet file or arguments
+  3  broker unreachable or refusing connections (after bounded retries)";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "fleetsim",
+    version,
+    about = "Simulate a fleet of MQTT 5 devices that talk request/response",
+    after_help = EXAMPLES,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// More log output (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Less output: warnings and errors only, no exchange trace.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a fleet (the default when a file is given).
+    Run(RunArgs),
+    /// Check a fleet file and print what it would run, without connecting anywhere.
+    Validate {
+        /// The fleet file (YAML).
+        fleet: PathBuf,
+    },
+}
+
+#[derive(Debug, Args, Default)]
+pub struct RunArgs {
+    /// The fleet file (YAML).
+    pub fleet: Option<PathBuf>,
+    /// Broker to use instead of the fleet's: `embedded`, `embedded:PORT` or `mqtt://host:port`.
+    #[arg(long, value_name = "URL", value_parser = parse_broker)]
+    pub broker: Option<BrokerTarget>,
+    /// How long devices send (e.g. 30s, 2m), instead of the fleet's duration.
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Seed for every random choice, instead of the fleet's.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Also write the report as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<PathBuf>,
+    /// Threads (arbiters) to spread the device actors over [default: one per core].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
+    /// How many request/response exchanges to print step by step.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub show_exchanges: usize,
+}
+
+/// Documented exit codes (README.md, `--help`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Ok = 0,
+    NotOk = 1,
+    Invalid = 2,
+    Broker = 3,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("must be longer than 0s".into()),
+        Err(e) => Err(format!("{e} (use a form like 10s, 2m or 1m30s)")),
+    }
+}
+
+/// `embedded`, `embedded:PORT` or `mqtt://host[:port]`.
+pub fn parse_broker(text: &str) -> Result<BrokerTarget, String> {
+    if text == "embedded" {
+        return Ok(BrokerTarget::Embedded { port: 0 });
+    }
+    if let Some(port) = text.strip_prefix("embedded:") {
+        let port = port
+            .parse()
+            .map_err(|_| format!("`{port}` is not a port number"))?;
+        return Ok(BrokerTarget::Embedded { port });
+    }
+    let Some(rest) = text.strip_prefix("mqtt://") else {
+        return Err(format!(
+            "`{text}`: expected `embedded` or a URL like mqtt://127.0.0.1:1883"
+        ));
+    };
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        // An IPv6 literal in brackets keeps its colons.
+        Some((host, port)) if !port.contains(']') => (
+            host,
+            port.parse()
+                .map_err(|_| format!("`{port}` is not a port number"))?,
+        ),
+        _ => (rest, 1883),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(format!("`{text}` names no host"));
+    }
+    Ok(BrokerTarget::External {
+        host: host.to_owned(),
+        port,
+    })
+}
+
+impl Cli {
+    /// Logs go to stderr, so stdout holds only the trace and the report.
+    pub fn init_tracing(&self) {
+        let default = match (self.quiet, self.verbose) {
+            (true, _) => "warn",
+            (false, 0) => "info,mqtt5=warn",
+            (false, 1) => "debug,mqtt5=info",
+            (false, _) => "trace",
+        };
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .init();
+    }
+}
+
+/// Carries out the command and returns the exit code.
+pub fn execute(cli: Cli) -> Exit {
+    match cli.command {
+        Some(Command::Validate { fleet }) => validate(&fleet),
+        Some(Command::Run(args)) => run_fleet(args, cli.quiet),
+        None => run_fleet(cli.run, cli.quiet),
+    }
+}
+
+fn fail(exit: Exit, message: impl std::fmt::Display) -> Exit {
+    eprintln!("fleetsim: {message}");
+    exit
+}
+
+fn load(path: &Path) -> Result<Fleet, Exit> {
+    fleet::load(path).map_err(|e| fail(Exit::Invalid, e))
+}
+
+fn validate(path: &Path) -> Exit {
+    match load(path) {
+        Ok(fleet) => {
+            println!("{}", summary(&fleet));
+            Exit::Ok
+        }
+        Err(exit) => exit,
+    }
+}
+
+/// One line per device group, for `validate`.
+fn summary(fleet: &Fleet) -> String {
+    let mut out = format!(
+        "{}: valid fleet \"{}\", {} devices, {:?}, seed {}",
+        "ok",
+        fleet.name,
+        fleet.devices.len(),
+        fleet.duration,
+        fleet.seed
+    );
+    for device in &fleet.devices {
+        out += &format!("\n  {:<7} {}", device.kind().as_str(), device.id);
+        if let fleet::Role::Phone(phone) = &device.role {
+            for target in &phone.targets {
+                out += &format!(
+                    "\n            -> {}  (Response Topic {})",
+                    target.request_topic, target.response_topic
+                );
+            }
+        }
+    }
+    out
+}
+
+fn run_fleet(args: RunArgs, quiet: bool) -> Exit {
+    let Some(path) = &args.fleet else {
+        return fail(
+            Exit::Invalid,
+            "no fleet file given (try: fleetsim fleets/home.yaml, or fleetsim --help)",
+        );
+    };
+    let mut fleet = match load(path) {
+        Ok(fleet) => fleet,
+        Err(exit) => return exit,
+    };
+    if let Some(broker) = args.broker {
+        fleet.broker = broker;
+    }
+    if let Some(duration) = args.duration {
+        fleet.duration = duration;
+    }
+    if let Some(seed) = args.seed {
+        fleet.seed = seed;
+    }
+    // Open the report file before the run, so a bad path fails in a second, not after it.
+    let mut report_file = match &args.report {
+        Some(path) => match File::create(path) {
+            Ok(file) => Some((path, file)),
+            Err(e) => {
+                return fail(
+                    Exit::Invalid,
+                    format!("cannot write the report to {}: {e}", path.display()),
+                );
+            }
+        },
+        None => None,
+    };
+    let options = RunOptions {
+        threads: args
+            .threads
+            .map_or_else(|| RunOptions::default().threads, usize::from),
+        show_exchanges: if quiet { 0 } else { args.show_exchanges },
+        handle_ctrl_c: true,
+    };
+    let report = match run(fleet, &options) {
+        Ok(report) => report,
+        Err(e @ RunError::System(_)) => return fail(Exit::NotOk, e),
+        Err(e) => return fail(Exit::Broker, e),
+    };
+    println!("{}", Table(&report));
+    if let Some((path, file)) = &mut report_file
+        && let Err(e) = writeln!(file, "{}", report.to_json())
+    {
+        return fail(
+            Exit::NotOk,
+            format!("cannot write the report to {}: {e}", path.display()),
+        );
+    }
+    if report.ok { Exit::Ok } else { Exit::NotOk }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_urls_parse_with_default_port_and_ipv6() {
+        assert_eq!(
+            parse_broker("mqtt://127.0.0.1:1884"),
+            Ok(BrokerTarget::External {
+                host: "127.0.0.1".into(),
+                port: 1884
+            })
+        );
+        assert_eq!(
+            parse_broker("mqtt://localhost"),
+            Ok(BrokerTarget::External {
+                host: "localhost".into(),
+                port: 1883
+            })
+        );
+        assert_eq!(
+            parse_broker("mqtt://[::1]:1900"),
+            Ok(BrokerTarget::External {
+                host: "::1".into(),
+                port: 1900
+            })
+        );
+        assert_eq!(
+            parse_broker("embedded:0"),
+            Ok(BrokerTarget::Embedded { port: 0 })
+        );
+    }
+
+    #[test]
+    fn bad_broker_urls_say_what_is_wrong() {
+        assert!(parse_broker("tcp://x:1").unwrap_err().contains("mqtt://"));
+        assert!(
+            parse_broker("mqtt://x:port")
+                .unwrap_err()
+                .contains("`port`")
+        );
+        assert!(
+            parse_broker("mqtt://:1883")
+                .unwrap_err()
+                .contains("no host")
+        );
+        assert!(parse_broker("embedded:99999").is_err());
+    }
+
+    #[test]
+    fn durations_must_be_positive_and_readable() {
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5 parsecs").unwrap_err().contains("10s"));
+    }
+}

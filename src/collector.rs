@@ -1,0 +1,247 @@
+//! The collector actor: the one place device events are counted. The runner asks it for
+//! progress while the run goes on and for the final [`Report`] at the end.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Context, Handler, Message, MessageResult};
+use hdrhistogram::Histogram;
+
+use crate::events::{DeviceEvent, Event, Outcome};
+use crate::fleet::Fleet;
+use crate::report::{Devices, Latency, Report, Requests, Responders, Telemetry};
+use crate::trace::ExchangeTrace;
+
+pub struct Collector {
+    fleet: Arc<Fleet>,
+    connected: Vec<bool>,
+    ready: u64,
+    connect_failures: Vec<(String, String)>,
+    reconnects: u64,
+    requests: Requests,
+    latency_us: Histogram<u64>,
+    responders: Responders,
+    telemetry: Telemetry,
+    trace: ExchangeTrace,
+}
+
+impl Collector {
+    /// `show_exchanges`: how many request/response exchanges to print step by step as they
+    /// complete (0: none).
+    pub fn new(fleet: Arc<Fleet>, show_exchanges: usize) -> Self {
+        let devices = fleet.devices.len();
+        Self {
+            fleet,
+            connected: vec![false; devices],
+            ready: 0,
+            connect_failures: Vec::new(),
+            reconnects: 0,
+            requests: Requests::default(),
+            // 1 µs to 1 hour at 3 significant digits: a few tens of KiB, whatever the fleet size.
+            latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 3)
+                .expect("constant histogram bounds are valid"),
+            responders: Responders::default(),
+            telemetry: Telemetry::default(),
+            trace: ExchangeTrace::new(show_exchanges),
+        }
+    }
+
+    fn device_id(&self, device: u32) -> &str {
+        self.fleet
+            .devices
+            .get(device as usize)
+            .map_or("?", |d| d.id.as_str())
+    }
+
+    fn in_flight(&self) -> u64 {
+        let q = &self.requests;
+        q.sent - q.matched - q.timed_out - q.failed
+    }
+
+    fn latency(&self) -> Latency {
+        let h = &self.latency_us;
+        let ms = |us: u64| us as f64 / 1000.0;
+        if h.is_empty() {
+            return Latency::default();
+        }
+        Latency {
+            p50: ms(h.value_at_quantile(0.50)),
+            p90: ms(h.value_at_quantile(0.90)),
+            p99: ms(h.value_at_quantile(0.99)),
+            max: ms(h.max()),
+        }
+    }
+
+    fn record(&mut self, device: u32, event: Event) {
+        match event {
+            Event::Connected { reconnect, .. } => {
+                if let Some(seen) = self.connected.get_mut(device as usize) {
+                    *seen = true;
+                }
+                if reconnect {
+                    self.reconnects += 1;
+                }
+            }
+            Event::Ready => self.ready += 1,
+            Event::ConnectFailed { reason } => {
+                let id = self.device_id(device).to_owned();
+                self.connect_failures.push((id, reason));
+            }
+            Event::ConnectionLost { reason } => {
+                tracing::warn!(device = self.device_id(device), %reason, "connection lost");
+            }
+            Event::RequestSent(exchange) => {
+                self.requests.sent += 1;
+                let id = self.device_id(device).to_owned();
+                self.trace.request(&id, exchange);
+            }
+            Event::RequestDone {
+                correlation,
+                outcome,
+            } => {
+                match &outcome {
+                    Outcome::Matched { latency, .. } => {
+                        self.requests.matched += 1;
+                        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+                        self.latency_us.saturating_record(us.max(1));
+                    }
+                    Outcome::TimedOut { .. } => self.requests.timed_out += 1,
+                    Outcome::Failed { .. } => self.requests.failed += 1,
+                }
+                self.trace.done(&correlation, &outcome);
+            }
+            Event::UnmatchedResponse { .. } => self.requests.unmatched_responses += 1,
+            Event::DuplicateResponse { .. } => self.requests.duplicate_responses += 1,
+            Event::LateResponse => self.requests.late_responses += 1,
+            Event::Handled(handled) => {
+                self.responders.received += 1;
+                if handled.rejected {
+                    self.responders.rejected += 1;
+                }
+                if handled.answer.is_some() {
+                    self.responders.answered += 1;
+                } else {
+                    self.responders.without_response_topic += 1;
+                }
+                let id = self.device_id(device).to_owned();
+                self.trace.handled(&id, handled);
+            }
+            Event::TelemetryPublished => self.telemetry.published += 1,
+        }
+    }
+
+    fn report(&self, broker: String, duration: Duration) -> Report {
+        let fleet = &self.fleet;
+        let mut by_kind = BTreeMap::new();
+        for device in &fleet.devices {
+            *by_kind.entry(device.kind().as_str()).or_insert(0) += 1;
+        }
+        let devices = Devices {
+            total: fleet.devices.len() as u64,
+            connected: self.connected.iter().filter(|c| **c).count() as u64,
+            by_kind,
+            reconnects: self.reconnects,
+        };
+        let requests = Requests {
+            in_flight: self.in_flight(),
+            latency_ms: self.latency(),
+            ..self.requests.clone()
+        };
+        let problems = verdict(&devices, &requests);
+        Report {
+            fleet: fleet.name.clone(),
+            broker,
+            seed: fleet.seed,
+            duration_s: (duration.as_secs_f64() * 1000.0).round() / 1000.0,
+            ok: problems.is_empty(),
+            problems,
+            devices,
+            requests,
+            responders: self.responders.clone(),
+            telemetry: self.telemetry.clone(),
+        }
+    }
+}
+
+/// Why a run is not ok; empty when it is. Documented in README.md ("Exit codes").
+fn verdict(devices: &Devices, requests: &Requests) -> Vec<String> {
+    let mut problems = Vec::new();
+    if devices.connected < devices.total {
+        problems.push(format!(
+            "{} of {} devices never connected",
+            devices.total - devices.connected,
+            devices.total
+        ));
+    }
+    let counts = [
+        (requests.timed_out, "requests timed out"),
+        (requests.failed, "requests were refused by the broker"),
+        (
+            requests.in_flight,
+            "requests were still unanswered at the end",
+        ),
+        (requests.unmatched_responses, "answers matched no request"),
+        (requests.duplicate_responses, "duplicate answers arrived"),
+    ];
+    for (count, what) in counts {
+        if count > 0 {
+            problems.push(format!("{count} {what}"));
+        }
+    }
+    if !requests.adds_up() {
+        problems.push("request accounting does not add up (a fleetsim bug)".into());
+    }
+    problems
+}
+
+impl Actor for Collector {
+    type Context = Context<Self>;
+}
+
+impl Handler<DeviceEvent> for Collector {
+    type Result = ();
+
+    fn handle(&mut self, msg: DeviceEvent, _: &mut Context<Self>) {
+        self.record(msg.device, msg.event);
+    }
+}
+
+/// Where the run stands, for the runner's phase changes.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    pub ready: u64,
+    pub connect_failures: Vec<(String, String)>,
+    pub in_flight: u64,
+}
+
+#[derive(Message)]
+#[rtype(result = "Progress")]
+pub struct GetProgress;
+
+impl Handler<GetProgress> for Collector {
+    type Result = MessageResult<GetProgress>;
+
+    fn handle(&mut self, _: GetProgress, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(Progress {
+            ready: self.ready,
+            connect_failures: self.connect_failures.clone(),
+            in_flight: self.in_flight(),
+        })
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Report")]
+pub struct GetReport {
+    pub broker: String,
+    pub duration: Duration,
+}
+
+impl Handler<GetReport> for Collector {
+    type Result = MessageResult<GetReport>;
+
+    fn handle(&mut self, msg: GetReport, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.report(msg.broker, msg.duration))
+    }
+}

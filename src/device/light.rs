@@ -1,0 +1,141 @@
+//! The light: a responder. It applies `ON`/`OFF`/`TOGGLE` and publishes its new state to the
+//! request's Response Topic, copying the Correlation Data byte for byte.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use bytes::Bytes;
+use mqtt5_protocol::packet::publish::PublishPacket;
+
+use super::{DeviceActor, RoleState, correlation_of, response_topic_of};
+use crate::events::{Event, Handled};
+use crate::fleet;
+
+/// A light's switch, free of I/O.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LightState {
+    on: bool,
+}
+
+impl LightState {
+    pub fn new(on: bool) -> Self {
+        Self { on }
+    }
+
+    pub fn is_on(self) -> bool {
+        self.on
+    }
+
+    /// Applies a command (case and surrounding blanks ignored). An unknown command changes
+    /// nothing and is an error.
+    pub fn apply(&mut self, command: &[u8]) -> Result<(), ()> {
+        let text = std::str::from_utf8(command).map_err(|_| ())?.trim();
+        self.on = match text.to_ascii_uppercase().as_str() {
+            "ON" => true,
+            "OFF" => false,
+            "TOGGLE" => !self.on,
+            _ => return Err(()),
+        };
+        Ok(())
+    }
+
+    /// The state as published in answers: `{"power":"ON"}`.
+    pub fn answer(self) -> Bytes {
+        let power = if self.on { "ON" } else { "OFF" };
+        Bytes::from(format!("{{\"power\":\"{power}\"}}"))
+    }
+
+    fn rejection(self, command: &[u8]) -> Bytes {
+        let power = if self.on { "ON" } else { "OFF" };
+        let shown = String::from_utf8_lossy(command);
+        let body =
+            serde_json::json!({ "power": power, "error": format!("unknown command {shown:?}") });
+        Bytes::from(body.to_string())
+    }
+}
+
+impl DeviceActor {
+    pub(super) fn light_command(&mut self, publish: PublishPacket, ctx: &mut Context<Self>) {
+        let RoleState::Light(state) = &mut self.role else {
+            return;
+        };
+        let rejected = state.apply(&publish.payload).is_err();
+        let answer = if rejected {
+            state.rejection(&publish.payload)
+        } else {
+            state.answer()
+        };
+        let handled = Handled {
+            topic: publish.topic_name.clone(),
+            payload: publish.payload.clone(),
+            response_topic: response_topic_of(&publish),
+            correlation: correlation_of(&publish),
+            answer: None,
+            rejected,
+        };
+        let fleet::Role::Light(spec) = &self.spec.role else {
+            return;
+        };
+        if spec.delay.is_zero() {
+            self.respond(handled, answer);
+        } else {
+            ctx.run_later(spec.delay, move |act, _| act.respond(handled, answer));
+        }
+    }
+
+    /// Publishes `answer` to the request's Response Topic (if it had one) with its Correlation
+    /// Data, and reports what was done. Shared by every responder.
+    pub(super) fn respond(&mut self, mut handled: Handled, answer: Bytes) {
+        if let Some(topic) = handled.response_topic.clone() {
+            let msg = crate::mqtt::Outgoing {
+                topic,
+                payload: answer.clone(),
+                qos: self.qos(),
+                retain: false,
+                properties: crate::mqtt::PublishProperties {
+                    correlation_data: handled.correlation.clone(),
+                    ..Default::default()
+                },
+                tag: 0,
+            };
+            self.publish(msg);
+            handled.answer = Some(answer);
+        }
+        self.emit(Event::Handled(Arc::new(handled)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn on_off_toggle_switch_the_light() {
+        let mut light = LightState::new(false);
+        light.apply(b"ON").unwrap();
+        assert!(light.is_on());
+        light.apply(b" toggle\n").unwrap();
+        assert!(!light.is_on());
+        light.apply(b"Toggle").unwrap();
+        assert!(light.is_on());
+        light.apply(b"off").unwrap();
+        assert!(!light.is_on());
+    }
+
+    #[test]
+    fn unknown_or_binary_command_changes_nothing() {
+        let mut light = LightState::new(true);
+        assert!(light.apply(b"DIM 50").is_err());
+        assert!(light.apply(&[0xff, 0xfe]).is_err());
+        assert!(light.is_on());
+    }
+
+    #[test]
+    fn answers_are_json_state() {
+        assert_eq!(&LightState::new(true).answer()[..], br#"{"power":"ON"}"#);
+        let rejection = LightState::new(false).rejection(b"DIM");
+        let value: serde_json::Value = serde_json::from_slice(&rejection).unwrap();
+        assert_eq!(value["power"], "OFF");
+        assert_eq!(value["error"], "unknown command \"DIM\"");
+    }
+}

@@ -1,0 +1,389 @@
+//! The phone: a requester. It sends requests carrying a Response Topic and a Correlation Data
+//! unique per request, and matches each answer back to its request by that Correlation Data.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use bytes::Bytes;
+use mqtt5_protocol::packet::publish::PublishPacket;
+use rand::Rng;
+
+use super::{DeviceActor, RoleState, correlation_of};
+use crate::events::{Event, Exchange, Outcome};
+use crate::fleet;
+use crate::mqtt::{Outgoing, PublishProperties};
+
+/// How many finished requests a phone remembers, to tell a duplicate or late answer from one
+/// that names no request at all. Older ones are forgotten, keeping a phone's memory bounded.
+const REMEMBERED: u64 = 4096;
+
+/// Correlation bookkeeping for one phone, free of I/O so it is tested on its own.
+///
+/// Correlation Data is `{phone id}:{sequence}`: unique per request, readable in a trace, and
+/// parseable back to the request without a lookup table keyed by arbitrary bytes.
+pub struct RequestTracker {
+    prefix: String,
+    next_seq: u64,
+    in_flight: HashMap<u64, InFlight>,
+    finished: HashMap<u64, Finished>,
+}
+
+struct InFlight {
+    sent_at: Instant,
+    tag: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Finished {
+    Matched,
+    TimedOut,
+    Failed,
+}
+
+/// What an incoming answer turned out to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The first answer to a request in flight.
+    Matched { seq: u64, latency: Duration },
+    /// Another answer to a request already matched.
+    Duplicate,
+    /// An answer to a request that had already timed out or failed.
+    Late,
+    /// Correlation Data that names no request of this phone (or none at all).
+    Unmatched,
+}
+
+impl RequestTracker {
+    pub fn new(phone_id: &str) -> Self {
+        Self {
+            prefix: format!("{phone_id}:"),
+            next_seq: 1,
+            in_flight: HashMap::new(),
+            finished: HashMap::new(),
+        }
+    }
+
+    /// Opens a request and returns its sequence number and Correlation Data.
+    pub fn open(&mut self, tag: u64, now: Instant) -> (u64, Bytes) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.in_flight.insert(seq, InFlight { sent_at: now, tag });
+        let forget_below = seq.saturating_sub(REMEMBERED);
+        if forget_below > 0 {
+            self.finished.retain(|s, _| *s >= forget_below);
+        }
+        (seq, Bytes::from(format!("{}{seq}", self.prefix)))
+    }
+
+    /// Sequence number a Correlation Data names, if it is one of ours.
+    fn seq_of(&self, correlation: &[u8]) -> Option<u64> {
+        let rest = correlation.strip_prefix(self.prefix.as_bytes())?;
+        std::str::from_utf8(rest).ok()?.parse().ok()
+    }
+
+    pub fn answer(&mut self, correlation: Option<&[u8]>, now: Instant) -> Verdict {
+        let Some(seq) = correlation.and_then(|c| self.seq_of(c)) else {
+            return Verdict::Unmatched;
+        };
+        if let Some(request) = self.in_flight.remove(&seq) {
+            self.finished.insert(seq, Finished::Matched);
+            return Verdict::Matched {
+                seq,
+                latency: now.saturating_duration_since(request.sent_at),
+            };
+        }
+        match self.finished.get(&seq) {
+            Some(Finished::Matched) => Verdict::Duplicate,
+            Some(Finished::TimedOut | Finished::Failed) => Verdict::Late,
+            None => Verdict::Unmatched,
+        }
+    }
+
+    /// The request's timer ran out: returns how long it waited if it was still in flight.
+    pub fn expire(&mut self, seq: u64, now: Instant) -> Option<Duration> {
+        let request = self.in_flight.remove(&seq)?;
+        self.finished.insert(seq, Finished::TimedOut);
+        Some(now.saturating_duration_since(request.sent_at))
+    }
+
+    /// The broker refused the publish with this tag: returns the request it carried.
+    pub fn refuse(&mut self, tag: u64) -> Option<u64> {
+        let seq = self
+            .in_flight
+            .iter()
+            .find_map(|(seq, r)| (r.tag == tag).then_some(*seq))?;
+        self.in_flight.remove(&seq);
+        self.finished.insert(seq, Finished::Failed);
+        Some(seq)
+    }
+
+    pub fn correlation(&self, seq: u64) -> Bytes {
+        Bytes::from(format!("{}{seq}", self.prefix))
+    }
+
+    pub fn sent(&self) -> u64 {
+        self.next_seq - 1
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+}
+
+pub(super) struct PhoneState {
+    tracker: RequestTracker,
+    /// Targets with their topics shared, so each request's trace event costs no string copies.
+    targets: Vec<TargetTopics>,
+}
+
+struct TargetTopics {
+    request_topic: Arc<str>,
+    response_topic: Arc<str>,
+    payloads: Vec<Bytes>,
+}
+
+impl PhoneState {
+    pub(super) fn new(id: &str, spec: &fleet::Phone) -> Self {
+        let targets = spec
+            .targets
+            .iter()
+            .map(|t| TargetTopics {
+                request_topic: t.request_topic.as_str().into(),
+                response_topic: t.response_topic.as_str().into(),
+                payloads: t.payloads.iter().map(|p| Bytes::from(p.clone())).collect(),
+            })
+            .collect();
+        Self {
+            tracker: RequestTracker::new(id),
+            targets,
+        }
+    }
+}
+
+impl DeviceActor {
+    fn phone(&mut self) -> Option<(&mut PhoneState, &fleet::Phone)> {
+        match (&mut self.role, &self.spec.role) {
+            (RoleState::Phone(state), fleet::Role::Phone(spec)) => Some((state, spec)),
+            _ => None,
+        }
+    }
+
+    /// Schedules the next request: `every` plus seeded jitter; the first one at a seeded point
+    /// inside the first interval, so phones do not all fire at once.
+    pub(super) fn schedule_request(&mut self, ctx: &mut Context<Self>, first: bool) {
+        let fleet::Role::Phone(spec) = &self.spec.role else {
+            return;
+        };
+        let every = spec.every.as_secs_f64();
+        let jitter = spec.jitter.as_secs_f64();
+        let wait = if first {
+            self.rng.random_range(0.0..every)
+        } else if jitter > 0.0 {
+            every + self.rng.random_range(-jitter..=jitter)
+        } else {
+            every
+        };
+        ctx.run_later(Duration::from_secs_f64(wait.max(0.0)), |act, ctx| {
+            if act.running && act.send_request(ctx) {
+                act.schedule_request(ctx, false);
+            }
+        });
+    }
+
+    /// Sends one request; false when the phone has sent all it was asked to.
+    fn send_request(&mut self, ctx: &mut Context<Self>) -> bool {
+        let qos = self.qos();
+        let tag = self.next_tag + 1;
+        let Some((state, spec)) = self.phone() else {
+            return false;
+        };
+        let sent = state.tracker.sent();
+        if spec.max_requests.is_some_and(|max| sent >= max) || state.targets.is_empty() {
+            return false;
+        }
+        let timeout = spec.timeout;
+        let target = &state.targets[(sent % state.targets.len() as u64) as usize];
+        let round = sent / state.targets.len() as u64;
+        let payload = target.payloads[(round % target.payloads.len() as u64) as usize].clone();
+        let (seq, correlation) = state.tracker.open(tag, Instant::now());
+        let exchange = Arc::new(Exchange {
+            topic: target.request_topic.clone(),
+            response_topic: target.response_topic.clone(),
+            correlation: correlation.clone(),
+            payload: payload.clone(),
+        });
+        let msg = Outgoing {
+            topic: target.request_topic.to_string(),
+            payload,
+            qos,
+            retain: false,
+            properties: PublishProperties {
+                response_topic: Some(target.response_topic.to_string()),
+                correlation_data: Some(correlation),
+                ..PublishProperties::default()
+            },
+            tag: 0,
+        };
+        let more = spec.max_requests.is_none_or(|max| seq < max);
+        let published_tag = self.publish(msg);
+        debug_assert_eq!(published_tag, tag);
+        self.emit(Event::RequestSent(exchange));
+        ctx.run_later(timeout, move |act, _| act.expire_request(seq));
+        more
+    }
+
+    fn expire_request(&mut self, seq: u64) {
+        let Some((state, _)) = self.phone() else {
+            return;
+        };
+        if let Some(after) = state.tracker.expire(seq, Instant::now()) {
+            let correlation = state.tracker.correlation(seq);
+            tracing::debug!(device = %self.spec.id, seq, "request timed out");
+            self.emit(Event::RequestDone {
+                correlation,
+                outcome: Outcome::TimedOut { after },
+            });
+        }
+    }
+
+    pub(super) fn phone_response(&mut self, publish: PublishPacket) {
+        let correlation = correlation_of(&publish);
+        let Some((state, _)) = self.phone() else {
+            return;
+        };
+        let verdict = state.tracker.answer(correlation.as_deref(), Instant::now());
+        let event = match verdict {
+            Verdict::Matched { latency, .. } => Event::RequestDone {
+                correlation: correlation.unwrap_or_default(),
+                outcome: Outcome::Matched {
+                    latency,
+                    payload: publish.payload,
+                },
+            },
+            Verdict::Duplicate => Event::DuplicateResponse {
+                correlation: correlation.unwrap_or_default(),
+            },
+            Verdict::Late => Event::LateResponse,
+            Verdict::Unmatched => Event::UnmatchedResponse { correlation },
+        };
+        self.emit(event);
+    }
+
+    pub(super) fn phone_refused(&mut self, tag: u64, reason: String) {
+        let Some((state, _)) = self.phone() else {
+            return;
+        };
+        if let Some(seq) = state.tracker.refuse(tag) {
+            let correlation = state.tracker.correlation(seq);
+            tracing::warn!(device = %self.spec.id, seq, %reason, "request refused by the broker");
+            self.emit(Event::RequestDone {
+                correlation,
+                outcome: Outcome::Failed { reason },
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn correlation_data_is_unique_per_request_and_names_the_phone() {
+        let mut t = RequestTracker::new("phone-1");
+        let now = Instant::now();
+        let (s1, c1) = t.open(1, now);
+        let (s2, c2) = t.open(2, now);
+        assert_eq!((s1, s2), (1, 2));
+        assert_eq!(&c1[..], b"phone-1:1");
+        assert_ne!(c1, c2);
+        assert_eq!(t.sent(), 2);
+    }
+
+    #[test]
+    fn first_answer_matches_with_its_latency_and_second_is_a_duplicate() {
+        let mut t = RequestTracker::new("p");
+        let now = Instant::now();
+        let (seq, corr) = t.open(1, now);
+        let later = now + Duration::from_millis(7);
+        assert_eq!(
+            t.answer(Some(&corr), later),
+            Verdict::Matched {
+                seq,
+                latency: Duration::from_millis(7)
+            }
+        );
+        assert_eq!(t.answer(Some(&corr), later), Verdict::Duplicate);
+        assert_eq!(t.in_flight(), 0);
+    }
+
+    #[test]
+    fn answers_out_of_order_each_find_their_own_request() {
+        let mut t = RequestTracker::new("p");
+        let now = Instant::now();
+        let (s1, c1) = t.open(1, now);
+        let (s2, c2) = t.open(2, now + Duration::from_millis(1));
+        let at = now + Duration::from_millis(10);
+        assert!(matches!(t.answer(Some(&c2), at), Verdict::Matched { seq, .. } if seq == s2));
+        assert!(matches!(t.answer(Some(&c1), at), Verdict::Matched { seq, .. } if seq == s1));
+    }
+
+    #[test]
+    fn unknown_or_missing_correlation_is_unmatched() {
+        let mut t = RequestTracker::new("p");
+        let now = Instant::now();
+        t.open(1, now);
+        assert_eq!(t.answer(None, now), Verdict::Unmatched);
+        assert_eq!(t.answer(Some(b"other:1"), now), Verdict::Unmatched);
+        assert_eq!(t.answer(Some(b"p:99"), now), Verdict::Unmatched);
+        assert_eq!(t.answer(Some(b"p:x"), now), Verdict::Unmatched);
+        assert_eq!(t.answer(Some(&[0xff, 0x00]), now), Verdict::Unmatched);
+        assert_eq!(t.in_flight(), 1);
+    }
+
+    #[test]
+    fn expired_request_times_out_once_and_a_later_answer_is_late() {
+        let mut t = RequestTracker::new("p");
+        let now = Instant::now();
+        let (seq, corr) = t.open(1, now);
+        let deadline = now + Duration::from_secs(2);
+        assert_eq!(t.expire(seq, deadline), Some(Duration::from_secs(2)));
+        assert_eq!(t.expire(seq, deadline), None);
+        assert_eq!(t.answer(Some(&corr), deadline), Verdict::Late);
+    }
+
+    #[test]
+    fn expire_after_match_does_nothing() {
+        let mut t = RequestTracker::new("p");
+        let now = Instant::now();
+        let (seq, corr) = t.open(1, now);
+        t.answer(Some(&corr), now);
+        assert_eq!(t.expire(seq, now), None);
+    }
+
+    #[test]
+    fn refused_publish_fails_its_request_by_tag() {
+        let mut t = RequestTracker::new("p");
+        let now = Instant::now();
+        t.open(10, now);
+        let (seq, corr) = t.open(11, now);
+        assert_eq!(t.refuse(11), Some(seq));
+        assert_eq!(t.refuse(11), None);
+        assert_eq!(t.answer(Some(&corr), now), Verdict::Late);
+        assert_eq!(t.in_flight(), 1);
+    }
+
+    #[test]
+    fn memory_of_finished_requests_is_bounded() {
+        let mut t = RequestTracker::new("p");
+        let now = Instant::now();
+        for tag in 0..(REMEMBERED * 3) {
+            let (seq, corr) = t.open(tag, now);
+            t.answer(Some(&corr), now);
+            assert!(seq > 0);
+        }
+        assert!(t.finished.len() as u64 <= REMEMBERED + 1);
+    }
+}

@@ -1,0 +1,87 @@
+//! What devices tell the collector. Devices only emit facts; counting and rendering happen in
+//! `collector` and `report`, so a device never shares state with another.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Message;
+use bytes::Bytes;
+
+/// Index of a device in `Fleet::devices`.
+pub type DeviceIndex = u32;
+
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct DeviceEvent {
+    pub device: DeviceIndex,
+    pub event: Event,
+}
+
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// CONNACK success. `reconnect` is false for the first connection of the run.
+    Connected {
+        reconnect: bool,
+        session_present: bool,
+    },
+    /// Connected and every subscription granted: the device can take part in the run.
+    Ready,
+    /// The device gave up connecting before it was ever ready (broker unreachable or refusing).
+    ConnectFailed { reason: String },
+    /// An established connection ended unexpectedly; the device will reconnect.
+    ConnectionLost { reason: String },
+    /// A phone published a request.
+    RequestSent(Arc<Exchange>),
+    /// A request reached its end.
+    RequestDone {
+        correlation: Bytes,
+        outcome: Outcome,
+    },
+    /// An answer whose Correlation Data names no request of this phone.
+    UnmatchedResponse { correlation: Option<Bytes> },
+    /// A second answer to a request already matched.
+    DuplicateResponse { correlation: Bytes },
+    /// An answer to a request that had already timed out or failed.
+    LateResponse,
+    /// A light or sensor handled a request.
+    Handled(Arc<Handled>),
+    /// A sensor published a reading.
+    TelemetryPublished,
+}
+
+/// One request as its phone sent it.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    pub topic: Arc<str>,
+    pub response_topic: Arc<str>,
+    pub correlation: Bytes,
+    pub payload: Bytes,
+}
+
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Matched {
+        latency: Duration,
+        payload: Bytes,
+    },
+    TimedOut {
+        after: Duration,
+    },
+    /// The broker refused the request (reason code and text).
+    Failed {
+        reason: String,
+    },
+}
+
+/// What a responder did with one request.
+#[derive(Debug, Clone)]
+pub struct Handled {
+    pub topic: String,
+    pub payload: Bytes,
+    pub response_topic: Option<String>,
+    pub correlation: Option<Bytes>,
+    /// The answer published, or None when the request had no Response Topic.
+    pub answer: Option<Bytes>,
+    /// The payload was not a command this responder understands.
+    pub rejected: bool,
+}

@@ -1,0 +1,400 @@
+//! Turns checked group plans into devices: expands ids (finding duplicates), topics (checking
+//! each expanded name) and phone targets (resolving ids and globs against the whole fleet).
+//!
+//! Problems found per expanded device are recorded once per field: a bad template in a group
+//! of ten thousand lights is one mistake, not ten thousand.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde_saphyr::Location;
+
+use super::group::{GroupPlan, Located, MAX_DEVICES, RolePlan};
+use super::model::{Device, Kind, Light, Phone, Role, Sensor, Target};
+use super::phone::{PhoneDest, PhonePlan, TargetPattern};
+use super::template::{Template, Vars, check_topic, glob_match};
+use super::values::Problems;
+
+/// Most phone-to-device pairs in one fleet (each becomes a `Target` holding its topics), so a
+/// thousand phones targeting `*` among a thousand lights cannot exhaust memory.
+pub(super) const MAX_TARGETS: u64 = 1_000_000;
+
+/// One expanded device id, in fleet order.
+struct Entry {
+    id: String,
+    /// None when the group's kind was bad: the id still exists, so targets naming it do not add
+    /// a misleading "matches nothing", but it yields no target.
+    kind: Option<Kind>,
+    group: usize,
+    n: u32,
+}
+
+/// Expand every plan. The returned devices are only meaningful when no problem was recorded.
+pub(super) fn expand(problems: &mut Problems, plans: &[GroupPlan]) -> Vec<Device> {
+    if !fits(problems, plans) {
+        return Vec::new();
+    }
+    let entries = expand_ids(plans);
+    let by_id = index_ids(problems, plans, &entries);
+
+    // Lights and sensors first: phones need the topics their targets listen on.
+    let mut slots: Vec<Option<Device>> = Vec::new();
+    let mut inbound: Vec<Option<String>> = Vec::new();
+    for entry in &entries {
+        // In bounds: entries are made from `plans`, whose `index` is their position.
+        let plan = &plans[entry.group];
+        let vars = Vars {
+            id: &entry.id,
+            n: entry.n,
+            target: None,
+        };
+        let (role, topic) = match &plan.role {
+            Some(RolePlan::Light {
+                command_topic,
+                delay,
+                initially_on,
+            }) => {
+                let command_topic = topic(problems, command_topic, vars);
+                let light = Light {
+                    command_topic: command_topic.clone(),
+                    delay: *delay,
+                    initially_on: *initially_on,
+                };
+                (Some(Role::Light(light)), Some(command_topic))
+            }
+            Some(RolePlan::Sensor {
+                telemetry_topic,
+                every,
+                request_topic,
+                unit,
+                signal,
+            }) => {
+                let request_topic = topic(problems, request_topic, vars);
+                let sensor = Sensor {
+                    telemetry_topic: topic(problems, telemetry_topic, vars),
+                    every: *every,
+                    request_topic: request_topic.clone(),
+                    unit: unit.clone(),
+                    signal: signal.clone(),
+                };
+                (Some(Role::Sensor(sensor)), Some(request_topic))
+            }
+            Some(RolePlan::Phone(_)) | None => (None, None),
+        };
+        slots.push(role.map(|role| device(plan, entry, role)));
+        inbound.push(topic);
+    }
+
+    let resolver = Resolver {
+        entries: &entries,
+        by_id: &by_id,
+        inbound: &inbound,
+        globs: HashMap::new(),
+    };
+    expand_phones(problems, plans, &entries, &mut slots, resolver);
+
+    match slots.into_iter().collect::<Option<Vec<Device>>>() {
+        Some(devices) => devices,
+        None => {
+            // Every unbuilt device comes from a plan part that recorded a problem; this guards
+            // the invariant "no problems => complete fleet" without panicking.
+            if problems.is_empty() {
+                problems.at(
+                    plans.first().map_or(Location::UNKNOWN, |p| p.loc),
+                    "devices",
+                    "internal error: a device could not be built although no problem was found",
+                );
+            }
+            Vec::new()
+        }
+    }
+}
+
+/// Checks the total device count before anything is allocated per device.
+fn fits(problems: &mut Problems, plans: &[GroupPlan]) -> bool {
+    let mut total: u64 = 0;
+    for plan in plans {
+        let Some(ids) = &plan.ids else { continue };
+        total += u64::from(ids.count);
+        if total > u64::from(MAX_DEVICES) {
+            problems.at(
+                ids.loc,
+                format!("devices[{}].count", plan.index),
+                format!("the fleet would have {total} devices or more (max {MAX_DEVICES})"),
+            );
+            return false;
+        }
+    }
+    true
+}
+
+fn expand_ids(plans: &[GroupPlan]) -> Vec<Entry> {
+    let mut entries = Vec::new();
+    for plan in plans {
+        let Some(ids) = &plan.ids else { continue };
+        for n in 1..=ids.count {
+            let id = ids.template.expand(Vars {
+                id: "",
+                n,
+                target: None,
+            });
+            entries.push(Entry {
+                id,
+                kind: plan.kind,
+                group: plan.index,
+                n,
+            });
+        }
+    }
+    entries
+}
+
+/// Map each id to its first entry, reporting duplicates once per pair of groups.
+fn index_ids<'a>(
+    problems: &mut Problems,
+    plans: &[GroupPlan],
+    entries: &'a [Entry],
+) -> HashMap<&'a str, usize> {
+    let mut by_id: HashMap<&str, usize> = HashMap::new();
+    // (later group, earlier group) -> (first clashing id, number of clashes)
+    let mut clashes: BTreeMap<(usize, usize), (&str, u64)> = BTreeMap::new();
+    for (i, entry) in entries.iter().enumerate() {
+        match by_id.get(entry.id.as_str()) {
+            Some(&first) => {
+                let earlier = entries[first].group;
+                let clash = clashes
+                    .entry((entry.group, earlier))
+                    .or_insert((entry.id.as_str(), 0));
+                clash.1 += 1;
+            }
+            None => {
+                by_id.insert(entry.id.as_str(), i);
+            }
+        }
+    }
+    for ((later, earlier), (id, count)) in clashes {
+        let Some(ids) = plans.get(later).and_then(|p| p.ids.as_ref()) else {
+            continue;
+        };
+        let earlier_line = plans
+            .get(earlier)
+            .and_then(|p| p.ids.as_ref())
+            .map_or(0, |i| i.loc.line());
+        let more = if count > 1 {
+            format!(" ({count} ids clash in all)")
+        } else {
+            String::new()
+        };
+        let source = if later == earlier {
+            "this same group".to_string()
+        } else {
+            format!("devices[{earlier}] (line {earlier_line})")
+        };
+        problems.at(
+            ids.loc,
+            format!("devices[{later}].id"),
+            format!("duplicate device id `{id}`, also made by {source}{more}"),
+        );
+    }
+    by_id
+}
+
+fn device(plan: &GroupPlan, entry: &Entry, role: Role) -> Device {
+    Device {
+        id: entry.id.clone(),
+        group: plan.index,
+        n: entry.n,
+        connection: plan.connection.clone(),
+        role,
+    }
+}
+
+/// Expand a topic template and check the result (one problem per field at most).
+fn topic(problems: &mut Problems, template: &Located<Template>, vars: Vars<'_>) -> String {
+    let topic = template.value.expand(vars);
+    if let Err(message) = check_topic(&topic) {
+        problems.once(&template.field, template.loc, &template.field, message);
+    }
+    topic
+}
+
+/// Looks up target patterns against the expanded fleet, caching glob results. Every index it
+/// hands out points into `entries`, and `inbound` has one slot per entry.
+struct Resolver<'a> {
+    entries: &'a [Entry],
+    by_id: &'a HashMap<&'a str, usize>,
+    inbound: &'a [Option<String>],
+    globs: HashMap<String, Vec<usize>>,
+}
+
+impl Resolver<'_> {
+    /// Entries a glob matches: lights and sensors (and ids of unknown kind), in fleet order.
+    fn glob(&mut self, pattern: &str) -> &[usize] {
+        let entries = self.entries;
+        self.globs
+            .entry(pattern.to_string())
+            .or_insert_with(|| {
+                entries
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, e)| e.kind != Some(Kind::Phone) && glob_match(pattern, &e.id))
+                    .map(|(i, _)| i)
+                    .collect()
+            })
+            .as_slice()
+    }
+
+    /// The entry an exact id names, or why it cannot be a target.
+    fn exact(&self, id: &str) -> Result<usize, String> {
+        match self.by_id.get(id) {
+            None => Err(format!("target `{id}` matches no device id in this fleet")),
+            Some(&i) if self.entries[i].kind == Some(Kind::Phone) => Err(format!(
+                "target `{id}` is a phone; phones can only target lights and sensors"
+            )),
+            Some(&i) => Ok(i),
+        }
+    }
+}
+
+fn expand_phones(
+    problems: &mut Problems,
+    plans: &[GroupPlan],
+    entries: &[Entry],
+    slots: &mut [Option<Device>],
+    mut resolver: Resolver<'_>,
+) {
+    let mut pairs: u64 = 0;
+    for plan in plans {
+        let Some(RolePlan::Phone(phone)) = &plan.role else {
+            continue;
+        };
+        let Some(ids) = &plan.ids else { continue };
+        // Patterns without {n} resolve the same for every phone of the group: do them once.
+        let mut shared: Vec<usize> = Vec::new();
+        let mut per_phone: Vec<(&Located<TargetPattern>, &Template)> = Vec::new();
+        if let PhoneDest::Targets { patterns, loc } = &phone.dest {
+            let mut seen = HashSet::new();
+            for pattern in patterns {
+                let found: Vec<usize> = match &pattern.value {
+                    TargetPattern::Exact(id) => match resolver.exact(id) {
+                        Ok(i) => vec![i],
+                        Err(message) => {
+                            problems.at(pattern.loc, &pattern.field, message);
+                            continue;
+                        }
+                    },
+                    TargetPattern::Glob(glob) => {
+                        let found = resolver.glob(glob).to_vec();
+                        if found.is_empty() {
+                            problems.at(
+                                pattern.loc,
+                                &pattern.field,
+                                format!("target `{glob}` matches no light or sensor"),
+                            );
+                        }
+                        found
+                    }
+                    TargetPattern::PerPhone(template) => {
+                        per_phone.push((pattern, template));
+                        continue;
+                    }
+                };
+                shared.extend(found.into_iter().filter(|i| seen.insert(*i)));
+            }
+            let each = (shared.len() + per_phone.len()) as u64;
+            pairs = pairs.saturating_add(each.saturating_mul(u64::from(ids.count)));
+            if pairs > MAX_TARGETS {
+                problems.at(
+                    *loc,
+                    format!("devices[{}].targets", plan.index),
+                    format!(
+                        "phones would have {pairs} targets or more in all (max {MAX_TARGETS}); use fewer phones or narrower targets"
+                    ),
+                );
+                return;
+            }
+        }
+
+        for (slot, entry) in slots.iter_mut().zip(entries) {
+            if entry.group != plan.index {
+                continue;
+            }
+            let targets = phone_targets(problems, phone, entry, &shared, &per_phone, &resolver);
+            let role = Role::Phone(Phone {
+                targets,
+                every: phone.every,
+                jitter: phone.jitter,
+                timeout: phone.timeout,
+                max_requests: phone.max_requests,
+            });
+            *slot = Some(device(plan, entry, role));
+        }
+    }
+}
+
+fn phone_targets(
+    problems: &mut Problems,
+    phone: &PhonePlan,
+    me: &Entry,
+    shared: &[usize],
+    per_phone: &[(&Located<TargetPattern>, &Template)],
+    resolver: &Resolver<'_>,
+) -> Vec<Target> {
+    let vars = Vars {
+        id: &me.id,
+        n: me.n,
+        target: None,
+    };
+    if let PhoneDest::Topic(request_topic) = &phone.dest {
+        return vec![Target {
+            device: None,
+            request_topic: topic(problems, request_topic, vars),
+            response_topic: topic(problems, &phone.response_topic, vars),
+            payloads: phone
+                .payloads
+                .clone()
+                .unwrap_or_else(|| vec!["ping".to_string()]),
+        }];
+    }
+
+    let mut chosen: Vec<usize> = shared.to_vec();
+    for (pattern, template) in per_phone {
+        let id = template.expand(vars);
+        match resolver.exact(&id) {
+            Ok(i) if !chosen.contains(&i) => chosen.push(i),
+            Ok(_) => {}
+            Err(message) => problems.once(
+                &pattern.field,
+                pattern.loc,
+                &pattern.field,
+                format!("for phone `{}`: {message}", me.id),
+            ),
+        }
+    }
+
+    let mut targets = Vec::with_capacity(chosen.len());
+    for i in chosen {
+        let entry = &resolver.entries[i];
+        // A target whose own group had problems has no topic; the fleet is rejected anyway.
+        let (Some(request_topic), Some(kind)) = (&resolver.inbound[i], entry.kind) else {
+            continue;
+        };
+        let payloads = phone.payloads.clone().unwrap_or_else(|| match kind {
+            Kind::Sensor => vec!["get".to_string()],
+            _ => ["ON", "OFF", "TOGGLE"].map(String::from).to_vec(),
+        });
+        targets.push(Target {
+            device: Some(entry.id.clone()),
+            request_topic: request_topic.clone(),
+            response_topic: topic(
+                problems,
+                &phone.response_topic,
+                Vars {
+                    target: Some(&entry.id),
+                    ..vars
+                },
+            ),
+            payloads,
+        });
+    }
+    targets
+}

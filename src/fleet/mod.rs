@@ -1,0 +1,126 @@
+//! The fleet file: read YAML, check it, and expand it into the immutable [`Fleet`] model.
+//!
+//! # Layout
+//! - `raw`: serde structs mirroring the YAML, every value wrapped in `Spanned` so checks can
+//!   point at its line and column. Only syntax and types are enforced there.
+//! - `values`: the problem collector and checks of single values (durations, ranges).
+//! - `template`: `{id}`/`{n}`/`{target}` templates, topic-name rules and `*` globs.
+//! - `group`: checks one `devices:` entry into a plan (kind, id, connection, role settings).
+//! - `phone`: the phone part of that: targets or request topic, payloads, timing.
+//! - `expand`: turns the plans into devices: ids, duplicate ids, topics, phone targets.
+//! - `validate`: the top level, tying the above together.
+//! - `model`: the validated result the rest of fleetsim runs.
+//!
+//! Parsing stops at the first YAML error (serde cannot go on), but semantic checks collect every
+//! problem so a user fixes a file in one round.
+
+mod expand;
+mod group;
+pub mod model;
+mod phone;
+mod raw;
+mod template;
+mod validate;
+mod values;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+pub use model::*;
+
+/// Why a fleet file could not be turned into a [`Fleet`].
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    #[error("cannot read fleet file {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// Not YAML, or YAML that does not fit the format (unknown field, wrong type). `message`
+    /// already names the line and column and shows a snippet.
+    #[error("{origin}: {message}")]
+    Yaml { origin: String, message: String },
+    /// Well-formed YAML with values that do not make a runnable fleet; every problem found.
+    #[error("{}", ProblemList { origin, problems })]
+    Invalid {
+        origin: String,
+        problems: Vec<Problem>,
+    },
+}
+
+/// One semantic problem, located at the offending value (or at the mapping that lacks a field).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub line: usize,
+    pub column: usize,
+    /// Path of the field, e.g. `devices[2].targets[0]`.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}: {}: {}",
+            self.line, self.column, self.field, self.message
+        )
+    }
+}
+
+/// Renders `Invalid` as one `origin:line:col: field: message` line per problem, so editors and
+/// terminals can jump to each.
+struct ProblemList<'a> {
+    origin: &'a str,
+    problems: &'a [Problem],
+}
+
+impl fmt::Display for ProblemList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, problem) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}:{problem}", self.origin)?;
+        }
+        Ok(())
+    }
+}
+
+/// Read and validate a fleet file. Errors name the file, line, column and field.
+pub fn load(path: &Path) -> Result<Fleet, FleetError> {
+    let bytes = std::fs::read(path).map_err(|source| FleetError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let origin = path.display().to_string();
+    // Decoding here rather than with read_to_string keeps "not text" a format error with a
+    // position, instead of an I/O error that suggests the file is missing or unreadable.
+    match String::from_utf8(bytes) {
+        Ok(text) => parse(&text, &origin),
+        Err(e) => Err(FleetError::Yaml {
+            origin,
+            message: format!(
+                "not UTF-8 text: invalid byte at offset {}",
+                e.utf8_error().valid_up_to()
+            ),
+        }),
+    }
+}
+
+/// Same from text; `origin` is what error messages call the file (a path or "<string>").
+pub fn parse(text: &str, origin: &str) -> Result<Fleet, FleetError> {
+    let raw = raw::parse(text, origin).map_err(|message| FleetError::Yaml {
+        origin: origin.to_string(),
+        message,
+    })?;
+    validate::validate(raw).map_err(|problems| FleetError::Invalid {
+        origin: origin.to_string(),
+        problems,
+    })
+}

@@ -1,0 +1,156 @@
+//! The validated fleet: what the rest of fleetsim runs. Built only by `fleet::load`/`fleet::parse`,
+//! so every value here has been checked and every template expanded.
+
+use std::time::Duration;
+
+/// A checked fleet file, ready to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fleet {
+    pub name: String,
+    pub broker: BrokerTarget,
+    /// How long phones send requests and sensors publish, counted from the moment every device
+    /// is connected and subscribed. In-flight requests are then given up to their timeout.
+    pub duration: Duration,
+    pub seed: u64,
+    /// Every device, groups expanded, in file order (group order, then `n` ascending).
+    pub devices: Vec<Device>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerTarget {
+    /// Start the in-process broker on 127.0.0.1; port 0 picks any free port.
+    Embedded { port: u16 },
+    /// Any MQTT 5 broker, from `mqtt://host:port` (port defaults to 1883).
+    External { host: String, port: u16 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Phone,
+    Light,
+    Sensor,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Phone => "phone",
+            Kind::Light => "light",
+            Kind::Sensor => "sensor",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Qos {
+    AtMostOnce = 0,
+    AtLeastOnce = 1,
+    ExactlyOnce = 2,
+}
+
+/// One simulated device: its MQTT identity and connection settings, plus what it does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Device {
+    /// Also the MQTT client id.
+    pub id: String,
+    /// Index of the group in `devices:` this device came from (0-based).
+    pub group: usize,
+    /// `{n}` for this device inside its group (1-based).
+    pub n: u32,
+    pub connection: Connection,
+    pub role: Role,
+}
+
+impl Device {
+    pub fn kind(&self) -> Kind {
+        match self.role {
+            Role::Phone(_) => Kind::Phone,
+            Role::Light(_) => Kind::Light,
+            Role::Sensor(_) => Kind::Sensor,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Connection {
+    pub keepalive: Duration,
+    pub clean_start: bool,
+    /// Session Expiry Interval sent in CONNECT, in seconds (0: session ends with the connection).
+    pub session_expiry: u32,
+    /// QoS of everything this device publishes and subscribes to.
+    pub qos: Qos,
+    /// Receive Maximum this device announces in CONNECT.
+    pub receive_maximum: u16,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Role {
+    Phone(Phone),
+    Light(Light),
+    Sensor(Sensor),
+}
+
+/// A requester.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Phone {
+    /// Where each request goes, in the order requests cycle through them.
+    pub targets: Vec<Target>,
+    /// Mean time between two requests of this phone.
+    pub every: Duration,
+    /// Each interval is `every` plus a seeded uniform offset in `[-jitter, +jitter]`.
+    pub jitter: Duration,
+    /// How long a request may wait for its answer before it counts as timed out.
+    pub timeout: Duration,
+    /// Stop after this many requests (None: until the run's duration ends).
+    pub max_requests: Option<u64>,
+}
+
+/// One destination of a phone's requests, with everything templated already expanded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    /// The target device id, or None for a plain request topic answered outside the fleet.
+    pub device: Option<String>,
+    /// Topic the request is published to (no wildcards).
+    pub request_topic: String,
+    /// Response Topic put on the request (no wildcards); the phone subscribes to it.
+    pub response_topic: String,
+    /// Payloads to send, cycled in order (`ON`, `OFF`, `TOGGLE`, `get`, ...).
+    pub payloads: Vec<String>,
+}
+
+/// A responder that switches on and off.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Light {
+    /// Topic the light subscribes to for commands (no wildcards).
+    pub command_topic: String,
+    /// Simulated processing time before the answer is published.
+    pub delay: Duration,
+    /// State at start: true is ON.
+    pub initially_on: bool,
+}
+
+/// Publishes telemetry and answers `get` requests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sensor {
+    /// Topic telemetry is published to (no wildcards).
+    pub telemetry_topic: String,
+    pub every: Duration,
+    /// Topic the sensor subscribes to for `get` requests (no wildcards).
+    pub request_topic: String,
+    pub unit: String,
+    pub signal: Signal,
+}
+
+/// How a sensor's readings evolve; driven by the fleet seed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Signal {
+    /// Each reading moves by a uniform step in `[-step, +step]` from the last, clamped to `[min, max]`.
+    Walk {
+        start: f64,
+        step: f64,
+        min: f64,
+        max: f64,
+    },
+    /// Each reading is uniform in `[min, max]`.
+    Range { min: f64, max: f64 },
+}

@@ -1,0 +1,229 @@
+//! Checks the settings only phones have: where requests go (`targets` or `request_topic`),
+//! the response topic, payloads and timing. Targets are only parsed here; resolving them needs
+//! the whole fleet and happens in `expand`.
+
+use std::time::Duration;
+
+use serde_saphyr::{Location, Spanned};
+
+use super::group::{Located, topic_template};
+use super::raw::RawGroup;
+use super::template::{Template, Var, is_id_char};
+use super::values::{DurationRule, Problems, duration};
+
+#[derive(Debug)]
+pub(super) struct PhonePlan {
+    pub dest: PhoneDest,
+    pub response_topic: Located<Template>,
+    /// None: the default payloads of each target's kind.
+    pub payloads: Option<Vec<String>>,
+    pub every: Duration,
+    pub jitter: Duration,
+    pub timeout: Duration,
+    pub max_requests: Option<u64>,
+}
+
+#[derive(Debug)]
+pub(super) enum PhoneDest {
+    Targets {
+        patterns: Vec<Located<TargetPattern>>,
+        /// Position of the `targets` list, for problems about the whole list.
+        loc: Location,
+    },
+    Topic(Located<Template>),
+}
+
+#[derive(Debug)]
+pub(super) enum TargetPattern {
+    /// A device id.
+    Exact(String),
+    /// A pattern with `*`.
+    Glob(String),
+    /// An id with `{n}`, resolved per phone (`light-{n}` pairs phone n with light n).
+    PerPhone(Template),
+}
+
+pub(super) fn check_phone(
+    problems: &mut Problems,
+    g: &RawGroup,
+    index: usize,
+    group_loc: Location,
+) -> Option<PhonePlan> {
+    let at = |name: &str| format!("devices[{index}].{name}");
+    let dest = match (&g.targets, &g.request_topic) {
+        (Some(_), Some(topic)) => {
+            problems.at(
+                topic.referenced,
+                at("request_topic"),
+                "a phone takes either `targets` or `request_topic`, not both",
+            );
+            None
+        }
+        (None, None) => {
+            problems.at(
+                group_loc,
+                format!("devices[{index}]"),
+                "a phone needs `targets` (devices of this fleet) or `request_topic` (a topic answered outside the fleet)",
+            );
+            None
+        }
+        (Some(targets), None) => check_targets(problems, targets, index),
+        (None, Some(_)) => topic_template(
+            problems,
+            g.request_topic.as_ref(),
+            at("request_topic"),
+            "",
+            &[Var::Id, Var::N],
+            group_loc,
+        )
+        .map(PhoneDest::Topic),
+    };
+    let response_vars: &[Var] = if g.request_topic.is_some() {
+        &[Var::Id, Var::N]
+    } else {
+        &[Var::Id, Var::N, Var::Target]
+    };
+    let response_topic = topic_template(
+        problems,
+        g.response_topic.as_ref(),
+        at("response_topic"),
+        "resp/{id}",
+        response_vars,
+        group_loc,
+    );
+    let payloads = match &g.payloads {
+        None => Some(None),
+        Some(p) if p.value.is_empty() => {
+            problems.at(
+                p.referenced,
+                at("payloads"),
+                "payloads must not be empty (leave the field out for the defaults)",
+            );
+            None
+        }
+        Some(p) => Some(Some(p.value.iter().map(|s| s.value.clone()).collect())),
+    };
+    let every = duration(
+        problems,
+        g.every.as_ref(),
+        &at("every"),
+        Duration::from_secs(1),
+        DurationRule::Positive,
+    );
+    let jitter = duration(
+        problems,
+        g.jitter.as_ref(),
+        &at("jitter"),
+        Duration::ZERO,
+        DurationRule::NonNegative,
+    );
+    // The interval is every ± jitter; it must stay positive.
+    if let (Some(every), Some(jitter), Some(raw)) = (every, jitter, &g.jitter)
+        && jitter >= every
+    {
+        problems.at(
+            raw.referenced,
+            at("jitter"),
+            format!(
+                "jitter must be less than every ({}), got `{}`",
+                humantime::format_duration(every),
+                raw.value
+            ),
+        );
+    }
+    let timeout = duration(
+        problems,
+        g.timeout.as_ref(),
+        &at("timeout"),
+        Duration::from_secs(2),
+        DurationRule::Positive,
+    );
+    let max_requests = match &g.requests {
+        None => Some(None),
+        Some(r) => match u64::try_from(r.value) {
+            Ok(n) if n >= 1 => Some(Some(n)),
+            _ => {
+                problems.at(
+                    r.referenced,
+                    at("requests"),
+                    format!("requests must be at least 1, got {}", r.value),
+                );
+                None
+            }
+        },
+    };
+    Some(PhonePlan {
+        dest: dest?,
+        response_topic: response_topic?,
+        payloads: payloads.flatten(),
+        every: every.unwrap_or(Duration::from_secs(1)),
+        jitter: jitter.unwrap_or_default(),
+        timeout: timeout.unwrap_or(Duration::from_secs(2)),
+        max_requests: max_requests.flatten(),
+    })
+}
+
+fn check_targets(
+    problems: &mut Problems,
+    targets: &Spanned<Vec<Spanned<String>>>,
+    index: usize,
+) -> Option<PhoneDest> {
+    if targets.value.is_empty() {
+        problems.at(
+            targets.referenced,
+            format!("devices[{index}].targets"),
+            "targets must not be empty",
+        );
+        return None;
+    }
+    let mut patterns = Vec::new();
+    let mut ok = true;
+    for (i, t) in targets.value.iter().enumerate() {
+        let field = format!("devices[{index}].targets[{i}]");
+        match check_target(&t.value) {
+            Ok(value) => patterns.push(Located {
+                value,
+                loc: t.referenced,
+                field,
+            }),
+            Err(message) => {
+                problems.at(t.referenced, field, message);
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(PhoneDest::Targets {
+        patterns,
+        loc: targets.referenced,
+    })
+}
+
+fn check_target(text: &str) -> Result<TargetPattern, String> {
+    if text.is_empty() {
+        return Err("target must not be empty".to_string());
+    }
+    let template = Template::parse(text, &[Var::N])?;
+    if let Some(bad) = template
+        .literals()
+        .flat_map(str::chars)
+        .find(|&c| !is_id_char(c) && c != '*')
+    {
+        return Err(format!(
+            "target `{text}` contains `{bad}` and can never match: ids only use A-Z a-z 0-9 _ . - (and `*` matches any run of them)"
+        ));
+    }
+    let has_star = text.contains('*');
+    if template.uses(Var::N) {
+        if has_star {
+            return Err(format!(
+                "target `{text}` combines `{{n}}` and `*`; use one or the other"
+            ));
+        }
+        return Ok(TargetPattern::PerPhone(template));
+    }
+    Ok(if has_star {
+        TargetPattern::Glob(text.to_string())
+    } else {
+        TargetPattern::Exact(text.to_string())
+    })
+}

@@ -1,0 +1,29 @@
+//! fleetsim simulates a fleet of MQTT 5 devices, each an actor with its own connection, to
+//! teach and test request/response (Response Topic, Correlation Data, Response Information).
+//!
+//! # Layout
+//!
+//! The code follows the data: fleet file -> validated model -> actors on connections -> events
+//! -> report.
+//!
+//! - [`fleet`]: the YAML fleet file, parsed and checked into an immutable [`fleet::Fleet`].
+//! - [`mqtt`]: MQTT 5 on the wire: a tokio-util codec and the sans-IO client [`mqtt::Session`].
+//! - [`device`]: one actix actor per device; the shared connection lifecycle plus the phone,
+//!   light and sensor behaviours.
+//! - [`broker`]: the embedded broker, for runs with nothing else installed.
+//! - [`events`] and [`collector`]: what devices report, and the one actor that counts it.
+//! - [`trace`]: the step-by-step printout of the first exchanges.
+//! - [`report`]: the end-of-run numbers, as JSON and as a table.
+//! - [`run`]: the phases of a run, from broker start to report.
+//! - [`cli`]: command-line arguments and exit codes (the binary in `main.rs` is glue).
+
+pub mod broker;
+pub mod cli;
+pub mod collector;
+pub mod device;
+pub mod events;
+pub mod fleet;
+pub mod mqtt;
+pub mod report;
+pub mod run;
+pub mod trace;

@@ -1,0 +1,88 @@
+//! The human summary printed at the end of a run.
+
+use std::fmt;
+
+use super::Report;
+
+/// `Display`s a report as the end-of-run summary table.
+pub struct Table<'a>(pub &'a Report);
+
+impl fmt::Display for Table<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = self.0;
+        let verdict = if r.ok { "OK" } else { "NOT OK" };
+        writeln!(f, "fleet {}  on {}  seed {}", r.fleet, r.broker, r.seed)?;
+        let kinds: Vec<String> = r
+            .devices
+            .by_kind
+            .iter()
+            .map(|(kind, n)| format!("{n} {kind}"))
+            .collect();
+        row(
+            f,
+            "devices",
+            format!(
+                "{} ({}), {} connected, {} reconnects",
+                r.devices.total,
+                kinds.join(", "),
+                r.devices.connected,
+                r.devices.reconnects
+            ),
+        )?;
+        let q = &r.requests;
+        row(
+            f,
+            "requests",
+            format!(
+                "{} sent: {} matched, {} timed out, {} failed, {} in flight",
+                q.sent, q.matched, q.timed_out, q.failed, q.in_flight
+            ),
+        )?;
+        row(
+            f,
+            "stray answers",
+            format!(
+                "{} unmatched, {} duplicate, {} late",
+                q.unmatched_responses, q.duplicate_responses, q.late_responses
+            ),
+        )?;
+        if q.matched > 0 {
+            let l = q.latency_ms;
+            row(
+                f,
+                "round trip ms",
+                format!(
+                    "p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
+                    l.p50, l.p90, l.p99, l.max
+                ),
+            )?;
+        }
+        let s = &r.responders;
+        row(
+            f,
+            "responders",
+            format!(
+                "{} requests received, {} answered, {} without Response Topic, {} rejected",
+                s.received, s.answered, s.without_response_topic, s.rejected
+            ),
+        )?;
+        row(
+            f,
+            "telemetry",
+            format!("{} readings published", r.telemetry.published),
+        )?;
+        row(
+            f,
+            "verdict",
+            format!("{verdict} after {:.1}s", r.duration_s),
+        )?;
+        for problem in &r.problems {
+            writeln!(f, "  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+fn row(f: &mut fmt::Formatter<'_>, label: &str, value: String) -> fmt::Result {
+    writeln!(f, "  {label:<14} {value}")
+}

@@ -1,0 +1,175 @@
+//! The binary as a user runs it: exit codes, messages, the JSON report.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::*;
+
+fn fleetsim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run fleetsim")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn write_fleet(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).expect("write fleet");
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn home_demo_exits_0_and_writes_a_report_that_adds_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let report_path = dir.path().join("r.json");
+    let report_arg = report_path.to_string_lossy().into_owned();
+    let out = fleetsim(&[
+        "fleets/home.yaml",
+        "--duration",
+        "2s",
+        "--report",
+        &report_arg,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // The exchange trace shows the article's three properties at work.
+    assert!(
+        stdout.contains("PUBLISH cmnd/light-in-bedroom/power"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Response Topic    state/light-in-bedroom/power"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Correlation Data  \"phone:1\""), "{stdout}");
+    assert!(stderr(&out).contains("embedded broker listening on mqtt://127.0.0.1:"));
+
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+    assert_eq!(json["fleet"], "home");
+    assert_eq!(json["seed"], 42);
+    assert_eq!(json["ok"], true);
+    assert_eq!(json["devices"]["total"], 5);
+    assert_eq!(json["devices"]["connected"], 5);
+    assert_eq!(json["devices"]["by_kind"]["sensor"], 2);
+    let r = &json["requests"];
+    let n = |k: &str| {
+        r[k].as_u64()
+            .unwrap_or_else(|| panic!("requests.{k} missing"))
+    };
+    assert!(n("sent") > 0);
+    assert_eq!(
+        n("sent"),
+        n("matched") + n("timed_out") + n("failed") + n("in_flight")
+    );
+    assert_eq!(n("matched"), n("sent"));
+    for key in ["unmatched_responses", "duplicate_responses"] {
+        assert_eq!(n(key), 0, "{key}");
+    }
+    for p in ["p50", "p90", "p99", "max"] {
+        assert!(r["latency_ms"][p].as_f64().is_some(), "latency_ms.{p}");
+    }
+    assert!(json["telemetry"]["published"].as_u64().unwrap() > 0);
+    assert!(json["duration_s"].as_f64().unwrap() >= 2.0);
+}
+
+#[test]
+fn validate_accepts_the_repo_fleets() {
+    for file in ["fleets/home.yaml", "fleets/multi.yaml"] {
+        let out = fleetsim(&["validate", file]);
+        assert_eq!(out.status.code(), Some(0), "{file}: {}", stderr(&out));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("valid fleet"));
+    }
+}
+
+#[test]
+fn bad_fleet_files_exit_2_naming_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "qos.yaml",
+            "name: x\ndevices:\n  - kind: light\n    id: l\n    qos: 3\n",
+            ["qos.yaml:5", "qos", "3"],
+        ),
+        (
+            "unknown.yaml",
+            "name: x\ndevices:\n  - kind: light\n    id: l\n    colour: red\n",
+            ["unknown.yaml", "colour", "5"],
+        ),
+        (
+            "target.yaml",
+            "name: x\ndevices:\n  - kind: phone\n    id: p\n    targets: [ghost]\n",
+            ["target.yaml:5", "targets", "ghost"],
+        ),
+    ];
+    for (name, text, needles) in cases {
+        let path = write_fleet(&dir, name, text);
+        for args in [vec![path.as_str()], vec!["validate", path.as_str()]] {
+            let out = fleetsim(&args);
+            assert_eq!(out.status.code(), Some(2), "{name}: {}", stderr(&out));
+            let err = stderr(&out);
+            assert!(err.starts_with("fleetsim: "), "{err}");
+            for needle in needles {
+                assert!(err.contains(needle), "{name}: {needle:?} not in {err}");
+            }
+            assert!(!err.contains("panicked"), "{err}");
+        }
+    }
+}
+
+#[test]
+fn missing_file_and_bad_arguments_exit_2() {
+    let out = fleetsim(&["no/such/fleet.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no/such/fleet.yaml"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = fleetsim(&["fleets/home.yaml", "--duration", "soon"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--duration"), "{}", stderr(&out));
+
+    let out = fleetsim(&["fleets/home.yaml", "--broker", "amqp://x"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("mqtt://"), "{}", stderr(&out));
+
+    let out = fleetsim(&[]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn unreachable_broker_exits_3_naming_the_address() {
+    let port = free_port(); // nobody listens there
+    let url = format!("mqtt://127.0.0.1:{port}");
+    let out = fleetsim(&["fleets/home.yaml", "--broker", &url, "-q"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(err.contains("refused"), "{err}");
+}
+
+#[test]
+fn help_lists_examples_and_exit_codes() {
+    let out = fleetsim(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "--broker",
+        "--report",
+        "--threads",
+        "validate",
+        "Exit codes",
+        "3  broker",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from --help");
+    }
+}

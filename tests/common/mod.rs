@@ -1,0 +1,163 @@
+//! Helpers shared by the integration tests: fleets from text, a Mosquitto on a free port.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fleetsim::fleet::{self, BrokerTarget, Fleet};
+use fleetsim::report::Report;
+use fleetsim::run::{RunOptions, run};
+
+pub fn repo_file(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// A fleet file from the repo, on the given broker, shortened to `duration`.
+pub fn repo_fleet(path: &str, broker: BrokerTarget, duration: Duration) -> Fleet {
+    let mut fleet = fleet::load(&repo_file(path)).expect("repo fleets are valid");
+    fleet.broker = broker;
+    fleet.duration = duration;
+    fleet
+}
+
+pub fn fleet_from(yaml: &str) -> Fleet {
+    fleet::parse(yaml, "<test>").unwrap_or_else(|e| panic!("test fleet invalid: {e}"))
+}
+
+pub fn embedded() -> BrokerTarget {
+    BrokerTarget::Embedded { port: 0 }
+}
+
+pub fn run_fleet(fleet: Fleet) -> Report {
+    let options = RunOptions {
+        threads: 2,
+        ..RunOptions::default()
+    };
+    run(fleet, &options).unwrap_or_else(|e| panic!("run failed: {e}"))
+}
+
+/// The accounting identity, checked in every integration test.
+pub fn assert_adds_up(report: &Report) {
+    let q = &report.requests;
+    assert_eq!(
+        q.sent,
+        q.matched + q.timed_out + q.failed + q.in_flight,
+        "requests do not add up: {q:?}"
+    );
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// A Mosquitto broker on a free loopback port, killed on drop.
+pub struct Mosquitto {
+    pub port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    /// Starts `mosquitto` (scripts/test installs it). Panics with a hint when it is missing,
+    /// unless FLEETSIM_SKIP_MOSQUITTO is set, in which case it returns None.
+    pub fn start() -> Option<Self> {
+        if std::env::var_os("FLEETSIM_SKIP_MOSQUITTO").is_some() {
+            eprintln!("FLEETSIM_SKIP_MOSQUITTO is set: skipping a Mosquitto test");
+            return None;
+        }
+        let binary = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect("mosquitto is not installed: run scripts/test (it installs it) or set FLEETSIM_SKIP_MOSQUITTO=1");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type error\n"),
+        )
+        .expect("write mosquitto.conf");
+        let child = Command::new(binary)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mosquitto");
+        let up = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                up.elapsed() < Duration::from_secs(10),
+                "mosquitto did not start on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(Self {
+            port,
+            child,
+            _dir: dir,
+        })
+    }
+
+    pub fn target(&self) -> BrokerTarget {
+        BrokerTarget::External {
+            host: "127.0.0.1".into(),
+            port: self.port,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A responder that is not fleetsim: mosquitto_sub reads each request's Response Topic and
+/// Correlation Data, and mosquitto_pub answers there with the Correlation Data copied.
+pub struct ShellResponder {
+    child: Child,
+}
+
+impl ShellResponder {
+    pub fn start(port: u16, topic: &str, answer: &str) -> Self {
+        use std::os::unix::process::CommandExt;
+        let script = format!(
+            "mosquitto_sub -V mqttv5 -h 127.0.0.1 -p {port} -i third-party -q 1 -t '{topic}' -F '%R %D' \
+             | while read -r rt cd; do \
+                 mosquitto_pub -V mqttv5 -h 127.0.0.1 -p {port} -q 1 -t \"$rt\" \
+                   -D publish correlation-data \"$cd\" -m '{answer}'; \
+               done"
+        );
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .process_group(0)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start the mosquitto_sub/mosquitto_pub responder");
+        // mosquitto_sub gives no sign that its SUBSCRIBE was granted; give it time to dial in.
+        std::thread::sleep(Duration::from_millis(700));
+        Self { child }
+    }
+}
+
+impl Drop for ShellResponder {
+    fn drop(&mut self) {
+        // The pipeline's processes share the shell's process group: end them all.
+        let _ = Command::new("kill")
+            .arg("--")
+            .arg(format!("-{}", self.child.id()))
+            .status();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,170 @@
+//! The demo fleets and request/response accounting on the embedded broker.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use fleetsim::fleet::BrokerTarget;
+
+#[test]
+fn home_fleet_matches_every_request() {
+    let report = run_fleet(repo_fleet(
+        "fleets/home.yaml",
+        embedded(),
+        Duration::from_secs(3),
+    ));
+    assert_adds_up(&report);
+    assert!(report.ok, "{:?}", report.problems);
+    assert_eq!(report.devices.total, 5);
+    assert_eq!(report.devices.connected, 5);
+    assert_eq!(report.devices.by_kind.get("phone"), Some(&2));
+    assert_eq!(report.devices.by_kind.get("light"), Some(&1));
+    assert_eq!(report.devices.by_kind.get("sensor"), Some(&2));
+    let q = &report.requests;
+    // The phone sends about one request a second, the tablet one every 2 s: 3 s gives >= 2.
+    assert!(q.sent >= 2, "{q:?}");
+    assert_eq!(q.matched, q.sent);
+    assert_eq!((q.timed_out, q.failed, q.in_flight), (0, 0, 0));
+    assert_eq!((q.unmatched_responses, q.duplicate_responses), (0, 0));
+    // Every request was answered by exactly one responder.
+    assert_eq!(report.responders.answered, q.sent);
+    assert_eq!(report.responders.received, q.sent);
+    // Two sensors, one reading a second each, for 3 s.
+    assert!(report.telemetry.published >= 4, "{:?}", report.telemetry);
+    assert!(q.latency_ms.p50 > 0.0 && q.latency_ms.max >= q.latency_ms.p99);
+}
+
+#[test]
+fn multi_fleet_keeps_answers_apart() {
+    let report = run_fleet(repo_fleet(
+        "fleets/multi.yaml",
+        embedded(),
+        Duration::from_secs(2),
+    ));
+    assert_adds_up(&report);
+    assert!(report.ok, "{:?}", report.problems);
+    let q = &report.requests;
+    // 4 phones at ~3 requests a second for 2 s.
+    assert!(q.sent >= 12, "{q:?}");
+    assert_eq!(q.matched, q.sent);
+    assert_eq!(q.unmatched_responses, 0);
+    assert_eq!(q.duplicate_responses, 0);
+}
+
+#[test]
+fn a_shared_response_topic_shows_up_as_unmatched_answers() {
+    // Two phones share one Response Topic: each also receives the other's answers. Correlation
+    // Data still matches every request, and every foreign answer is counted as unmatched.
+    let fleet = fleet_from(
+        r#"
+name: shared
+duration: 2s
+devices:
+  - kind: light
+    id: lamp
+  - kind: phone
+    id: phone-{n}
+    count: 2
+    targets: [lamp]
+    response_topic: replies/shared
+    every: 200ms
+    requests: 5
+"#,
+    );
+    let report = run_fleet(fleet);
+    assert_adds_up(&report);
+    let q = &report.requests;
+    assert_eq!(q.sent, 10);
+    assert_eq!(q.matched, 10);
+    assert_eq!(q.unmatched_responses, 10);
+    assert!(!report.ok);
+}
+
+#[test]
+fn requests_nobody_answers_time_out_and_fail_the_run() {
+    let fleet = fleet_from(
+        r#"
+name: silence
+duration: 1s
+devices:
+  - kind: phone
+    id: phone
+    request_topic: nobody/listens
+    every: 200ms
+    timeout: 300ms
+    requests: 3
+"#,
+    );
+    let report = run_fleet(fleet);
+    assert_adds_up(&report);
+    let q = &report.requests;
+    assert_eq!(q.sent, 3);
+    assert_eq!(q.timed_out, 3);
+    assert_eq!(q.matched, 0);
+    assert!(!report.ok);
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("3 requests timed out"))
+    );
+}
+
+#[test]
+fn a_request_without_response_topic_handling_is_counted_per_responder() {
+    // A sensor asked for something it does not know still answers (with an error) and counts it.
+    let fleet = fleet_from(
+        r#"
+name: sensor-get
+duration: 1s
+devices:
+  - kind: sensor
+    id: probe
+    every: 100ms
+  - kind: phone
+    id: phone
+    targets: [probe]
+    payloads: [get, reboot]
+    every: 100ms
+    requests: 4
+"#,
+    );
+    let report = run_fleet(fleet);
+    assert_adds_up(&report);
+    assert_eq!(report.requests.matched, 4);
+    assert_eq!(report.responders.answered, 4);
+    assert_eq!(report.responders.rejected, 2);
+    assert!(report.telemetry.published >= 5);
+}
+
+#[test]
+fn a_responder_that_is_not_fleetsim_is_matched() {
+    // The broker is started here, not by the run, so the third-party responder can subscribe
+    // before the phone sends its first request.
+    let broker = fleetsim::broker::EmbeddedBroker::start(0, 1).expect("embedded broker");
+    let port = broker.addr().port();
+    let _responder = ShellResponder::start(port, "hub/cmd", r#"{"pong":true}"#);
+    let mut fleet = fleet_from(
+        r#"
+name: third-party
+duration: 2s
+devices:
+  - kind: phone
+    id: phone
+    request_topic: hub/cmd
+    payloads: [ping]
+    every: 150ms
+    requests: 6
+"#,
+    );
+    fleet.broker = BrokerTarget::External {
+        host: "127.0.0.1".into(),
+        port,
+    };
+    let report = run_fleet(fleet);
+    assert_adds_up(&report);
+    assert_eq!(report.requests.sent, 6);
+    assert_eq!(report.requests.matched, 6, "{:?}", report.requests);
+    assert!(report.ok, "{:?}", report.problems);
+}

@@ -1,0 +1,71 @@
+//! Interoperability: the same fleets against a real Mosquitto on a free loopback port.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn home_fleet_on_mosquitto_matches_every_request() {
+    let Some(mosquitto) = Mosquitto::start() else {
+        return;
+    };
+    let report = run_fleet(repo_fleet(
+        "fleets/home.yaml",
+        mosquitto.target(),
+        Duration::from_secs(3),
+    ));
+    assert_adds_up(&report);
+    assert!(report.ok, "{:?}", report.problems);
+    assert_eq!(report.devices.connected, 5);
+    let q = &report.requests;
+    assert!(q.sent >= 2, "{q:?}");
+    assert_eq!(q.matched, q.sent);
+    assert_eq!(report.responders.answered, q.sent);
+    assert!(report.telemetry.published >= 4);
+}
+
+#[test]
+fn multi_fleet_on_mosquitto_keeps_answers_apart() {
+    let Some(mosquitto) = Mosquitto::start() else {
+        return;
+    };
+    let report = run_fleet(repo_fleet(
+        "fleets/multi.yaml",
+        mosquitto.target(),
+        Duration::from_secs(2),
+    ));
+    assert_adds_up(&report);
+    assert!(report.ok, "{:?}", report.problems);
+    let q = &report.requests;
+    assert!(q.sent >= 12, "{q:?}");
+    assert_eq!(q.matched, q.sent);
+    assert_eq!((q.unmatched_responses, q.duplicate_responses), (0, 0));
+}
+
+#[test]
+fn a_mosquitto_client_responder_is_matched() {
+    let Some(mosquitto) = Mosquitto::start() else {
+        return;
+    };
+    let _responder = ShellResponder::start(mosquitto.port, "hub/+/cmd", r#"{"ok":true}"#);
+    let mut fleet = fleet_from(
+        r#"
+name: third-party
+duration: 2s
+devices:
+  - kind: phone
+    id: phone-{n}
+    count: 2
+    request_topic: hub/{id}/cmd
+    every: 150ms
+    requests: 5
+"#,
+    );
+    fleet.broker = mosquitto.target();
+    let report = run_fleet(fleet);
+    assert_adds_up(&report);
+    assert_eq!(report.requests.sent, 10);
+    assert_eq!(report.requests.matched, 10, "{:?}", report.requests);
+}
