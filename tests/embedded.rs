@@ -112,8 +112,9 @@ devices:
 }
 
 #[test]
-fn a_request_without_response_topic_handling_is_counted_per_responder() {
-    // A sensor asked for something it does not know still answers (with an error) and counts it.
+fn a_request_the_responder_does_not_understand_is_answered_with_an_error() {
+    // A sensor asked for something it does not know still answers (with an error) and counts it
+    // as rejected; the phone matches the answer all the same.
     let fleet = fleet_from(
         r#"
 name: sensor-get
@@ -166,5 +167,87 @@ devices:
     assert_adds_up(&report);
     assert_eq!(report.requests.sent, 6);
     assert_eq!(report.requests.matched, 6, "{:?}", report.requests);
+    assert!(report.ok, "{:?}", report.problems);
+}
+
+#[test]
+fn a_device_whose_session_is_taken_over_reconnects() {
+    let broker = fleetsim::broker::EmbeddedBroker::start(0, 1).expect("embedded broker");
+    let port = broker.addr().port();
+    let mut fleet = fleet_from(
+        r#"
+name: takeover
+duration: 2s
+devices:
+  - kind: light
+    id: lamp
+  - kind: phone
+    id: phone
+    targets: [lamp]
+    every: 250ms
+    requests: 8
+"#,
+    );
+    fleet.broker = BrokerTarget::External {
+        host: "127.0.0.1".into(),
+        port,
+    };
+    let runner = std::thread::spawn(move || run_fleet(fleet));
+    std::thread::sleep(Duration::from_millis(600));
+    // Another client with the lamp's client id: the broker disconnects the lamp (0x8E).
+    let status = std::process::Command::new("mosquitto_pub")
+        .args(["-V", "mqttv5", "-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-i", "lamp", "-t", "intruder", "-m", "hello"])
+        .status()
+        .expect("mosquitto_pub");
+    assert!(status.success());
+    let report = runner.join().expect("run thread");
+    assert_adds_up(&report);
+    assert_eq!(report.devices.reconnects, 1, "{:?}", report.devices);
+    assert_eq!(report.requests.sent, 8);
+    // At most the request or two around the takeover may go unanswered.
+    assert!(report.requests.matched >= 6, "{:?}", report.requests);
+}
+
+#[test]
+fn a_command_without_response_topic_is_applied_and_counted_but_not_answered() {
+    let broker = fleetsim::broker::EmbeddedBroker::start(0, 1).expect("embedded broker");
+    let port = broker.addr().port();
+    let mut fleet = fleet_from(
+        r#"
+name: fire-and-forget
+duration: 1500ms
+devices:
+  - kind: light
+    id: lamp
+"#,
+    );
+    fleet.broker = BrokerTarget::External {
+        host: "127.0.0.1".into(),
+        port,
+    };
+    let runner = std::thread::spawn(move || run_fleet(fleet));
+    std::thread::sleep(Duration::from_millis(700));
+    for command in ["ON", "TOGGLE"] {
+        let status = std::process::Command::new("mosquitto_pub")
+            .args([
+                "-V",
+                "mqttv5",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-q",
+                "1",
+            ])
+            .args(["-t", "cmnd/lamp/power", "-m", command])
+            .status()
+            .expect("mosquitto_pub");
+        assert!(status.success());
+    }
+    let report = runner.join().expect("run thread");
+    assert_eq!(report.responders.received, 2);
+    assert_eq!(report.responders.without_response_topic, 2);
+    assert_eq!(report.responders.answered, 0);
     assert!(report.ok, "{:?}", report.problems);
 }

@@ -11,6 +11,11 @@ use super::{DeviceActor, RoleState, correlation_of, response_topic_of};
 use crate::events::{Event, Handled};
 use crate::fleet;
 
+/// A payload that is not `ON`, `OFF` or `TOGGLE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("unknown command: expected ON, OFF or TOGGLE")]
+pub struct UnknownCommand;
+
 /// A light's switch, free of I/O.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LightState {
@@ -27,14 +32,16 @@ impl LightState {
     }
 
     /// Applies a command (case and surrounding blanks ignored). An unknown command changes
-    /// nothing and is an error.
-    pub fn apply(&mut self, command: &[u8]) -> Result<(), ()> {
-        let text = std::str::from_utf8(command).map_err(|_| ())?.trim();
+    /// nothing.
+    pub fn apply(&mut self, command: &[u8]) -> Result<(), UnknownCommand> {
+        let text = std::str::from_utf8(command)
+            .map_err(|_| UnknownCommand)?
+            .trim();
         self.on = match text.to_ascii_uppercase().as_str() {
             "ON" => true,
             "OFF" => false,
             "TOGGLE" => !self.on,
-            _ => return Err(()),
+            _ => return Err(UnknownCommand),
         };
         Ok(())
     }

@@ -314,16 +314,20 @@ impl DeviceActor {
     fn on_packet(&mut self, packet: Packet, ctx: &mut Context<Self>) {
         let mut out = Vec::new();
         let event = self.session.handle(packet, Instant::now(), &mut out);
+        // The event's reactions go on the wire before what the session released: after a
+        // reconnect, the re-SUBSCRIBE to a response topic must precede the requests that were
+        // queued while the link was down, or their answers could arrive before the subscription.
+        let result = event.map(|event| {
+            if let Some(event) = event {
+                self.on_session_event(event, ctx);
+            }
+        });
         for packet in out {
             self.write(packet);
         }
-        match event {
-            Ok(Some(event)) => self.on_session_event(event, ctx),
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!(device = %self.spec.id, error = %e, "protocol error, dropping connection");
-                self.connection_lost(e.to_string(), ctx);
-            }
+        if let Err(e) = result {
+            tracing::warn!(device = %self.spec.id, error = %e, "protocol error, dropping connection");
+            self.connection_lost(e.to_string(), ctx);
         }
     }
 

@@ -58,14 +58,35 @@ pub fn free_port() -> u16 {
 pub struct Mosquitto {
     pub port: u16,
     child: Child,
+    binary: &'static str,
+    conf: PathBuf,
     _dir: tempfile::TempDir,
+}
+
+fn spawn_mosquitto(binary: &str, conf: &std::path::Path, port: u16) -> Child {
+    let child = Command::new(binary)
+        .arg("-c")
+        .arg(conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start mosquitto");
+    let up = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            up.elapsed() < Duration::from_secs(10),
+            "mosquitto did not start on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
 }
 
 impl Mosquitto {
     /// Starts `mosquitto` (scripts/test installs it). Panics with a hint when it is missing,
     /// unless FLEETSIM_SKIP_MOSQUITTO is set, in which case it returns None.
     pub fn start() -> Option<Self> {
-        if std::env::var_os("FLEETSIM_SKIP_MOSQUITTO").is_some() {
+        if std::env::var("FLEETSIM_SKIP_MOSQUITTO").is_ok_and(|v| !v.is_empty() && v != "0") {
             eprintln!("FLEETSIM_SKIP_MOSQUITTO is set: skipping a Mosquitto test");
             return None;
         }
@@ -81,26 +102,23 @@ impl Mosquitto {
             format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type error\n"),
         )
         .expect("write mosquitto.conf");
-        let child = Command::new(binary)
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start mosquitto");
-        let up = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                up.elapsed() < Duration::from_secs(10),
-                "mosquitto did not start on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let child = spawn_mosquitto(binary, &conf, port);
         Some(Self {
             port,
             child,
+            binary,
+            conf,
             _dir: dir,
         })
+    }
+
+    /// Kills the broker (every connection drops without DISCONNECT), waits `down`, starts it
+    /// again on the same port.
+    pub fn restart(&mut self, down: Duration) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(down);
+        self.child = spawn_mosquitto(self.binary, &self.conf, self.port);
     }
 
     pub fn target(&self) -> BrokerTarget {
