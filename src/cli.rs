@@ -98,40 +98,15 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
-/// `embedded`, `embedded:PORT` or `mqtt://host[:port]`.
-pub fn parse_broker(text: &str) -> Result<BrokerTarget, String> {
-    if text == "embedded" {
-        return Ok(BrokerTarget::Embedded { port: 0 });
-    }
-    if let Some(port) = text.strip_prefix("embedded:") {
-        let port = port
+/// `--broker`: what a fleet file's `broker:` accepts, plus `embedded:PORT`.
+fn parse_broker(text: &str) -> Result<BrokerTarget, String> {
+    match text.strip_prefix("embedded:") {
+        Some(port) => port
             .parse()
-            .map_err(|_| format!("`{port}` is not a port number"))?;
-        return Ok(BrokerTarget::Embedded { port });
+            .map(|port| BrokerTarget::Embedded { port })
+            .map_err(|_| format!("`{port}` is not a port number (0 to 65535)")),
+        None => fleet::parse_broker(text),
     }
-    let Some(rest) = text.strip_prefix("mqtt://") else {
-        return Err(format!(
-            "`{text}`: expected `embedded` or a URL like mqtt://127.0.0.1:1883"
-        ));
-    };
-    let rest = rest.trim_end_matches('/');
-    let (host, port) = match rest.rsplit_once(':') {
-        // An IPv6 literal in brackets keeps its colons.
-        Some((host, port)) if !port.contains(']') => (
-            host,
-            port.parse()
-                .map_err(|_| format!("`{port}` is not a port number"))?,
-        ),
-        _ => (rest, 1883),
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() {
-        return Err(format!("`{text}` names no host"));
-    }
-    Ok(BrokerTarget::External {
-        host: host.to_owned(),
-        port,
-    })
 }
 
 impl Cli {
@@ -267,13 +242,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn broker_urls_parse_with_default_port_and_ipv6() {
+    fn broker_flag_takes_fleet_forms_and_an_embedded_port() {
         assert_eq!(
-            parse_broker("mqtt://127.0.0.1:1884"),
-            Ok(BrokerTarget::External {
-                host: "127.0.0.1".into(),
-                port: 1884
-            })
+            parse_broker("embedded:1884"),
+            Ok(BrokerTarget::Embedded { port: 1884 })
         );
         assert_eq!(
             parse_broker("mqtt://localhost"),
@@ -282,33 +254,12 @@ mod tests {
                 port: 1883
             })
         );
-        assert_eq!(
-            parse_broker("mqtt://[::1]:1900"),
-            Ok(BrokerTarget::External {
-                host: "::1".into(),
-                port: 1900
-            })
+        assert!(
+            parse_broker("embedded:99999")
+                .unwrap_err()
+                .contains("99999")
         );
-        assert_eq!(
-            parse_broker("embedded:0"),
-            Ok(BrokerTarget::Embedded { port: 0 })
-        );
-    }
-
-    #[test]
-    fn bad_broker_urls_say_what_is_wrong() {
         assert!(parse_broker("tcp://x:1").unwrap_err().contains("mqtt://"));
-        assert!(
-            parse_broker("mqtt://x:port")
-                .unwrap_err()
-                .contains("`port`")
-        );
-        assert!(
-            parse_broker("mqtt://:1883")
-                .unwrap_err()
-                .contains("no host")
-        );
-        assert!(parse_broker("embedded:99999").is_err());
     }
 
     #[test]

@@ -31,6 +31,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use model::*;
+pub use validate::parse_broker;
 
 /// Why a fleet file could not be turned into a [`Fleet`].
 #[derive(Debug, thiserror::Error)]

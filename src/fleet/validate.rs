@@ -104,7 +104,7 @@ pub(super) fn validate(raw: Spanned<RawFleet>) -> Result<Fleet, Vec<Problem>> {
 }
 
 /// `embedded` or `mqtt://host[:port]` (IPv6 hosts in brackets: `mqtt://[::1]:1883`).
-fn parse_broker(text: &str) -> Result<BrokerTarget, String> {
+pub fn parse_broker(text: &str) -> Result<BrokerTarget, String> {
     if text == "embedded" {
         return Ok(BrokerTarget::Embedded { port: 0 });
     }
