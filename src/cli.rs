@@ -223,6 +223,7 @@ fn run_fleet(args: RunArgs, quiet: bool) -> Exit {
     let report = match run(fleet, &options) {
         Ok(report) => report,
         Err(e @ RunError::System(_)) => return fail(Exit::NotOk, e),
+        Err(e @ RunError::TooFewFiles { .. }) => return fail(Exit::Invalid, e),
         Err(e) => return fail(Exit::Broker, e),
     };
     println!("{}", Table(&report));

@@ -61,15 +61,30 @@ pub enum RunError {
         total: u64,
         waited: Duration,
     },
+    #[error(
+        "a fleet of {devices} devices{on_embedded} needs about {needed} open files, but this process may open only {limit} (ulimit -n): raise the limit{hint}",
+        on_embedded = if *.embedded { " on the embedded broker" } else { "" },
+        hint = if *.embedded { ", or run the broker elsewhere (--broker mqtt://...), which halves the need" } else { "" }
+    )]
+    TooFewFiles {
+        devices: usize,
+        embedded: bool,
+        needed: u64,
+        limit: u64,
+    },
     #[error("cannot start the actor system: {0}")]
     System(#[source] std::io::Error),
 }
 
 const POLL: Duration = Duration::from_millis(20);
+/// How many devices may be connecting (started, not yet ready) at once.
+const DIAL_WINDOW: u64 = 500;
 
 /// Runs a fleet to the end and returns its report. Blocks the calling thread.
 pub fn run(fleet: Fleet, options: &RunOptions) -> Result<Report, RunError> {
     let threads = options.threads.max(1);
+    let embedded = matches!(fleet.broker, BrokerTarget::Embedded { .. });
+    check_open_files(fleet.devices.len(), embedded)?;
     let mut embedded = None;
     let (addr, label) = match &fleet.broker {
         BrokerTarget::Embedded { port } => {
@@ -97,6 +112,30 @@ pub fn run(fleet: Fleet, options: &RunOptions) -> Result<Report, RunError> {
     result
 }
 
+/// Files the process keeps open besides device sockets: listeners, epoll, pipes, stdio.
+const FILES_RESERVED: u64 = 128;
+
+/// Each device holds one socket, and an embedded broker the other end of each. Raises the soft
+/// limit to the hard one first (a soft 1024 is common), then refuses a fleet that still cannot
+/// fit, before anything has started, rather than failing with "too many open files" midway.
+fn check_open_files(devices: usize, embedded: bool) -> Result<(), RunError> {
+    let per_device = if embedded { 2 } else { 1 };
+    let needed = devices as u64 * per_device + FILES_RESERVED;
+    // When the limit cannot be read or raised (not Unix), let the run try.
+    let Ok(limit) = rlimit::increase_nofile_limit(u64::MAX) else {
+        return Ok(());
+    };
+    if needed > limit {
+        return Err(RunError::TooFewFiles {
+            devices,
+            embedded,
+            needed,
+            limit,
+        });
+    }
+    Ok(())
+}
+
 fn resolve(host: &str, port: u16) -> Result<SocketAddr, RunError> {
     let failed = |reason: String| RunError::Resolve {
         host: host.to_owned(),
@@ -120,25 +159,10 @@ async fn drive(
     let arbiters: Vec<Arbiter> = (0..options.threads.max(1))
         .map(|_| Arbiter::new())
         .collect();
-    let devices: Vec<Addr<DeviceActor>> = fleet
-        .devices
-        .iter()
-        .enumerate()
-        .map(|(index, spec)| {
-            let setup = DeviceSetup {
-                index: index as u32,
-                spec: Arc::new(spec.clone()),
-                broker: addr,
-                seed: fleet.seed,
-                collector: collector.clone(),
-            };
-            let arbiter = &arbiters[index % arbiters.len()];
-            DeviceActor::start_in_arbiter(&arbiter.handle(), move |_| DeviceActor::new(setup))
-        })
-        .collect();
+    let mut devices = Vec::with_capacity(fleet.devices.len());
 
     let outcome = async {
-        wait_until_ready(&collector, &fleet, addr).await?;
+        dial_in(&fleet, &collector, &arbiters, &mut devices, addr).await?;
         tracing::info!(devices = devices.len(), duration = ?fleet.duration, "all devices ready, run starts");
         let started = Instant::now();
         broadcast(&devices, || Begin);
@@ -186,10 +210,17 @@ async fn progress(collector: &Addr<Collector>) -> Progress {
     collector.send(GetProgress).await.unwrap_or_default()
 }
 
-/// Waits until every device is connected and subscribed, failing fast when one gives up.
-async fn wait_until_ready(
+/// Starts the device actors, dealt round-robin over the arbiters, and waits until every one is
+/// connected and subscribed, failing fast when one gives up.
+///
+/// At most [`DIAL_WINDOW`] devices are connecting at any moment: ten thousand CONNECTs at once
+/// make any broker answer some of them after the connect timeout, and those devices would then
+/// retry while the broker still holds their first attempt (which later takes their session over).
+async fn dial_in(
+    fleet: &Arc<Fleet>,
     collector: &Addr<Collector>,
-    fleet: &Fleet,
+    arbiters: &[Arbiter],
+    devices: &mut Vec<Addr<DeviceActor>>,
     addr: SocketAddr,
 ) -> Result<(), RunError> {
     let total = fleet.devices.len() as u64;
@@ -207,6 +238,28 @@ async fn wait_until_ready(
         }
         if p.ready >= total {
             return Ok(());
+        }
+        let connecting = devices.len() as u64 - p.ready;
+        let more = DIAL_WINDOW.saturating_sub(connecting) as usize;
+        for (index, spec) in fleet
+            .devices
+            .iter()
+            .enumerate()
+            .skip(devices.len())
+            .take(more)
+        {
+            let setup = DeviceSetup {
+                index: index as u32,
+                spec: Arc::new(spec.clone()),
+                broker: addr,
+                seed: fleet.seed,
+                collector: collector.clone(),
+            };
+            let arbiter = &arbiters[index % arbiters.len()];
+            devices.push(DeviceActor::start_in_arbiter(
+                &arbiter.handle(),
+                move |_| DeviceActor::new(setup),
+            ));
         }
         if begun.elapsed() > limit {
             return Err(RunError::NotReady {

@@ -173,3 +173,27 @@ fn help_lists_examples_and_exit_codes() {
         assert!(text.contains(needle), "{needle} missing from --help");
     }
 }
+
+#[test]
+fn a_fleet_too_big_for_the_open_file_limit_exits_2_before_connecting() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_fleet(
+        &dir,
+        "big.yaml",
+        "name: big\ndevices:\n  - kind: light\n    id: light-{n}\n    count: 300\n",
+    );
+    // `ulimit -n` in the shell lowers the limit for fleetsim alone.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 256 && exec '{}' '{path}'",
+            env!("CARGO_BIN_EXE_fleetsim")
+        ))
+        .output()
+        .expect("run fleetsim under sh");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("300 devices"), "{err}");
+    assert!(err.contains("728 open files"), "{err}");
+    assert!(err.contains("only 256"), "{err}");
+}
