@@ -6,11 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Actor, Context, Handler, Message, MessageResult};
-use hdrhistogram::Histogram;
 
 use crate::events::{DeviceEvent, Event, Outcome};
 use crate::fleet::Fleet;
-use crate::report::{Devices, Latency, Report, Requests, Responders, Telemetry};
+use crate::report::{Devices, DurationHistogram, Report, Requests, Responders, Telemetry, Wills};
 use crate::trace::ExchangeTrace;
 
 pub struct Collector {
@@ -20,7 +19,7 @@ pub struct Collector {
     connect_failures: Vec<(String, String)>,
     reconnects: u64,
     requests: Requests,
-    latency_us: Histogram<u64>,
+    latency: DurationHistogram,
     responders: Responders,
     telemetry: Telemetry,
     trace: ExchangeTrace,
@@ -38,9 +37,7 @@ impl Collector {
             connect_failures: Vec::new(),
             reconnects: 0,
             requests: Requests::default(),
-            // 1 µs to 1 hour at 3 significant digits: a few tens of KiB, whatever the fleet size.
-            latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 3)
-                .expect("constant histogram bounds are valid"),
+            latency: DurationHistogram::default(),
             responders: Responders::default(),
             telemetry: Telemetry::default(),
             trace: ExchangeTrace::new(show_exchanges),
@@ -57,20 +54,6 @@ impl Collector {
     fn in_flight(&self) -> u64 {
         let q = &self.requests;
         q.sent - q.matched - q.timed_out - q.failed
-    }
-
-    fn latency(&self) -> Latency {
-        let h = &self.latency_us;
-        let ms = |us: u64| us as f64 / 1000.0;
-        if h.is_empty() {
-            return Latency::default();
-        }
-        Latency {
-            p50: ms(h.value_at_quantile(0.50)),
-            p90: ms(h.value_at_quantile(0.90)),
-            p99: ms(h.value_at_quantile(0.99)),
-            max: ms(h.max()),
-        }
     }
 
     fn record(&mut self, device: u32, event: Event) {
@@ -103,8 +86,7 @@ impl Collector {
                 match &outcome {
                     Outcome::Matched { latency, .. } => {
                         self.requests.matched += 1;
-                        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-                        self.latency_us.saturating_record(us.max(1));
+                        self.latency.record(*latency);
                     }
                     Outcome::TimedOut { .. } => self.requests.timed_out += 1,
                     Outcome::Failed { .. } => self.requests.failed += 1,
@@ -145,54 +127,25 @@ impl Collector {
         };
         let requests = Requests {
             in_flight: self.in_flight(),
-            latency_ms: self.latency(),
+            latency_ms: self.latency.latency(),
             ..self.requests.clone()
         };
-        let problems = verdict(&devices, &requests);
-        Report {
+        let mut report = Report {
             fleet: fleet.name.clone(),
             broker,
             seed: fleet.seed,
             duration_s: (duration.as_secs_f64() * 1000.0).round() / 1000.0,
-            ok: problems.is_empty(),
-            problems,
+            ok: false,
+            problems: Vec::new(),
             devices,
             requests,
             responders: self.responders.clone(),
             telemetry: self.telemetry.clone(),
-        }
+            wills: Wills::default(),
+        };
+        report.judge();
+        report
     }
-}
-
-/// Why a run is not ok; empty when it is. Documented in README.md ("Exit codes").
-fn verdict(devices: &Devices, requests: &Requests) -> Vec<String> {
-    let mut problems = Vec::new();
-    if devices.connected < devices.total {
-        problems.push(format!(
-            "{} of {} devices never connected",
-            devices.total - devices.connected,
-            devices.total
-        ));
-    }
-    let counts = [
-        (requests.timed_out, "requests timed out"),
-        (requests.failed, "requests were refused by the broker"),
-        (
-            requests.in_flight,
-            "requests were still unanswered at the end",
-        ),
-        (requests.unmatched_responses, "answers matched no request"),
-        (requests.duplicate_responses, "duplicate answers arrived"),
-    ];
-    for (count, what) in counts {
-        if count > 0 {
-            problems.push(format!("{count} {what}"));
-        }
-    }
-    if !requests.adds_up() {
-        problems.push("request accounting does not add up (a fleetsim bug)".into());
-    }
-    problems
 }
 
 impl Actor for Collector {

@@ -8,8 +8,10 @@
 //!
 //! - [`fleet`]: the YAML fleet file, parsed and checked into an immutable [`fleet::Fleet`].
 //! - [`mqtt`]: MQTT 5 on the wire: a tokio-util codec and the sans-IO client [`mqtt::Session`].
-//! - [`device`]: one actix actor per device; the shared connection lifecycle plus the phone,
-//!   light and sensor behaviours.
+//! - [`device`]: one actix actor per device; the shared connection lifecycle, faults, Wills,
+//!   and the phone, light and sensor behaviours.
+//! - [`faults`]: the fault schedule, computed from the fleet before the run.
+//! - [`supervisor`]: the actor that follows every outage: Will published, acked, learned.
 //! - [`broker`]: the embedded broker, for runs with nothing else installed.
 //! - [`events`] and [`collector`]: what devices report, and the one actor that counts it.
 //! - [`trace`]: the step-by-step printout of the first exchanges.
@@ -22,8 +24,10 @@ pub mod cli;
 pub mod collector;
 pub mod device;
 pub mod events;
+pub mod faults;
 pub mod fleet;
 pub mod mqtt;
 pub mod report;
 pub mod run;
+pub mod supervisor;
 pub mod trace;

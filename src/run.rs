@@ -1,9 +1,10 @@
 //! The runner: takes a validated fleet through its phases and returns the report.
 //!
-//! Phases: start the broker (if embedded) -> spawn one device actor per device over one
-//! arbiter per core -> wait until every device is connected and subscribed -> `Begin` -> run
-//! for the fleet's duration (or until Ctrl-C) -> `Wind` (no new requests) -> drain requests in
-//! flight up to their timeout -> `Shutdown` (DISCONNECT) -> report.
+//! Phases: start the broker (if embedded) -> start the collector, the supervisor and its
+//! connection -> dial the devices in, one actor each over one arbiter per core -> wait until
+//! every one is connected and subscribed -> `Begin`, and faults at their times -> run for the
+//! fleet's duration (or until Ctrl-C) -> `Wind` (no new requests) -> drain requests in flight
+//! and outage stories -> `Shutdown` (DISCONNECT) -> report.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
@@ -13,9 +14,11 @@ use actix::prelude::*;
 
 use crate::broker::{BrokerError, EmbeddedBroker};
 use crate::collector::{Collector, GetProgress, GetReport, Progress};
-use crate::device::{Begin, DeviceActor, DeviceSetup, Shutdown, Wind};
+use crate::device::{Begin, DeviceActor, DeviceSetup, Inject, Shutdown, Wind};
+use crate::faults;
 use crate::fleet::{BrokerTarget, Fleet, Role};
 use crate::report::Report;
+use crate::supervisor::{GetStatus, GetWills, RunStarted, Supervisor};
 
 /// How a run is carried out, beyond what the fleet file says.
 #[derive(Debug, Clone)]
@@ -149,6 +152,15 @@ fn resolve(host: &str, port: u16) -> Result<SocketAddr, RunError> {
         .ok_or_else(|| failed("no address found".into()))
 }
 
+/// The actors of a run, as the runner holds them.
+struct Cast {
+    collector: Addr<Collector>,
+    supervisor: Addr<Supervisor>,
+    /// The supervisor's connection, when some device has a Will to watch.
+    observer: Option<Addr<DeviceActor>>,
+    devices: Vec<Addr<DeviceActor>>,
+}
+
 async fn drive(
     fleet: Arc<Fleet>,
     addr: SocketAddr,
@@ -156,37 +168,50 @@ async fn drive(
     options: RunOptions,
 ) -> Result<Report, RunError> {
     let collector = Collector::new(fleet.clone(), options.show_exchanges).start();
+    let supervisor = Supervisor::new(&fleet);
+    let filters = supervisor.filters();
+    let supervisor = supervisor.start();
+    let observer = (!filters.is_empty()).then(|| {
+        let observer = DeviceActor::observer(
+            addr,
+            filters,
+            supervisor.clone().recipient(),
+            supervisor.clone().recipient(),
+        );
+        observer.start()
+    });
     let arbiters: Vec<Arbiter> = (0..options.threads.max(1))
         .map(|_| Arbiter::new())
         .collect();
-    let mut devices = Vec::with_capacity(fleet.devices.len());
+    let mut cast = Cast {
+        collector,
+        supervisor,
+        observer,
+        devices: Vec::with_capacity(fleet.devices.len()),
+    };
 
     let outcome = async {
-        dial_in(&fleet, &collector, &arbiters, &mut devices, addr).await?;
-        tracing::info!(devices = devices.len(), duration = ?fleet.duration, "all devices ready, run starts");
+        dial_in(&fleet, &mut cast, &arbiters, addr).await?;
+        tracing::info!(devices = cast.devices.len(), duration = ?fleet.duration, "all devices ready, run starts");
         let started = Instant::now();
-        broadcast(&devices, || Begin);
+        cast.supervisor.do_send(RunStarted { at: started });
+        broadcast(&cast.devices, || Begin);
+        inject_faults(&fleet, &cast.devices, started);
         run_for(fleet.duration, options.handle_ctrl_c).await;
-        broadcast(&devices, || Wind);
-        drain(&collector, longest_timeout(&fleet)).await;
+        broadcast(&cast.devices, || Wind);
+        drain(&cast, drain_limit(&fleet)).await;
         Ok(started.elapsed())
     }
     .await;
 
-    for device in &devices {
+    for device in cast.devices.iter().chain(&cast.observer) {
         // A device that already stopped (gave up connecting) has nothing to say goodbye to.
         let _ = device.send(Shutdown).await;
     }
     // Let the goodbyes reach the socket before the arbiters go.
     actix_rt::time::sleep(Duration::from_millis(50)).await;
     let result = match outcome {
-        Ok(elapsed) => collector
-            .send(GetReport {
-                broker: label,
-                duration: elapsed,
-            })
-            .await
-            .map_err(|_| RunError::System(std::io::Error::other("collector stopped"))),
+        Ok(elapsed) => report(&cast, label, elapsed).await,
         Err(e) => Err(e),
     };
     for arbiter in arbiters {
@@ -194,6 +219,34 @@ async fn drive(
         let _ = arbiter.join();
     }
     result
+}
+
+async fn report(cast: &Cast, broker: String, duration: Duration) -> Result<Report, RunError> {
+    let gone = |_| RunError::System(std::io::Error::other("an actor stopped before the report"));
+    let mut report = cast
+        .collector
+        .send(GetReport { broker, duration })
+        .await
+        .map_err(gone)?;
+    report.wills = cast.supervisor.send(GetWills).await.map_err(gone)?;
+    report.judge();
+    Ok(report)
+}
+
+/// Sends each scheduled fault to its device at its time.
+fn inject_faults(fleet: &Fleet, devices: &[Addr<DeviceActor>], started: Instant) {
+    for injection in faults::schedule(fleet) {
+        let Some(device) = devices.get(injection.device).cloned() else {
+            continue;
+        };
+        actix_rt::spawn(async move {
+            actix_rt::time::sleep_until((started + injection.at).into()).await;
+            device.do_send(Inject {
+                kind: injection.kind,
+                down_for: injection.down_for,
+            });
+        });
+    }
 }
 
 fn broadcast<M>(devices: &[Addr<DeviceActor>], message: impl Fn() -> M)
@@ -210,17 +263,16 @@ async fn progress(collector: &Addr<Collector>) -> Progress {
     collector.send(GetProgress).await.unwrap_or_default()
 }
 
-/// Starts the device actors, dealt round-robin over the arbiters, and waits until every one is
-/// connected and subscribed, failing fast when one gives up.
+/// Starts the device actors, dealt round-robin over the arbiters, and waits until every one
+/// (and the supervisor's connection) is connected and subscribed, failing fast when one gives up.
 ///
 /// At most [`DIAL_WINDOW`] devices are connecting at any moment: ten thousand CONNECTs at once
 /// make any broker answer some of them after the connect timeout, and those devices would then
 /// retry while the broker still holds their first attempt (which later takes their session over).
 async fn dial_in(
     fleet: &Arc<Fleet>,
-    collector: &Addr<Collector>,
+    cast: &mut Cast,
     arbiters: &[Arbiter],
-    devices: &mut Vec<Addr<DeviceActor>>,
     addr: SocketAddr,
 ) -> Result<(), RunError> {
     let total = fleet.devices.len() as u64;
@@ -228,35 +280,36 @@ async fn dial_in(
     let limit = Duration::from_secs(60) + Duration::from_millis(total);
     let begun = Instant::now();
     loop {
-        let p = progress(collector).await;
-        if let Some((device, reason)) = p.connect_failures.into_iter().next() {
+        let p = progress(&cast.collector).await;
+        let s = cast.supervisor.send(GetStatus).await.unwrap_or_default();
+        let failure = p.connect_failures.into_iter().next().or_else(|| {
+            s.failure
+                .map(|reason| (crate::supervisor::CLIENT_ID.to_owned(), reason))
+        });
+        if let Some((device, reason)) = failure {
             return Err(RunError::Unreachable {
                 addr,
                 device,
                 reason,
             });
         }
-        if p.ready >= total {
+        if p.ready >= total && (s.ready || cast.observer.is_none()) {
             return Ok(());
         }
-        let connecting = devices.len() as u64 - p.ready;
+        let connecting = cast.devices.len() as u64 - p.ready;
         let more = DIAL_WINDOW.saturating_sub(connecting) as usize;
-        for (index, spec) in fleet
-            .devices
-            .iter()
-            .enumerate()
-            .skip(devices.len())
-            .take(more)
-        {
+        let started = cast.devices.len();
+        for (index, spec) in fleet.devices.iter().enumerate().skip(started).take(more) {
             let setup = DeviceSetup {
                 index: index as u32,
                 spec: Arc::new(spec.clone()),
                 broker: addr,
                 seed: fleet.seed,
-                collector: collector.clone(),
+                events: cast.collector.clone().recipient(),
+                facts: Some(cast.supervisor.clone().recipient()),
             };
             let arbiter = &arbiters[index % arbiters.len()];
-            devices.push(DeviceActor::start_in_arbiter(
+            cast.devices.push(DeviceActor::start_in_arbiter(
                 &arbiter.handle(),
                 move |_| DeviceActor::new(setup),
             ));
@@ -283,19 +336,28 @@ async fn run_for(duration: Duration, handle_ctrl_c: bool) {
     }
 }
 
-/// After `Wind`, waits for requests in flight to be answered or to time out.
-async fn drain(collector: &Addr<Collector>, longest_timeout: Duration) {
-    let deadline = Instant::now() + longest_timeout + Duration::from_millis(500);
+/// After `Wind`, waits for requests in flight to be answered or to time out, and for outage
+/// stories to end (Wills due, acks awaited), up to `limit`.
+async fn drain(cast: &Cast, limit: Duration) {
+    let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
-        if progress(collector).await.in_flight == 0 {
+        let in_flight = progress(&cast.collector).await.in_flight;
+        let pending = cast
+            .supervisor
+            .send(GetStatus)
+            .await
+            .map_or(0, |s| s.pending);
+        if in_flight == 0 && pending == 0 {
             return;
         }
         actix_rt::time::sleep(POLL).await;
     }
 }
 
-fn longest_timeout(fleet: &Fleet) -> Duration {
-    fleet
+/// The longest the drain may need: a phone's timeout, or a fault's outage with its Will due
+/// (after a stall, 1.5 x keepalive late), its ack awaited and the device back to learn of it.
+fn drain_limit(fleet: &Fleet) -> Duration {
+    let requests = fleet
         .devices
         .iter()
         .filter_map(|d| match &d.role {
@@ -303,5 +365,18 @@ fn longest_timeout(fleet: &Fleet) -> Duration {
             _ => None,
         })
         .max()
-        .unwrap_or_default()
+        .unwrap_or_default();
+    let outages = fleet
+        .faults
+        .iter()
+        .flat_map(|f| f.targets.iter().map(move |&t| (f, t)))
+        .filter_map(|(fault, target)| {
+            let device = fleet.devices.get(target)?;
+            let will = device.will.as_ref()?;
+            let noticed = device.connection.keepalive.mul_f64(1.5);
+            Some(fault.down_for.max(noticed + will.delay) + fleet.will_ack_timeout)
+        })
+        .max()
+        .unwrap_or_default();
+    requests.max(outages) + Duration::from_secs(3)
 }

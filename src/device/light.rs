@@ -61,11 +61,27 @@ impl LightState {
     }
 }
 
+/// A light as a device: its spec and its switch.
+pub(super) struct LightRole {
+    pub spec: fleet::Light,
+    state: LightState,
+}
+
+impl LightRole {
+    pub(super) fn new(spec: &fleet::Light) -> Self {
+        Self {
+            spec: spec.clone(),
+            state: LightState::new(spec.initially_on),
+        }
+    }
+}
+
 impl DeviceActor {
     pub(super) fn light_command(&mut self, publish: PublishPacket, ctx: &mut Context<Self>) {
-        let RoleState::Light(state) = &mut self.role else {
+        let RoleState::Light(LightRole { spec, state }) = &mut self.role else {
             return;
         };
+        let delay = spec.delay;
         let rejected = state.apply(&publish.payload).is_err();
         let answer = if rejected {
             state.rejection(&publish.payload)
@@ -80,13 +96,10 @@ impl DeviceActor {
             answer: None,
             rejected,
         };
-        let fleet::Role::Light(spec) = &self.spec.role else {
-            return;
-        };
-        if spec.delay.is_zero() {
+        if delay.is_zero() {
             self.respond(handled, answer);
         } else {
-            ctx.run_later(spec.delay, move |act, _| act.respond(handled, answer));
+            ctx.run_later(delay, move |act, _| act.respond(handled, answer));
         }
     }
 
@@ -97,7 +110,7 @@ impl DeviceActor {
             let msg = crate::mqtt::Outgoing {
                 topic,
                 payload: answer.clone(),
-                qos: self.qos(),
+                qos: self.qos,
                 retain: false,
                 properties: crate::mqtt::PublishProperties {
                     correlation_data: handled.correlation.clone(),

@@ -1,50 +1,41 @@
 //! Device actors: one actix actor per simulated device, each owning its own MQTT 5 connection.
 //!
-//! This file is the connection lifecycle every device shares (connect, subscribe, keepalive,
-//! reconnect with backoff, goodbye). What a device *does* lives beside it: `phone` (requester),
-//! `light` (responder) and `sensor` (telemetry plus `get` requests). The MQTT rules themselves
-//! are in the sans-IO [`crate::mqtt::Session`]; the actor only moves packets and keeps timers.
+//! - `mod.rs` (here): the actor, how it is built, and the runner's control messages.
+//! - `link`: the connection lifecycle every device shares: connect, subscribe, keepalive,
+//!   reconnect with backoff, packets in and out.
+//! - `fault`: connection faults injected on purpose (kill, stall, disconnect, flap).
+//! - `will`: the Will registered per connection, acks learned on reconnect, Will consumers.
+//! - `phone`, `light`, `sensor`: what a device does; `observer`: the supervisor's connection.
+//!
+//! The MQTT rules themselves are in the sans-IO [`crate::mqtt::Session`]; the actor only moves
+//! packets and keeps timers.
 
+mod fault;
 mod light;
+mod link;
+mod observer;
 mod phone;
 mod sensor;
+mod will;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use actix::io::{FramedWrite, WriteHandler};
 use actix::prelude::*;
-use futures_util::StreamExt;
 use mqtt5_protocol::packet::publish::PublishPacket;
-use mqtt5_protocol::packet::suback::SubAckReasonCode;
-use mqtt5_protocol::{Packet, PropertyId, PropertyValue, QoS, ReasonCode};
+use mqtt5_protocol::{PropertyId, PropertyValue, QoS};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio_util::codec::FramedRead;
 
-use crate::collector::Collector;
 use crate::events::{DeviceEvent, DeviceIndex, Event};
-use crate::fleet::{self, Qos, Role};
-use crate::mqtt::{CodecError, MqttCodec, Outgoing, Session, SessionConfig};
+use crate::fleet::{self, FaultKind, Qos, Role};
+use crate::mqtt::{Session, SessionConfig};
+use crate::supervisor::{Seen, WillFact};
 
-pub use light::LightState;
+pub use fault::Inject;
+pub use light::{LightState, UnknownCommand};
 pub use phone::{RequestTracker, Verdict};
 pub use sensor::SignalGen;
-
-/// How many times a device tries its *first* connection before the run gives up on the broker.
-/// Later drops are retried for as long as the run lasts.
-const FIRST_CONNECT_ATTEMPTS: u32 = 5;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const BACKOFF_START: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// Read buffer to start with; it grows for larger packets. Small, because fleets are large.
-const READ_BUFFER: usize = 512;
-const MAX_PACKET: usize = 1024 * 1024;
-
-type Writer = FramedWrite<Packet, OwnedWriteHalf, MqttCodec>;
 
 /// Everything a device needs to start: its spec, where the broker is, whom to tell.
 pub struct DeviceSetup {
@@ -52,7 +43,9 @@ pub struct DeviceSetup {
     pub spec: Arc<fleet::Device>,
     pub broker: SocketAddr,
     pub seed: u64,
-    pub collector: Addr<Collector>,
+    pub events: Recipient<DeviceEvent>,
+    /// Where outage facts go (the supervisor), when the run has one.
+    pub facts: Option<Recipient<WillFact>>,
 }
 
 /// Where the device's link stands.
@@ -65,17 +58,29 @@ enum Link {
     Up,
 }
 
+/// A fault in progress: the device stays away until `down_for` has passed.
+#[derive(Debug, Clone, Copy)]
+struct Away {
+    kind: FaultKind,
+}
+
 pub struct DeviceActor {
     index: DeviceIndex,
-    spec: Arc<fleet::Device>,
+    id: String,
+    qos: QoS,
+    will: Option<fleet::Will>,
+    consumer: Option<fleet::WillConsumer>,
     broker: SocketAddr,
-    collector: Addr<Collector>,
+    events: Recipient<DeviceEvent>,
+    facts: Option<Recipient<WillFact>>,
     session: Session,
     link: Link,
-    /// Incremented for every connection, so events of a dead connection are recognised and ignored.
+    /// Incremented for every connection attempt, so events of a dead connection are ignored.
     generation: u64,
+    /// CONNECTs sent: names the connection whose Will is registered (`{id}#{incarnation}`).
+    incarnation: u32,
     reader: Option<SpawnHandle>,
-    writer: Option<Writer>,
+    writer: Option<link::Writer>,
     tick: Option<SpawnHandle>,
     ever_connected: bool,
     ever_ready: bool,
@@ -85,6 +90,7 @@ pub struct DeviceActor {
     running: bool,
     /// Set by `Shutdown`: nothing is reconnected any more.
     stopping: bool,
+    away: Option<Away>,
     rng: SmallRng,
     role: RoleState,
     next_tag: u64,
@@ -92,42 +98,91 @@ pub struct DeviceActor {
 
 enum RoleState {
     Phone(phone::PhoneState),
-    Light(light::LightState),
+    Light(light::LightRole),
     Sensor(sensor::SensorState),
+    Observer(observer::Observer),
 }
 
 impl DeviceActor {
     pub fn new(setup: DeviceSetup) -> Self {
         let spec = setup.spec;
-        let session = Session::new(SessionConfig {
-            client_id: spec.id.clone(),
-            keepalive: spec.connection.keepalive,
-            clean_start: spec.connection.clean_start,
-            session_expiry: spec.connection.session_expiry,
-            receive_maximum: spec.connection.receive_maximum,
-            request_response_information: false,
-            username: None,
-            password: None,
-            will: None,
-        });
-        // Each device draws from its own stream, derived from the fleet seed and its position,
-        // so a run reproduces whatever the arbiters' interleaving.
-        let rng = SmallRng::seed_from_u64(
-            setup.seed ^ (u64::from(setup.index) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-        );
         let role = match &spec.role {
             Role::Phone(p) => RoleState::Phone(phone::PhoneState::new(&spec.id, p)),
-            Role::Light(l) => RoleState::Light(light::LightState::new(l.initially_on)),
-            Role::Sensor(s) => RoleState::Sensor(sensor::SensorState::new(&s.signal)),
+            Role::Light(l) => RoleState::Light(light::LightRole::new(l)),
+            Role::Sensor(s) => RoleState::Sensor(sensor::SensorState::new(s)),
         };
+        let mut actor = Self::with_role(
+            setup.index,
+            spec.id.clone(),
+            &spec.connection,
+            setup.broker,
+            setup.seed,
+            setup.events,
+            role,
+        );
+        actor.will = spec.will.clone();
+        actor.consumer = spec.consume_wills.clone();
+        actor.facts = setup.facts;
+        actor
+    }
+
+    /// The supervisor's connection: subscribes to `filters` and forwards what arrives as
+    /// [`Seen`]. Its lifecycle events go to `events`.
+    pub fn observer(
+        broker: SocketAddr,
+        filters: Vec<String>,
+        events: Recipient<DeviceEvent>,
+        seen: Recipient<Seen>,
+    ) -> Self {
+        let connection = fleet::Connection {
+            keepalive: std::time::Duration::from_secs(30),
+            clean_start: true,
+            session_expiry: 0,
+            qos: Qos::AtLeastOnce,
+            receive_maximum: 1000,
+        };
+        let role = RoleState::Observer(observer::Observer { filters, seen });
+        let id = crate::supervisor::CLIENT_ID.to_owned();
+        Self::with_role(DeviceIndex::MAX, id, &connection, broker, 0, events, role)
+    }
+
+    fn with_role(
+        index: DeviceIndex,
+        id: String,
+        connection: &fleet::Connection,
+        broker: SocketAddr,
+        seed: u64,
+        events: Recipient<DeviceEvent>,
+        role: RoleState,
+    ) -> Self {
+        let session = Session::new(SessionConfig {
+            keepalive: connection.keepalive,
+            clean_start: connection.clean_start,
+            session_expiry: connection.session_expiry,
+            receive_maximum: connection.receive_maximum,
+            ..SessionConfig::new(id.clone())
+        });
+        let qos = match connection.qos {
+            Qos::AtMostOnce => QoS::AtMostOnce,
+            Qos::AtLeastOnce => QoS::AtLeastOnce,
+            Qos::ExactlyOnce => QoS::ExactlyOnce,
+        };
+        // Each device draws from its own stream, derived from the fleet seed and its position,
+        // so a run reproduces whatever the arbiters' interleaving.
+        let stream = (u64::from(index) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         Self {
-            index: setup.index,
-            spec,
-            broker: setup.broker,
-            collector: setup.collector,
+            index,
+            id,
+            qos,
+            will: None,
+            consumer: None,
+            broker,
+            events,
+            facts: None,
             session,
             link: Link::Down,
             generation: 0,
+            incarnation: 0,
             reader: None,
             writer: None,
             tick: None,
@@ -137,314 +192,66 @@ impl DeviceActor {
             subscribe_id: None,
             running: false,
             stopping: false,
-            rng,
+            away: None,
+            rng: SmallRng::seed_from_u64(seed ^ stream),
             role,
             next_tag: 0,
         }
     }
 
     fn emit(&self, event: Event) {
-        self.collector.do_send(DeviceEvent {
+        self.events.do_send(DeviceEvent {
             device: self.index,
             event,
         });
     }
 
-    fn qos(&self) -> QoS {
-        match self.spec.connection.qos {
-            Qos::AtMostOnce => QoS::AtMostOnce,
-            Qos::AtLeastOnce => QoS::AtLeastOnce,
-            Qos::ExactlyOnce => QoS::ExactlyOnce,
+    fn tell_supervisor(&self, fact: WillFact) {
+        if let Some(facts) = &self.facts {
+            facts.do_send(fact);
         }
     }
 
-    fn write(&mut self, packet: Packet) {
-        if let Some(writer) = &mut self.writer {
-            writer.write(packet);
-        }
-    }
-
-    /// Hands a publish to the session (which may queue it under Receive Maximum) and writes
-    /// whatever it releases. Returns the tag that `Delivered`/`Refused` will name.
-    fn publish(&mut self, mut msg: Outgoing) -> u64 {
-        self.next_tag += 1;
-        msg.tag = self.next_tag;
-        if let Some(packet) = self.session.publish(msg, Instant::now()) {
-            self.write(packet);
-        }
-        self.next_tag
-    }
-
-    // ----- connection lifecycle -------------------------------------------------------------
-
-    fn connect(&mut self, ctx: &mut Context<Self>) {
-        self.link = Link::Connecting;
-        self.generation += 1;
-        let generation = self.generation;
-        let addr = self.broker;
-        let attempt = async move {
-            let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
-                .await
-                .map_err(|_| format!("no answer from {addr} within {CONNECT_TIMEOUT:?}"))?
-                .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-            // Without NODELAY a small answer can wait ~40 ms for a delayed ACK.
-            stream
-                .set_nodelay(true)
-                .map_err(|e| format!("cannot set TCP_NODELAY: {e}"))?;
-            Ok::<_, String>(stream)
-        };
-        ctx.spawn(attempt.into_actor(self).map(move |result, act, ctx| {
-            if act.generation != generation || act.stopping {
-                return;
-            }
-            match result {
-                Ok(stream) => act.attach(stream, ctx),
-                Err(reason) => act.connect_failed(reason, ctx),
-            }
-        }));
-        // The CONNACK must follow within the same bound, or the attempt counts as failed.
-        ctx.run_later(CONNECT_TIMEOUT * 2, move |act, ctx| {
-            if act.generation == generation && act.link == Link::Connecting {
-                act.drop_link(ctx);
-                act.connect_failed(
-                    format!(
-                        "no CONNACK from {} within {:?}",
-                        act.broker,
-                        CONNECT_TIMEOUT * 2
-                    ),
-                    ctx,
-                );
-            }
-        });
-    }
-
-    fn attach(&mut self, stream: TcpStream, ctx: &mut Context<Self>) {
-        let (read, write): (OwnedReadHalf, OwnedWriteHalf) = stream.into_split();
-        let generation = self.generation;
-        let frames = FramedRead::with_capacity(read, MqttCodec::new(MAX_PACKET), READ_BUFFER)
-            .map(move |frame| Frame { generation, frame });
-        self.reader = Some(ctx.add_stream(frames));
-        self.writer = Some(FramedWrite::new(write, MqttCodec::new(MAX_PACKET), ctx));
-        let connect = self.session.connect(Instant::now());
-        self.write(connect);
-    }
-
-    /// A connection attempt failed before CONNACK. The first connection gets a bounded number
-    /// of tries (the run cannot start without it); later ones retry until the run ends.
-    fn connect_failed(&mut self, reason: String, ctx: &mut Context<Self>) {
-        self.link = Link::Down;
-        self.failed_attempts += 1;
-        if !self.ever_connected && self.failed_attempts >= FIRST_CONNECT_ATTEMPTS {
-            tracing::error!(device = %self.spec.id, %reason, "giving up connecting");
-            self.emit(Event::ConnectFailed { reason });
-            ctx.stop();
-            return;
-        }
-        tracing::debug!(device = %self.spec.id, %reason, attempt = self.failed_attempts, "connect failed, retrying");
-        self.reconnect_later(ctx);
-    }
-
-    /// Exponential backoff with seeded full jitter, capped.
-    fn reconnect_later(&mut self, ctx: &mut Context<Self>) {
-        use rand::Rng;
-        let exp = self.failed_attempts.min(16);
-        let cap = BACKOFF_START.saturating_mul(1 << exp).min(BACKOFF_MAX);
-        let delay = cap.mul_f64(self.rng.random_range(0.5..=1.0));
-        ctx.run_later(delay, |act, ctx| {
-            if !act.stopping && act.link == Link::Down {
-                act.connect(ctx);
-            }
-        });
-    }
-
-    /// Closes the socket without a DISCONNECT and forgets the connection.
-    fn drop_link(&mut self, ctx: &mut Context<Self>) {
-        if let Some(reader) = self.reader.take() {
-            ctx.cancel_future(reader);
-        }
-        if let Some(writer) = self.writer.take() {
-            ctx.cancel_future(writer.handle());
-        }
-        if let Some(tick) = self.tick.take() {
-            ctx.cancel_future(tick);
-        }
-        self.subscribe_id = None;
-        self.link = Link::Down;
-        self.generation += 1;
-    }
-
-    /// An established connection died under us: tell, clean up, come back.
-    fn connection_lost(&mut self, reason: String, ctx: &mut Context<Self>) {
-        if self.stopping {
-            return;
-        }
-        let was = self.link;
-        self.drop_link(ctx);
-        self.session.connection_lost();
-        if was == Link::Connecting {
-            self.connect_failed(reason, ctx);
-            return;
-        }
-        tracing::info!(device = %self.spec.id, %reason, "connection lost, reconnecting");
-        self.emit(Event::ConnectionLost { reason });
-        self.failed_attempts = 0;
-        self.reconnect_later(ctx);
-    }
-
-    fn schedule_tick(&mut self, ctx: &mut Context<Self>) {
-        if let Some(tick) = self.tick.take() {
-            ctx.cancel_future(tick);
-        }
-        if let Some(at) = self.session.next_tick() {
-            let wait = at.saturating_duration_since(Instant::now());
-            self.tick = Some(ctx.run_later(wait, |act, ctx| {
-                act.tick = None;
-                match act.session.tick(Instant::now()) {
-                    Ok(Some(ping)) => act.write(ping),
-                    Ok(None) => {}
-                    Err(e) => return act.connection_lost(e.to_string(), ctx),
-                }
-                act.schedule_tick(ctx);
-            }));
-        }
-    }
-
-    // ----- packets from the broker ----------------------------------------------------------
-
-    fn on_packet(&mut self, packet: Packet, ctx: &mut Context<Self>) {
-        let mut out = Vec::new();
-        let event = self.session.handle(packet, Instant::now(), &mut out);
-        // The event's reactions go on the wire before what the session released: after a
-        // reconnect, the re-SUBSCRIBE to a response topic must precede the requests that were
-        // queued while the link was down, or their answers could arrive before the subscription.
-        let result = event.map(|event| {
-            if let Some(event) = event {
-                self.on_session_event(event, ctx);
-            }
-        });
-        for packet in out {
-            self.write(packet);
-        }
-        if let Err(e) = result {
-            tracing::warn!(device = %self.spec.id, error = %e, "protocol error, dropping connection");
-            self.connection_lost(e.to_string(), ctx);
-        }
-    }
-
-    fn on_session_event(&mut self, event: crate::mqtt::Event, ctx: &mut Context<Self>) {
-        use crate::mqtt::Event as S;
-        match event {
-            S::Connected {
-                session_present, ..
-            } => self.on_connected(session_present, ctx),
-            S::ConnectRefused {
-                reason,
-                reason_string,
-            } => {
-                let why = describe(reason, reason_string.as_deref());
-                self.drop_link(ctx);
-                if self.ever_connected {
-                    self.connect_failed(format!("CONNACK refused: {why}"), ctx);
-                } else {
-                    // Credentials or bans do not fix themselves: fail fast on the first connect.
-                    self.failed_attempts = FIRST_CONNECT_ATTEMPTS;
-                    self.connect_failed(
-                        format!("{} refused the connection: {why}", self.broker),
-                        ctx,
-                    );
-                }
-            }
-            S::Subscribed { packet_id, reasons } => {
-                if Some(packet_id) == self.subscribe_id {
-                    self.on_subscribed(&reasons);
-                }
-            }
-            S::Message(publish) => self.on_message(publish, ctx),
-            S::Delivered { .. } => {}
-            S::Refused {
-                tag,
-                reason,
-                reason_string,
-            } => self.on_refused(tag, describe(reason, reason_string.as_deref())),
-            S::ServerDisconnect {
-                reason,
-                reason_string,
-            } => self.connection_lost(
-                format!(
-                    "server sent DISCONNECT: {}",
-                    describe(reason, reason_string.as_deref())
-                ),
-                ctx,
-            ),
-            S::PingResponse => {}
-        }
-        self.schedule_tick(ctx);
-    }
-
-    fn on_connected(&mut self, session_present: bool, ctx: &mut Context<Self>) {
-        let reconnect = self.ever_connected;
-        self.ever_connected = true;
-        self.failed_attempts = 0;
-        self.emit(Event::Connected {
-            reconnect,
-            session_present,
-        });
-        let filters = self.subscriptions();
-        if filters.is_empty() || (reconnect && session_present) {
-            self.link = Link::Up;
-            self.on_ready(ctx);
-        } else {
-            self.link = Link::Subscribing;
-            let (id, packet) = self.session.subscribe(&filters, Instant::now());
-            self.subscribe_id = Some(id);
-            self.write(packet);
-        }
-    }
-
-    fn on_subscribed(&mut self, reasons: &[SubAckReasonCode]) {
-        self.subscribe_id = None;
-        self.link = Link::Up;
-        let filters = self.subscriptions();
-        for ((filter, _), reason) in filters.iter().zip(reasons) {
-            if !reason.is_success() {
-                tracing::warn!(device = %self.spec.id, filter, ?reason, "subscription refused");
-            }
-        }
-        if !self.ever_ready {
-            self.ever_ready = true;
-            self.emit(Event::Ready);
-        }
-    }
-
-    /// The link is fully up again after a reconnect with the session kept.
-    fn on_ready(&mut self, _ctx: &mut Context<Self>) {
-        if !self.ever_ready {
-            self.ever_ready = true;
-            self.emit(Event::Ready);
-        }
-    }
-
+    /// Every filter this device subscribes to, with its QoS: its role's topics, the Wills it
+    /// consumes and its own Will's Response Topic. Will traffic is QoS 1 whatever the device's
+    /// QoS, so an ack published while the device is away waits for it in its session.
     fn subscriptions(&self) -> Vec<(String, QoS)> {
-        let qos = self.qos();
-        let topics: Vec<String> = match &self.spec.role {
-            Role::Phone(p) => {
-                let mut topics: Vec<String> =
-                    p.targets.iter().map(|t| t.response_topic.clone()).collect();
-                topics.sort();
-                topics.dedup();
-                topics
-            }
-            Role::Light(l) => vec![l.command_topic.clone()],
-            Role::Sensor(s) => vec![s.request_topic.clone()],
+        let mut filters: Vec<(String, QoS)> = match &self.role {
+            RoleState::Phone(p) => p.response_topics().map(|t| (t, self.qos)).collect(),
+            RoleState::Light(l) => vec![(l.spec.command_topic.clone(), self.qos)],
+            RoleState::Sensor(s) => vec![(s.spec.request_topic.clone(), self.qos)],
+            RoleState::Observer(o) => o
+                .filters
+                .iter()
+                .map(|f| (f.clone(), QoS::AtLeastOnce))
+                .collect(),
         };
-        topics.into_iter().map(|t| (t, qos)).collect()
+        if let Some(consumer) = &self.consumer {
+            filters.extend(
+                consumer
+                    .filters
+                    .iter()
+                    .map(|f| (f.clone(), QoS::AtLeastOnce)),
+            );
+        }
+        if let Some(will) = &self.will {
+            filters.push((will.response_topic.clone(), QoS::AtLeastOnce));
+        }
+        filters
     }
 
     fn on_message(&mut self, publish: PublishPacket, ctx: &mut Context<Self>) {
+        if self.is_own_will_ack(&publish.topic_name) {
+            return self.learn_will_ack(&publish);
+        }
+        if self.consumes(&publish.topic_name) {
+            return self.consume_will(publish, ctx);
+        }
         match self.role {
             RoleState::Phone(_) => self.phone_response(publish),
             RoleState::Light(_) => self.light_command(publish, ctx),
             RoleState::Sensor(_) => self.sensor_request(publish),
+            RoleState::Observer(_) => self.observe(publish),
         }
     }
 
@@ -452,16 +259,8 @@ impl DeviceActor {
         if let RoleState::Phone(_) = self.role {
             self.phone_refused(tag, reason);
         } else {
-            tracing::warn!(device = %self.spec.id, %reason, "publish refused by the broker");
+            tracing::warn!(device = %self.id, %reason, "publish refused by the broker");
         }
-    }
-}
-
-fn describe(reason: ReasonCode, text: Option<&str>) -> String {
-    let code = reason as u8;
-    match text {
-        Some(text) => format!("{reason:?} (0x{code:02X}): {text}"),
-        None => format!("{reason:?} (0x{code:02X})"),
     }
 }
 
@@ -470,47 +269,6 @@ impl Actor for DeviceActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.connect(ctx);
-    }
-}
-
-/// A decoded packet, tagged with the connection it came from.
-struct Frame {
-    generation: u64,
-    frame: Result<Packet, CodecError>,
-}
-
-impl StreamHandler<Frame> for DeviceActor {
-    fn handle(&mut self, item: Frame, ctx: &mut Context<Self>) {
-        if item.generation != self.generation {
-            return;
-        }
-        match item.frame {
-            Ok(packet) => self.on_packet(packet, ctx),
-            Err(e) => self.connection_lost(format!("bad data from the broker: {e}"), ctx),
-        }
-    }
-
-    fn finished(&mut self, ctx: &mut Context<Self>) {
-        // The default would stop the actor; a closed socket is a reconnect, not an end. Only the
-        // current connection's end matters: `drop_link` has already moved past older ones.
-        if self.reader.is_some() {
-            self.reader = None;
-            self.connection_lost("the broker closed the connection".into(), ctx);
-        }
-    }
-}
-
-impl WriteHandler<CodecError> for DeviceActor {
-    fn error(&mut self, err: CodecError, ctx: &mut Context<Self>) -> Running {
-        self.connection_lost(format!("write failed: {err}"), ctx);
-        Running::Continue
-    }
-
-    fn finished(&mut self, _ctx: &mut Context<Self>) {
-        if self.stopping {
-            // The goodbye DISCONNECT is flushed.
-            _ctx.stop();
-        }
     }
 }
 
@@ -529,7 +287,7 @@ impl Handler<Begin> for DeviceActor {
         match self.role {
             RoleState::Phone(_) => self.schedule_request(ctx, true),
             RoleState::Sensor(_) => self.schedule_telemetry(ctx),
-            RoleState::Light(_) => {}
+            RoleState::Light(_) | RoleState::Observer(_) => {}
         }
     }
 }
@@ -548,7 +306,7 @@ impl Handler<Wind> for DeviceActor {
     }
 }
 
-/// The run is over: say goodbye with DISCONNECT 0x00 and stop.
+/// The run is over: say goodbye with DISCONNECT 0x00, ending the session, and stop.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Shutdown;
@@ -559,15 +317,13 @@ impl Handler<Shutdown> for DeviceActor {
     fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
         self.running = false;
         self.stopping = true;
-        if self.link == Link::Down || self.writer.is_none() {
+        if self.link != Link::Up || self.away.is_some() {
             ctx.stop();
             return;
         }
-        let goodbye = self.session.disconnect(ReasonCode::Success);
+        let goodbye = self.session.disconnect_ending_session();
         self.write(goodbye);
-        if let Some(writer) = &mut self.writer {
-            writer.close();
-        }
+        self.close_link(ctx);
     }
 }
 
@@ -585,4 +341,9 @@ fn response_topic_of(publish: &PublishPacket) -> Option<String> {
         Some(PropertyValue::Utf8String(topic)) => Some(topic.clone()),
         _ => None,
     }
+}
+
+/// The value of a user property of a received PUBLISH, if present.
+fn user_property<'a>(publish: &'a PublishPacket, key: &str) -> Option<&'a str> {
+    publish.properties.get_user_property_value(key)
 }

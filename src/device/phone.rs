@@ -133,6 +133,7 @@ impl RequestTracker {
 }
 
 pub(super) struct PhoneState {
+    spec: fleet::Phone,
     tracker: RequestTracker,
     /// Targets with their topics shared, so each request's trace event costs no string copies.
     targets: Vec<TargetTopics>,
@@ -156,16 +157,29 @@ impl PhoneState {
             })
             .collect();
         Self {
+            spec: spec.clone(),
             tracker: RequestTracker::new(id),
             targets,
         }
     }
+
+    /// Response topics to subscribe to, each once.
+    pub(super) fn response_topics(&self) -> impl Iterator<Item = String> {
+        let mut topics: Vec<String> = self
+            .targets
+            .iter()
+            .map(|t| t.response_topic.to_string())
+            .collect();
+        topics.sort();
+        topics.dedup();
+        topics.into_iter()
+    }
 }
 
 impl DeviceActor {
-    fn phone(&mut self) -> Option<(&mut PhoneState, &fleet::Phone)> {
-        match (&mut self.role, &self.spec.role) {
-            (RoleState::Phone(state), fleet::Role::Phone(spec)) => Some((state, spec)),
+    fn phone(&mut self) -> Option<&mut PhoneState> {
+        match &mut self.role {
+            RoleState::Phone(state) => Some(state),
             _ => None,
         }
     }
@@ -173,11 +187,11 @@ impl DeviceActor {
     /// Schedules the next request: `every` plus seeded jitter; the first one at a seeded point
     /// inside the first interval, so phones do not all fire at once.
     pub(super) fn schedule_request(&mut self, ctx: &mut Context<Self>, first: bool) {
-        let fleet::Role::Phone(spec) = &self.spec.role else {
+        let Some(phone) = self.phone() else {
             return;
         };
-        let every = spec.every.as_secs_f64();
-        let jitter = spec.jitter.as_secs_f64();
+        let every = phone.spec.every.as_secs_f64();
+        let jitter = phone.spec.jitter.as_secs_f64();
         let wait = if first {
             self.rng.random_range(0.0..every)
         } else if jitter > 0.0 {
@@ -194,11 +208,12 @@ impl DeviceActor {
 
     /// Sends one request; false when the phone has sent all it was asked to.
     fn send_request(&mut self, ctx: &mut Context<Self>) -> bool {
-        let qos = self.qos();
+        let qos = self.qos;
         let tag = self.next_tag + 1;
-        let Some((state, spec)) = self.phone() else {
+        let Some(state) = self.phone() else {
             return false;
         };
+        let spec = &state.spec;
         let sent = state.tracker.sent();
         if spec.max_requests.is_some_and(|max| sent >= max) || state.targets.is_empty() {
             return false;
@@ -235,12 +250,12 @@ impl DeviceActor {
     }
 
     fn expire_request(&mut self, seq: u64) {
-        let Some((state, _)) = self.phone() else {
+        let Some(state) = self.phone() else {
             return;
         };
         if let Some(after) = state.tracker.expire(seq, Instant::now()) {
             let correlation = state.tracker.correlation(seq);
-            tracing::debug!(device = %self.spec.id, seq, "request timed out");
+            tracing::debug!(device = %self.id, seq, "request timed out");
             self.emit(Event::RequestDone {
                 correlation,
                 outcome: Outcome::TimedOut { after },
@@ -250,7 +265,7 @@ impl DeviceActor {
 
     pub(super) fn phone_response(&mut self, publish: PublishPacket) {
         let correlation = correlation_of(&publish);
-        let Some((state, _)) = self.phone() else {
+        let Some(state) = self.phone() else {
             return;
         };
         let verdict = state.tracker.answer(correlation.as_deref(), Instant::now());
@@ -272,12 +287,12 @@ impl DeviceActor {
     }
 
     pub(super) fn phone_refused(&mut self, tag: u64, reason: String) {
-        let Some((state, _)) = self.phone() else {
+        let Some(state) = self.phone() else {
             return;
         };
         if let Some(seq) = state.tracker.refuse(tag) {
             let correlation = state.tracker.correlation(seq);
-            tracing::warn!(device = %self.spec.id, seq, %reason, "request refused by the broker");
+            tracing::warn!(device = %self.id, seq, %reason, "request refused by the broker");
             self.emit(Event::RequestDone {
                 correlation,
                 outcome: Outcome::Failed { reason },

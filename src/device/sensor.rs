@@ -54,13 +54,15 @@ impl SignalGen {
 }
 
 pub(super) struct SensorState {
+    pub spec: fleet::Sensor,
     signal: SignalGen,
 }
 
 impl SensorState {
-    pub(super) fn new(signal: &Signal) -> Self {
+    pub(super) fn new(spec: &fleet::Sensor) -> Self {
         Self {
-            signal: SignalGen::new(signal),
+            signal: SignalGen::new(&spec.signal),
+            spec: spec.clone(),
         }
     }
 }
@@ -71,10 +73,10 @@ fn reading(value: f64, unit: &str) -> Bytes {
 
 impl DeviceActor {
     pub(super) fn schedule_telemetry(&mut self, ctx: &mut Context<Self>) {
-        let fleet::Role::Sensor(spec) = &self.spec.role else {
+        let RoleState::Sensor(sensor) = &self.role else {
             return;
         };
-        ctx.run_later(spec.every, |act, ctx| {
+        ctx.run_later(sensor.spec.every, |act, ctx| {
             if act.running {
                 act.publish_reading();
                 act.schedule_telemetry(ctx);
@@ -83,16 +85,14 @@ impl DeviceActor {
     }
 
     fn publish_reading(&mut self) {
-        let (RoleState::Sensor(state), fleet::Role::Sensor(spec)) =
-            (&mut self.role, &self.spec.role)
-        else {
+        let RoleState::Sensor(SensorState { spec, signal }) = &mut self.role else {
             return;
         };
-        let value = state.signal.next(&mut self.rng);
+        let value = signal.next(&mut self.rng);
         let msg = Outgoing {
             topic: spec.telemetry_topic.clone(),
             payload: reading(value, &spec.unit),
-            qos: self.qos(),
+            qos: self.qos,
             retain: false,
             properties: PublishProperties {
                 content_type: Some("application/json".into()),
@@ -105,7 +105,10 @@ impl DeviceActor {
     }
 
     pub(super) fn sensor_request(&mut self, publish: PublishPacket) {
-        let (RoleState::Sensor(state), fleet::Role::Sensor(spec)) = (&self.role, &self.spec.role)
+        let RoleState::Sensor(SensorState {
+            spec,
+            signal: state,
+        }) = &self.role
         else {
             return;
         };
@@ -117,7 +120,7 @@ impl DeviceActor {
                     .to_string(),
             )
         } else {
-            reading(state.signal.last(), &spec.unit)
+            reading(state.last(), &spec.unit)
         };
         let handled = Handled {
             topic: publish.topic_name.clone(),

@@ -1,5 +1,6 @@
 //! Turns checked group plans into devices: expands ids (finding duplicates), topics (checking
-//! each expanded name) and phone targets (resolving ids and globs against the whole fleet).
+//! each expanded name), Wills and phone targets (resolving ids and globs against the whole
+//! fleet).
 //!
 //! Problems found per expanded device are recorded once per field: a bad template in a group
 //! of ten thousand lights is one mistake, not ten thousand.
@@ -13,33 +14,55 @@ use super::model::{Device, Kind, Light, Phone, Role, Sensor, Target};
 use super::phone::{PhoneDest, PhonePlan, TargetPattern};
 use super::template::{Template, Vars, check_topic, glob_match};
 use super::values::Problems;
+use super::will::check_ack_topic;
 
 /// Most phone-to-device pairs in one fleet (each becomes a `Target` holding its topics), so a
 /// thousand phones targeting `*` among a thousand lights cannot exhaust memory.
 pub(super) const MAX_TARGETS: u64 = 1_000_000;
 
 /// One expanded device id, in fleet order.
-struct Entry {
-    id: String,
+pub(super) struct Entry {
+    pub id: String,
     /// None when the group's kind was bad: the id still exists, so targets naming it do not add
     /// a misleading "matches nothing", but it yields no target.
-    kind: Option<Kind>,
-    group: usize,
-    n: u32,
+    pub kind: Option<Kind>,
+    /// Index of its plan (and group).
+    pub group: usize,
+    pub n: u32,
 }
 
-/// Expand every plan. The returned devices are only meaningful when no problem was recorded.
-pub(super) fn expand(problems: &mut Problems, plans: &[GroupPlan]) -> Vec<Device> {
+/// What `expand` made.
+pub(super) struct Expanded {
+    /// Only meaningful when no problem was recorded.
+    pub devices: Vec<Device>,
+    /// Every id made, in fleet order, even for devices that could not be built: when the fleet
+    /// is complete, `entries[i]` is `devices[i]`. None when the fleet was too big to expand.
+    pub entries: Option<Vec<Entry>>,
+}
+
+/// Expand every plan.
+pub(super) fn expand(problems: &mut Problems, plans: &[GroupPlan]) -> Expanded {
     if !fits(problems, plans) {
-        return Vec::new();
+        return Expanded {
+            devices: Vec::new(),
+            entries: None,
+        };
     }
     let entries = expand_ids(plans);
-    let by_id = index_ids(problems, plans, &entries);
+    let devices = expand_devices(problems, plans, &entries);
+    Expanded {
+        devices,
+        entries: Some(entries),
+    }
+}
+
+fn expand_devices(problems: &mut Problems, plans: &[GroupPlan], entries: &[Entry]) -> Vec<Device> {
+    let by_id = index_ids(problems, plans, entries);
 
     // Lights and sensors first: phones need the topics their targets listen on.
     let mut slots: Vec<Option<Device>> = Vec::new();
     let mut inbound: Vec<Option<String>> = Vec::new();
-    for entry in &entries {
+    for entry in entries {
         // In bounds: entries are made from `plans`, whose `index` is their position.
         let plan = &plans[entry.group];
         let vars = Vars {
@@ -80,17 +103,23 @@ pub(super) fn expand(problems: &mut Problems, plans: &[GroupPlan]) -> Vec<Device
             }
             Some(RolePlan::Phone(_)) | None => (None, None),
         };
-        slots.push(role.map(|role| device(plan, entry, role)));
+        slots.push(role.map(|role| device(problems, plan, entry, role)));
         inbound.push(topic);
     }
 
     let resolver = Resolver {
-        entries: &entries,
+        entries,
         by_id: &by_id,
         inbound: &inbound,
         globs: HashMap::new(),
     };
-    expand_phones(problems, plans, &entries, &mut slots, resolver);
+    expand_phones(problems, plans, entries, &mut slots, resolver);
+
+    for device in slots.iter().flatten() {
+        if let Some(will) = plans.get(device.group).and_then(|p| p.will.as_ref()) {
+            check_ack_topic(problems, will, device);
+        }
+    }
 
     match slots.into_iter().collect::<Option<Vec<Device>>>() {
         Some(devices) => devices,
@@ -198,18 +227,32 @@ fn index_ids<'a>(
     by_id
 }
 
-fn device(plan: &GroupPlan, entry: &Entry, role: Role) -> Device {
+fn device(problems: &mut Problems, plan: &GroupPlan, entry: &Entry, role: Role) -> Device {
+    let vars = Vars {
+        id: &entry.id,
+        n: entry.n,
+        target: None,
+    };
     Device {
         id: entry.id.clone(),
         group: plan.index,
         n: entry.n,
         connection: plan.connection.clone(),
         role,
+        will: plan.will.as_ref().and_then(|w| w.expand(problems, vars)),
+        consume_wills: plan
+            .consume_wills
+            .as_ref()
+            .map(|c| c.expand(problems, vars)),
     }
 }
 
 /// Expand a topic template and check the result (one problem per field at most).
-fn topic(problems: &mut Problems, template: &Located<Template>, vars: Vars<'_>) -> String {
+pub(super) fn topic(
+    problems: &mut Problems,
+    template: &Located<Template>,
+    vars: Vars<'_>,
+) -> String {
     let topic = template.value.expand(vars);
     if let Err(message) = check_topic(&topic) {
         problems.once(&template.field, template.loc, &template.field, message);
@@ -326,7 +369,7 @@ fn expand_phones(
                 timeout: phone.timeout,
                 max_requests: phone.max_requests,
             });
-            *slot = Some(device(plan, entry, role));
+            *slot = Some(device(problems, plan, entry, role));
         }
     }
 }

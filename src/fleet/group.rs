@@ -11,6 +11,7 @@ use super::phone::{PhonePlan, check_phone};
 use super::raw::{RawGroup, RawSignal};
 use super::template::{MAX_ID_LEN, Template, Var, Vars, check_topic, is_id_char};
 use super::values::{DurationRule, Problems, duration, finite, int_in_range};
+use super::will::{ConsumerPlan, SESSION_EXPIRY_WITH_WILL, WillPlan, check_consumer, check_will};
 
 /// Largest `count` of one group, and of the whole fleet: far beyond what one machine can
 /// simulate, small enough that expanding a typo like `count: 1000000000000` cannot exhaust
@@ -30,6 +31,10 @@ pub(super) struct GroupPlan {
     pub ids: Option<IdPlan>,
     pub connection: Connection,
     pub role: Option<RolePlan>,
+    /// None: the group has no `will`.
+    pub will: Option<WillPlan>,
+    /// None: no `consume_wills`, or one with problems.
+    pub consume_wills: Option<ConsumerPlan>,
 }
 
 #[derive(Debug)]
@@ -118,6 +123,8 @@ pub(super) fn check_group(
         ids,
         connection,
         role,
+        will: check_will(problems, g, index),
+        consume_wills: check_consumer(problems, g, index),
     }
 }
 
@@ -306,11 +313,16 @@ fn check_connection(problems: &mut Problems, g: &RawGroup, index: usize) -> Conn
             max: u64::from(u16::MAX),
         },
     );
+    let default_expiry = if g.will.is_some() {
+        SESSION_EXPIRY_WITH_WILL
+    } else {
+        Duration::ZERO
+    };
     let session_expiry = duration(
         problems,
         g.session_expiry.as_ref(),
         &at("session_expiry"),
-        Duration::ZERO,
+        default_expiry,
         DurationRule::WholeSeconds {
             max: u64::from(u32::MAX),
         },
@@ -328,16 +340,23 @@ fn check_connection(problems: &mut Problems, g: &RawGroup, index: usize) -> Conn
         clean_start: g.clean_start.as_ref().is_none_or(|c| c.value),
         // Both checked against the target type's range above.
         session_expiry: session_expiry
-            .and_then(|d| u32::try_from(d.as_secs()).ok())
+            .unwrap_or(default_expiry)
+            .as_secs()
+            .try_into()
             .unwrap_or(0),
-        qos: match qos {
-            Some(0) => Qos::AtMostOnce,
-            Some(2) => Qos::ExactlyOnce,
-            _ => Qos::AtLeastOnce,
-        },
+        qos: qos_of(qos),
         receive_maximum: receive_maximum
             .and_then(|r| u16::try_from(r).ok())
             .unwrap_or(100),
+    }
+}
+
+/// The QoS of a checked `qos` value; QoS 1 (the default) when it had a problem.
+pub(super) fn qos_of(checked: Option<i64>) -> Qos {
+    match checked {
+        Some(0) => Qos::AtMostOnce,
+        Some(2) => Qos::ExactlyOnce,
+        _ => Qos::AtLeastOnce,
     }
 }
 

@@ -7,7 +7,9 @@
 //! - `template`: `{id}`/`{n}`/`{target}` templates, topic-name rules and `*` globs.
 //! - `group`: checks one `devices:` entry into a plan (kind, id, connection, role settings).
 //! - `phone`: the phone part of that: targets or request topic, payloads, timing.
-//! - `expand`: turns the plans into devices: ids, duplicate ids, topics, phone targets.
+//! - `will`: the `will` and `consume_wills` parts of a group (any kind), and their expansion.
+//! - `expand`: turns the plans into devices: ids, duplicate ids, topics, Wills, phone targets.
+//! - `faults`: the top-level `faults:` list, checked against the expanded devices it targets.
 //! - `validate`: the top level, tying the above together.
 //! - `model`: the validated result the rest of fleetsim runs.
 //!
@@ -15,6 +17,7 @@
 //! problem so a user fixes a file in one round.
 
 mod expand;
+mod faults;
 mod group;
 pub mod model;
 mod phone;
@@ -22,6 +25,7 @@ mod raw;
 mod template;
 mod validate;
 mod values;
+mod will;
 
 #[cfg(test)]
 mod tests;

@@ -14,6 +14,11 @@ pub struct Fleet {
     pub seed: u64,
     /// Every device, groups expanded, in file order (group order, then `n` ascending).
     pub devices: Vec<Device>,
+    /// How long after a Will is published the supervisor waits for its ack before calling it
+    /// unconsumed.
+    pub will_ack_timeout: Duration,
+    /// Connection faults to inject, in file order.
+    pub faults: Vec<Fault>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +64,10 @@ pub struct Device {
     pub n: u32,
     pub connection: Connection,
     pub role: Role,
+    /// The Last Will registered with every CONNECT, if any.
+    pub will: Option<Will>,
+    /// Consume other devices' Wills: ack each one that carries a Response Topic.
+    pub consume_wills: Option<WillConsumer>,
 }
 
 impl Device {
@@ -153,4 +162,88 @@ pub enum Signal {
     },
     /// Each reading is uniform in `[min, max]`.
     Range { min: f64, max: f64 },
+}
+
+/// A device's Last Will, templates expanded. Its Correlation Data is not configured: it is
+/// `{id}#{incarnation}`, made anew for every connection, so an ack names the outage it answers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Will {
+    /// Topic the Will is published to (no wildcards).
+    pub topic: String,
+    pub payload: String,
+    pub qos: Qos,
+    pub retain: bool,
+    /// Will Delay Interval: how long the broker waits before publishing (whole seconds).
+    pub delay: Duration,
+    /// Message Expiry Interval of the Will message (whole seconds), if any.
+    pub message_expiry: Option<Duration>,
+    pub user_properties: Vec<(String, String)>,
+    /// Response Topic carried by the Will (no wildcards); the device subscribes to it at QoS 1.
+    pub response_topic: String,
+}
+
+/// What a Will consumer listens to and how it acks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WillConsumer {
+    /// Topic filters (wildcards allowed) the consumer subscribes to.
+    pub filters: Vec<String>,
+    /// Wait this long before publishing each ack.
+    pub ack_delay: Duration,
+    /// Share of Wills left unacked on purpose, 0.0 to 1.0 (seeded).
+    pub ack_drop: f64,
+}
+
+/// A connection fault injected into one or more devices.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fault {
+    pub kind: FaultKind,
+    pub schedule: Schedule,
+    /// Indexes into `Fleet::devices` of the devices this fault hits, in fleet order.
+    pub targets: Vec<usize>,
+    /// How long the device stays away before it reconnects (clean start off).
+    pub down_for: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FaultKind {
+    /// Drop the TCP connection without DISCONNECT: the broker publishes the Will.
+    Kill,
+    /// Keep the socket open but send nothing, PINGREQ included, until the broker gives up at
+    /// 1.5 x keepalive: the broker publishes the Will.
+    Stall,
+    /// DISCONNECT 0x00: no Will.
+    Disconnect,
+    /// DISCONNECT 0x04 (Disconnect with Will Message): the broker publishes the Will.
+    DisconnectWithWill,
+    /// Drop the connection and come back within the Will Delay: the broker must not publish it.
+    Flap,
+}
+
+impl FaultKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultKind::Kill => "kill",
+            FaultKind::Stall => "stall",
+            FaultKind::Disconnect => "disconnect",
+            FaultKind::DisconnectWithWill => "disconnect_with_will",
+            FaultKind::Flap => "flap",
+        }
+    }
+
+    /// Whether a device with a Will should see it published after this fault.
+    pub fn publishes_will(self) -> bool {
+        matches!(
+            self,
+            FaultKind::Kill | FaultKind::Stall | FaultKind::DisconnectWithWill
+        )
+    }
+}
+
+/// When a fault fires, counted from the start of the run (every device connected).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schedule {
+    /// Once, at this offset.
+    At(Duration),
+    /// At `every`, `2 x every`, ... while before the end of the run.
+    Every(Duration),
 }

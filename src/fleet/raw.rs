@@ -8,7 +8,7 @@
 use std::fmt;
 
 use serde::Deserialize;
-use serde::de::{self, MapAccess, Visitor};
+use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
 /// Parse YAML text; on failure, the rendered serde-saphyr message (position and snippet).
@@ -33,6 +33,8 @@ pub(super) struct RawFleet {
     pub duration: Option<Spanned<String>>,
     pub seed: Option<Spanned<u64>>,
     pub devices: Option<Spanned<Vec<Spanned<RawGroup>>>>,
+    pub will_ack_timeout: Option<Spanned<String>>,
+    pub faults: Option<Spanned<Vec<Spanned<RawFault>>>>,
 }
 
 /// One entry of `devices:`. All kinds share this struct (kind-specific fields are checked by
@@ -66,6 +68,157 @@ pub(super) struct RawGroup {
     pub jitter: Option<Spanned<String>>,
     pub timeout: Option<Spanned<String>>,
     pub requests: Option<Spanned<i64>>,
+    // any kind. `will:` with nothing after it is null: kept apart from an absent field (see
+    // `present`) so it means "a Will with every default" rather than silently none.
+    #[serde(default, deserialize_with = "present")]
+    pub will: Option<Spanned<Option<RawWill>>>,
+    #[serde(default, deserialize_with = "present")]
+    pub consume_wills: Option<Spanned<Option<RawConsumeWills>>>,
+}
+
+/// For `#[serde(default, deserialize_with = "present")]`: a field written as null becomes
+/// `Some(None)`, so only a field left out is `None`.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Spanned<Option<T>>>, D::Error>
+where
+    D: de::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Spanned::<Option<T>>::deserialize(deserializer).map(Some)
+}
+
+/// `will:` of a group.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWill {
+    pub topic: Option<Spanned<String>>,
+    pub payload: Option<Spanned<String>>,
+    pub qos: Option<Spanned<i64>>,
+    pub retain: Option<Spanned<bool>>,
+    pub delay: Option<Spanned<String>>,
+    pub message_expiry: Option<Spanned<String>>,
+    pub user_properties: Option<Spanned<RawProperties>>,
+    pub response_topic: Option<Spanned<String>>,
+}
+
+/// `user_properties: {name: value, ...}`, in the order written (MQTT keeps their order, and
+/// a map type would not).
+#[derive(Debug)]
+pub(super) struct RawProperties(pub Vec<(String, Spanned<String>)>);
+
+impl<'de> Deserialize<'de> for RawProperties {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PropertiesVisitor;
+
+        impl<'de> Visitor<'de> for PropertiesVisitor {
+            type Value = RawProperties;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mapping of user property names to values")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawProperties, A::Error> {
+                let mut pairs = Vec::new();
+                while let Some(name) = map.next_key::<String>()? {
+                    pairs.push((name, map.next_value::<Spanned<String>>()?));
+                }
+                Ok(RawProperties(pairs))
+            }
+        }
+
+        deserializer.deserialize_map(PropertiesVisitor)
+    }
+}
+
+/// `consume_wills:` as a filter, a list of filters, or a mapping with settings.
+#[derive(Debug)]
+pub(super) enum RawConsumeWills {
+    Filters(RawFilters),
+    Settings(Box<RawConsumerSettings>),
+}
+
+/// One topic filter (`status/+`) or a list of them.
+#[derive(Debug)]
+pub(super) enum RawFilters {
+    One(String),
+    Many(Vec<Spanned<String>>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConsumerSettings {
+    pub topics: Option<Spanned<RawFilters>>,
+    pub ack_delay: Option<Spanned<String>>,
+    pub ack_drop: Option<Spanned<f64>>,
+}
+
+/// Visits a filter or a list of filters; with `settings`, also the mapping form.
+struct FiltersVisitor {
+    settings: bool,
+}
+
+impl<'de> Visitor<'de> for FiltersVisitor {
+    type Value = RawConsumeWills;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        if self.settings {
+            f.write_str(
+                "a topic filter, a list of them, or `{topics: ..., ack_delay: ..., ack_drop: ...}`",
+            )
+        } else {
+            f.write_str("a topic filter or a list of them")
+        }
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<RawConsumeWills, E> {
+        Ok(RawConsumeWills::Filters(RawFilters::One(v.to_string())))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawConsumeWills, A::Error> {
+        let mut filters = Vec::new();
+        while let Some(filter) = seq.next_element::<Spanned<String>>()? {
+            filters.push(filter);
+        }
+        Ok(RawConsumeWills::Filters(RawFilters::Many(filters)))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawConsumeWills, A::Error> {
+        if !self.settings {
+            return Err(de::Error::invalid_type(de::Unexpected::Map, &self));
+        }
+        RawConsumerSettings::deserialize(de::value::MapAccessDeserializer::new(map))
+            .map(|s| RawConsumeWills::Settings(Box::new(s)))
+    }
+}
+
+// Hand-written for the same reason as `RawBroker`: an untagged enum would lose both the
+// positions inside and serde's precise messages.
+impl<'de> Deserialize<'de> for RawConsumeWills {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(FiltersVisitor { settings: true })
+    }
+}
+
+impl<'de> Deserialize<'de> for RawFilters {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match deserializer.deserialize_any(FiltersVisitor { settings: false })? {
+            RawConsumeWills::Filters(f) => Ok(f),
+            // The visitor refuses mappings when `settings` is off.
+            RawConsumeWills::Settings(_) => Err(de::Error::custom(
+                "expected a topic filter or a list of them",
+            )),
+        }
+    }
+}
+
+/// One entry of `faults:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFault {
+    pub kind: Option<Spanned<String>>,
+    pub target: Option<Spanned<String>>,
+    pub at: Option<Spanned<String>>,
+    pub every: Option<Spanned<String>>,
+    pub down_for: Option<Spanned<String>>,
 }
 
 /// `signal: {walk: {...}}` or `signal: {range: {...}}`. Externally tagged, which (unlike

@@ -1,4 +1,5 @@
-//! Templates (`cmnd/{id}/power`), the rules for client ids and topic names, and `*` globs.
+//! Templates (`cmnd/{id}/power`), the rules for client ids, topic names and topic filters, and
+//! `*` globs.
 //!
 //! Templates are parsed once per group and expanded per device, so a syntax error is reported
 //! once, not once per expanded device.
@@ -100,6 +101,42 @@ impl Template {
         Ok(Template { segments })
     }
 
+    /// Parse `text` where only `{name}` of an allowed variable is a variable and every other
+    /// brace is plain text. For payloads, which are often JSON: `{"id":"{id}"}` keeps its
+    /// outer braces and replaces `{id}`. Never fails.
+    pub fn parse_loose(text: &str, allowed: &[Var]) -> Template {
+        let mut segments = Vec::new();
+        let mut literal = String::new();
+        let mut rest = text;
+        while let Some(open) = rest.find('{') {
+            literal.push_str(&rest[..open]);
+            let after = &rest[open + 1..];
+            let var = allowed.iter().copied().find(|v| {
+                after
+                    .strip_prefix(v.name())
+                    .is_some_and(|tail| tail.starts_with('}'))
+            });
+            match var {
+                Some(var) => {
+                    if !literal.is_empty() {
+                        segments.push(Segment::Text(std::mem::take(&mut literal)));
+                    }
+                    segments.push(Segment::Var(var));
+                    rest = &after[var.name().len() + 1..];
+                }
+                None => {
+                    literal.push('{');
+                    rest = after;
+                }
+            }
+        }
+        literal.push_str(rest);
+        if !literal.is_empty() {
+            segments.push(Segment::Text(literal));
+        }
+        Template { segments }
+    }
+
     pub fn expand(&self, vars: Vars<'_>) -> String {
         let mut out = String::new();
         for segment in &self.segments {
@@ -170,6 +207,41 @@ pub(super) fn check_topic(topic: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Check a topic filter (a subscription): what a broker would refuse in SUBSCRIBE. `#` must be
+/// a whole level and the last one; `+` must be a whole level.
+pub(super) fn check_filter(filter: &str) -> Result<(), String> {
+    if filter.is_empty() {
+        return Err("topic filter must not be empty".to_string());
+    }
+    if filter.contains('\0') {
+        return Err(format!(
+            "topic filter `{}` contains a NUL character",
+            filter.escape_debug()
+        ));
+    }
+    if filter.len() > MAX_TOPIC_BYTES {
+        return Err(format!(
+            "topic filter is {} bytes long (max {MAX_TOPIC_BYTES}), starting `{}`",
+            filter.len(),
+            filter.chars().take(40).collect::<String>()
+        ));
+    }
+    let levels: Vec<&str> = filter.split('/').collect();
+    for (i, level) in levels.iter().enumerate() {
+        if level.contains('#') && (*level != "#" || i + 1 != levels.len()) {
+            return Err(format!(
+                "topic filter `{filter}` misplaces `#`: it must be a whole level, and the last one (like `status/#`)"
+            ));
+        }
+        if level.contains('+') && *level != "+" {
+            return Err(format!(
+                "topic filter `{filter}` misplaces `+`: it must be a whole level (like `status/+/state`)"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Does `id` match `pattern`, where `*` matches any run of characters (including none)?
 pub(super) fn glob_match(pattern: &str, id: &str) -> bool {
     // Classic greedy matcher with backtracking to the last `*`: O(len(pattern) * len(id)) at
@@ -222,6 +294,33 @@ mod tests {
         assert!(e.contains("unclosed `{`"), "{e}");
         let e = Template::parse("a/{target}", &[Var::Id, Var::N]).unwrap_err();
         assert!(e.contains("`{target}` is only available"), "{e}");
+    }
+
+    #[test]
+    fn loose_templates_keep_other_braces_as_text() {
+        let t = Template::parse_loose(
+            r#"{"id":"{id}","n":{n},"x":"{target}"}{"#,
+            &[Var::Id, Var::N],
+        );
+        let vars = Vars {
+            id: "l-1",
+            n: 3,
+            target: Some("t"),
+        };
+        assert_eq!(t.expand(vars), r#"{"id":"l-1","n":3,"x":"{target}"}{"#);
+        assert_eq!(Template::parse_loose("", &[Var::Id]).expand(vars), "");
+        assert_eq!(Template::parse_loose("{id", &[Var::Id]).expand(vars), "{id");
+    }
+
+    #[test]
+    fn topic_filters_allow_wildcards_only_as_whole_levels() {
+        for good in ["a/b", "+", "#", "status/+", "a/+/c/#", "/+", "$share/g/a/#"] {
+            assert!(check_filter(good).is_ok(), "{good}");
+        }
+        for bad in ["", "a/#/b", "a#", "a/b#", "a+/b", "a/+b", "a\0b", "##"] {
+            assert!(check_filter(bad).is_err(), "{bad}");
+        }
+        assert!(check_filter(&"x".repeat(65_536)).is_err());
     }
 
     #[test]

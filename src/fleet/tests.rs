@@ -247,6 +247,10 @@ fn minimal_file_takes_every_default() {
         })
     );
     assert_eq!(f.devices[0].n, 1);
+    assert_eq!(f.devices[0].will, None);
+    assert_eq!(f.devices[0].consume_wills, None);
+    assert_eq!(f.will_ack_timeout, Duration::from_secs(5));
+    assert_eq!(f.faults, []);
 }
 
 #[test]
@@ -302,6 +306,22 @@ fn bad_files() -> Vec<(&'static str, String, Expect, [&'static str; 3])> {
     let dev = |rest: &str| format!("{HEAD}  - kind: light\n    id: l\n{rest}");
     let phone = |rest: &str| {
         format!("{HEAD}  - kind: light\n    id: light-1\n  - kind: phone\n    id: p\n{rest}")
+    };
+    // Faults start on line 10: light `l` (keepalive 2s, Will delay 2s) and sensor `s` (no Will).
+    let fault = |body: &str| {
+        format!(
+            "{HEAD}  - kind: light\n    id: l\n    keepalive: 2s\n    will: {{delay: 2s}}\n  - kind: sensor\n    id: s\nfaults:\n{body}"
+        )
+    };
+    let stall = |target: &str, down_for: &str| {
+        fault(&format!(
+            "  - kind: stall\n    target: {target}\n    at: 1s\n    down_for: {down_for}\n"
+        ))
+    };
+    let flap = |target: &str, down_for: &str| {
+        fault(&format!(
+            "  - kind: flap\n    target: {target}\n    at: 1s\n    down_for: {down_for}\n"
+        ))
     };
     use Expect::*;
     vec![
@@ -643,6 +663,354 @@ fn bad_files() -> Vec<(&'static str, String, Expect, [&'static str; 3])> {
             Invalid,
             ["devices", ":2:", "at least one group"],
         ),
+        (
+            "will unknown field",
+            dev("    will: {topik: a}\n"),
+            Yaml,
+            ["topik", "line 5", "response_topic"],
+        ),
+        (
+            "will qos 3",
+            dev("    will: {qos: 3}\n"),
+            Invalid,
+            ["devices[0].will.qos", ":5:17:", "got 3"],
+        ),
+        (
+            "will delay fraction",
+            dev("    will:\n      delay: 1500ms\n"),
+            Invalid,
+            ["devices[0].will.delay", ":6:14:", "1500ms"],
+        ),
+        (
+            "will delay too long",
+            dev("    will:\n      delay: 200years\n"),
+            Invalid,
+            ["devices[0].will.delay", ":6:", "200years"],
+        ),
+        (
+            "will message_expiry 0",
+            dev("    will:\n      message_expiry: 0s\n"),
+            Invalid,
+            [
+                "devices[0].will.message_expiry",
+                ":6:",
+                "must be greater than 0 (leave it out for no expiry), got `0s`",
+            ],
+        ),
+        (
+            "will message_expiry fraction",
+            dev("    will:\n      message_expiry: 1.5s\n"),
+            Invalid,
+            ["devices[0].will.message_expiry", ":6:", "1.5s"],
+        ),
+        (
+            "will topic wildcard",
+            dev("    will:\n      topic: status/+\n"),
+            Invalid,
+            ["devices[0].will.topic", ":6:14:", "status/+"],
+        ),
+        (
+            "will topic unknown variable",
+            dev("    will:\n      topic: s/{target}\n"),
+            Invalid,
+            ["devices[0].will.topic", ":6:", "{target}"],
+        ),
+        (
+            "will response_topic wildcard",
+            dev("    will:\n      response_topic: ack/#\n"),
+            Invalid,
+            ["devices[0].will.response_topic", ":6:", "ack/#"],
+        ),
+        (
+            "will ack topic is the command topic",
+            dev("    will:\n      response_topic: cmnd/{id}/power\n"),
+            Invalid,
+            [
+                "devices[0].will.response_topic",
+                ":6:23:",
+                "will.response_topic `cmnd/l/power` of `l` is also its command topic",
+            ],
+        ),
+        (
+            "will ack topic is a response topic",
+            phone("    targets: [light-1]\n    will: {response_topic: \"resp/{id}\"}\n"),
+            Invalid,
+            [
+                "devices[1].will.response_topic",
+                ":8:",
+                "`resp/p` of `p` is also a response topic it subscribes to",
+            ],
+        ),
+        (
+            "will ack topic is the request topic",
+            format!(
+                "{HEAD}  - kind: sensor\n    id: s\n    will: {{response_topic: \"cmnd/{{id}}/get\"}}\n"
+            ),
+            Invalid,
+            [
+                "devices[0].will.response_topic",
+                ":5:",
+                "`cmnd/s/get` of `s` is also its request topic",
+            ],
+        ),
+        (
+            "user property with NUL",
+            dev("    will:\n      user_properties: {a: \"x\\0y\"}\n"),
+            Invalid,
+            ["devices[0].will.user_properties.a", ":6:", "x\\0y"],
+        ),
+        (
+            "consume_wills misplaced #",
+            dev("    consume_wills: a/#/b\n"),
+            Invalid,
+            [
+                "devices[0].consume_wills",
+                ":5:20:",
+                "`a/#/b` misplaces `#`",
+            ],
+        ),
+        (
+            "consume_wills misplaced +",
+            dev("    consume_wills: [ok/+, c+]\n"),
+            Invalid,
+            [
+                "devices[0].consume_wills[1]",
+                ":5:27:",
+                "`c+` misplaces `+`",
+            ],
+        ),
+        (
+            "consume_wills empty filter",
+            dev("    consume_wills: {topics: [\"\"]}\n"),
+            Invalid,
+            [
+                "devices[0].consume_wills.topics[0]",
+                ":5:",
+                "topic filter must not be empty",
+            ],
+        ),
+        (
+            "consume_wills empty list",
+            dev("    consume_wills: []\n"),
+            Invalid,
+            ["devices[0].consume_wills", ":5:", "must not be empty"],
+        ),
+        (
+            "consume_wills unquoted #",
+            dev("    consume_wills: #\n"),
+            Invalid,
+            ["devices[0].consume_wills", ":5:", "quote it, \"#\""],
+        ),
+        (
+            "consume_wills without topics",
+            dev("    consume_wills: {ack_delay: 1s}\n"),
+            Invalid,
+            [
+                "devices[0].consume_wills.topics",
+                ":5:",
+                "missing required field `topics`",
+            ],
+        ),
+        (
+            "consume_wills unknown variable",
+            dev("    consume_wills: s/{nope}\n"),
+            Invalid,
+            ["devices[0].consume_wills", ":5:", "{nope}"],
+        ),
+        (
+            "ack_drop above 1",
+            dev("    consume_wills: {topics: s/+, ack_drop: 1.5}\n"),
+            Invalid,
+            ["devices[0].consume_wills.ack_drop", ":5:44:", "got 1.5"],
+        ),
+        (
+            "ack_drop NaN",
+            dev("    consume_wills: {topics: s/+, ack_drop: .nan}\n"),
+            Invalid,
+            ["devices[0].consume_wills.ack_drop", ":5:", "got NaN"],
+        ),
+        (
+            "ack_delay",
+            dev("    consume_wills: {topics: s/+, ack_delay: soon}\n"),
+            Invalid,
+            ["devices[0].consume_wills.ack_delay", ":5:", "soon"],
+        ),
+        (
+            "consume_wills unknown key",
+            dev("    consume_wills: {topics: s/+, drop: 1}\n"),
+            Yaml,
+            ["drop", "line 5", "ack_drop"],
+        ),
+        (
+            "consume_wills wrong type",
+            dev("    consume_wills: 5\n"),
+            Yaml,
+            ["line 5", "integer", "a topic filter"],
+        ),
+        (
+            "will_ack_timeout 0",
+            format!("will_ack_timeout: 0s\n{HEAD}  - {{kind: light, id: l}}\n"),
+            Invalid,
+            ["will_ack_timeout", ":1:19:", "0s"],
+        ),
+        (
+            "fault unknown field",
+            fault("  - {kind: kill, target: l, at: 1s, down_for: 1s, for: 2s}\n"),
+            Yaml,
+            ["for", "line 10", "down_for"],
+        ),
+        (
+            "fault kind",
+            fault("  - {kind: crash, target: l, at: 1s, down_for: 1s}\n"),
+            Invalid,
+            ["faults[0].kind", ":10:12:", "got `crash`"],
+        ),
+        (
+            "fault without kind",
+            fault("  - {target: l, at: 1s, down_for: 1s}\n"),
+            Invalid,
+            ["faults[0].kind", ":10:", "missing required field `kind`"],
+        ),
+        (
+            "fault without target",
+            fault("  - {kind: kill, at: 1s, down_for: 1s}\n"),
+            Invalid,
+            [
+                "faults[0].target",
+                ":10:",
+                "missing required field `target`",
+            ],
+        ),
+        (
+            "fault target matches nothing",
+            stall("lamp-*", "5s"),
+            Invalid,
+            [
+                "faults[0].target",
+                ":11:13:",
+                "target `lamp-*` matches no device id in this fleet",
+            ],
+        ),
+        (
+            "fault target bad char",
+            stall("\"l/1\"", "5s"),
+            Invalid,
+            ["faults[0].target", ":11:", "`l/1` contains `/`"],
+        ),
+        (
+            "fault without schedule",
+            fault("  - {kind: kill, target: l, down_for: 1s}\n"),
+            Invalid,
+            ["faults[0]", ":10:", "needs `at` (fire once) or `every`"],
+        ),
+        (
+            "fault at and every",
+            fault("  - {kind: kill, target: l, at: 1s, every: 2s, down_for: 1s}\n"),
+            Invalid,
+            [
+                "faults[0].every",
+                ":10:",
+                "either `at` or `every`, not both",
+            ],
+        ),
+        (
+            "fault after the run",
+            fault("  - {kind: kill, target: l, at: 12s, down_for: 1s}\n"),
+            Invalid,
+            [
+                "faults[0].at",
+                ":10:",
+                "fault at 12s would fire after the run ends at 10s",
+            ],
+        ),
+        (
+            "fault every run",
+            fault("  - {kind: kill, target: l, every: 10s, down_for: 1s}\n"),
+            Invalid,
+            [
+                "faults[0].every",
+                ":10:",
+                "fault every 10s would never fire: the run ends at 10s",
+            ],
+        ),
+        (
+            "fault every 0",
+            fault("  - {kind: kill, target: l, every: 0s, down_for: 1s}\n"),
+            Invalid,
+            ["faults[0].every", ":10:", "got `0s`"],
+        ),
+        (
+            "fault without down_for",
+            fault("  - {kind: kill, target: l, at: 1s}\n"),
+            Invalid,
+            [
+                "faults[0].down_for",
+                ":10:",
+                "missing required field `down_for`",
+            ],
+        ),
+        (
+            "fault down_for 0",
+            fault("  - {kind: kill, target: l, at: 1s, down_for: 0s}\n"),
+            Invalid,
+            ["faults[0].down_for", ":10:", "got `0s`"],
+        ),
+        (
+            "stall shorter than 1.5 x keepalive",
+            stall("l", "2s"),
+            Invalid,
+            [
+                "faults[0].down_for",
+                ":13:15:",
+                "stall needs down_for longer than 1.5 x keepalive (3s for l), got 2s",
+            ],
+        ),
+        (
+            "stall of exactly 1.5 x keepalive",
+            stall("l", "3s"),
+            Invalid,
+            ["faults[0].down_for", ":13:", "(3s for l), got 3s"],
+        ),
+        (
+            "stall without keepalive",
+            format!(
+                "{HEAD}  - {{kind: light, id: l, keepalive: 0s}}\nfaults:\n  - {{kind: stall, target: l, at: 1s, down_for: 9s}}\n"
+            ),
+            Invalid,
+            ["faults[0].target", ":5:", "stall of l needs keepalive > 0"],
+        ),
+        (
+            "flap shorter than the Will Delay",
+            flap("l", "3s"),
+            Invalid,
+            [
+                "faults[0].target",
+                ":11:13:",
+                "flap of l needs will.delay of at least 4s (down_for 3s + 1s), got 2s",
+            ],
+        ),
+        (
+            "flap without will",
+            flap("s", "1s"),
+            Invalid,
+            [
+                "faults[0].target",
+                ":11:",
+                "flap of s needs a `will` with delay of at least 2s",
+            ],
+        ),
+        (
+            "flap outliving the session",
+            format!(
+                "{HEAD}  - {{kind: light, id: l, session_expiry: 2s, will: {{delay: 9s}}}}\nfaults:\n  - {{kind: flap, target: l, at: 1s, down_for: 2s}}\n"
+            ),
+            Invalid,
+            [
+                "faults[0].target",
+                ":5:",
+                "flap of l needs session_expiry of at least 3s",
+            ],
+        ),
     ]
 }
 
@@ -672,7 +1040,7 @@ fn bad_files_name_field_line_and_value() {
             );
         }
     }
-    assert!(cases.len() >= 40);
+    assert!(cases.len() >= 90);
 }
 
 #[test]
@@ -792,10 +1160,10 @@ fn mutated_good_files_never_panic() {
         state ^= state << 17;
         state
     };
-    let base: Vec<char> = HOME.chars().collect();
     let alphabet: Vec<char> = "{}[]:-*#+ \n\"'0123456789nsmx&|>".chars().collect();
-    for _ in 0..400 {
-        let mut chars = base.clone();
+    for round in 0..800 {
+        let base = if round % 2 == 0 { HOME } else { WILLS };
+        let mut chars: Vec<char> = base.chars().collect();
         for _ in 0..(1 + next() % 4) {
             let at = (next() as usize) % chars.len();
             let c = alphabet[(next() as usize) % alphabet.len()];
@@ -861,4 +1229,303 @@ fn the_repo_fleets_are_valid() {
     assert_eq!(p.targets.len(), 3);
     assert_eq!(p.targets[2].response_topic, "home/replies/phone-4");
     assert_eq!(p.targets[2].request_topic, "home/light-3/set");
+}
+
+/// Wills, their consumers and faults. Devices in fleet order: light-1 (0), light-2 (1),
+/// sensor (2), plain (3), phone-1 (4), phone-2 (5), hub (6), watcher (7).
+const WILLS: &str = r##"
+name: wills
+duration: 20s
+will_ack_timeout: 2s
+devices:
+  - kind: light
+    id: light-{n}
+    count: 2
+    keepalive: 2s
+    will:
+      topic: home/{id}/status
+      payload: '{"id":"{id}","n":{n},"status":"gone"}'
+      qos: 2
+      retain: true
+      delay: 5s
+      message_expiry: 1m
+      user_properties: {reason: power-loss, attempt: 1}
+      response_topic: ack/{n}
+  - kind: sensor
+    id: sensor
+    session_expiry: 10s
+    will: {}
+  - kind: light
+    id: plain
+  - kind: phone
+    id: phone-{n}
+    count: 2
+    targets: ["light-*"]
+    consume_wills: home/+/status
+  - kind: phone
+    id: hub
+    request_topic: hub/cmd
+    consume_wills: ["home/+/status", "status/#"]
+  - kind: sensor
+    id: watcher
+    consume_wills: {topics: "status/{id}/+", ack_delay: 50ms, ack_drop: 0.25}
+faults:
+  - kind: kill
+    target: light-1
+    at: 3s
+    down_for: 3s
+  - kind: flap
+    target: "light-*"
+    every: 5s
+    down_for: 4s
+  - kind: stall
+    target: "light-*"
+    at: 1s
+    down_for: 3500ms
+  - kind: disconnect_with_will
+    target: "*"
+    at: 10s
+    down_for: 1s
+  - kind: disconnect
+    target: "phone-*"
+    at: 0s
+    down_for: 1s
+"##;
+
+#[test]
+fn wills_expand_their_templates_and_keep_property_order() {
+    let f = fleet(WILLS);
+    assert_eq!(f.will_ack_timeout, Duration::from_secs(2));
+    assert_eq!(
+        device(&f, "light-2").will,
+        Some(Will {
+            topic: "home/light-2/status".into(),
+            payload: r#"{"id":"light-2","n":2,"status":"gone"}"#.into(),
+            qos: Qos::ExactlyOnce,
+            retain: true,
+            delay: Duration::from_secs(5),
+            message_expiry: Some(Duration::from_secs(60)),
+            user_properties: vec![
+                ("reason".into(), "power-loss".into()),
+                ("attempt".into(), "1".into()),
+            ],
+            response_topic: "ack/2".into(),
+        })
+    );
+}
+
+#[test]
+fn an_empty_or_null_will_takes_every_default() {
+    let defaults = |id: &str| Will {
+        topic: format!("status/{id}"),
+        payload: format!(r#"{{"id":"{id}","status":"offline"}}"#),
+        qos: Qos::AtLeastOnce,
+        retain: false,
+        delay: Duration::ZERO,
+        message_expiry: None,
+        user_properties: Vec::new(),
+        response_topic: format!("will-ack/{id}"),
+    };
+    let f = fleet(WILLS);
+    assert_eq!(device(&f, "sensor").will, Some(defaults("sensor")));
+    // `will:` with nothing after it is a Will too, not a silently missing one.
+    let f = fleet("name: n\ndevices:\n  - kind: light\n    id: l\n    will:\n");
+    assert_eq!(f.devices[0].will, Some(defaults("l")));
+}
+
+#[test]
+fn a_will_lengthens_the_default_session_expiry_only() {
+    let f = fleet(WILLS);
+    let expiry = |id: &str| device(&f, id).connection.session_expiry;
+    // Default with a Will: 300s; a given value wins; no Will: the old default, 0.
+    assert_eq!(expiry("light-1"), 300);
+    assert_eq!(expiry("sensor"), 10);
+    assert_eq!(expiry("plain"), 0);
+    assert_eq!(expiry("hub"), 0);
+    assert_eq!(device(&f, "plain").will, None);
+}
+
+#[test]
+fn consume_wills_takes_a_filter_a_list_or_settings() {
+    let f = fleet(WILLS);
+    let consumer = |id: &str| device(&f, id).consume_wills.clone();
+    assert_eq!(
+        consumer("phone-2"),
+        Some(WillConsumer {
+            filters: vec!["home/+/status".into()],
+            ack_delay: Duration::ZERO,
+            ack_drop: 0.0,
+        })
+    );
+    assert_eq!(
+        consumer("hub"),
+        Some(WillConsumer {
+            filters: vec!["home/+/status".into(), "status/#".into()],
+            ack_delay: Duration::ZERO,
+            ack_drop: 0.0,
+        })
+    );
+    assert_eq!(
+        consumer("watcher"),
+        Some(WillConsumer {
+            filters: vec!["status/watcher/+".into()],
+            ack_delay: Duration::from_millis(50),
+            ack_drop: 0.25,
+        })
+    );
+    assert_eq!(consumer("light-1"), None);
+}
+
+#[test]
+fn faults_resolve_targets_to_device_indexes_in_fleet_order() {
+    let f = fleet(WILLS);
+    let summary: Vec<_> = f
+        .faults
+        .iter()
+        .map(|x| (x.kind, x.schedule, x.targets.clone(), x.down_for))
+        .collect();
+    let s = Duration::from_secs;
+    assert_eq!(
+        summary,
+        [
+            (FaultKind::Kill, Schedule::At(s(3)), vec![0], s(3)),
+            (FaultKind::Flap, Schedule::Every(s(5)), vec![0, 1], s(4)),
+            (
+                FaultKind::Stall,
+                Schedule::At(s(1)),
+                vec![0, 1],
+                Duration::from_millis(3500)
+            ),
+            // Devices of every kind, with or without a Will.
+            (
+                FaultKind::DisconnectWithWill,
+                Schedule::At(s(10)),
+                (0..8).collect(),
+                s(1)
+            ),
+            (FaultKind::Disconnect, Schedule::At(s(0)), vec![4, 5], s(1)),
+        ]
+    );
+    for fault in &f.faults {
+        for &i in &fault.targets {
+            assert!(i < f.devices.len());
+        }
+    }
+}
+
+#[test]
+fn a_fault_on_many_devices_reports_each_shortfall_once() {
+    let yaml = format!(
+        "{HEAD}  - {{kind: light, id: \"a{{n}}\", count: 3, keepalive: 2s}}\n  - {{kind: light, id: \"b{{n}}\", count: 3, keepalive: 10s}}\n  - {{kind: light, id: c, keepalive: 0s}}\nfaults:\n  - {{kind: stall, target: \"*\", at: 1s, down_for: 4s}}\n  - {{kind: flap, target: \"*\", at: 1s, down_for: 4s}}\n"
+    );
+    let Err(FleetError::Invalid { problems, .. }) = parse(&yaml, "t") else {
+        panic!("expected Invalid");
+    };
+    let messages: Vec<_> = problems.iter().map(|p| p.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        [
+            // The stall names the device needing the longest down_for.
+            "stall of c needs keepalive > 0 (a broker never times out a client without one), got 0s",
+            "stall needs down_for longer than 1.5 x keepalive (15s for b1), got 4s",
+            "flap of a1 (and 6 other targets) needs a `will` with delay of at least 5s (down_for 4s + 1s), it has none",
+        ]
+    );
+}
+
+#[test]
+fn flap_rounds_its_need_up_to_whole_seconds() {
+    let err = parse(
+        &format!(
+            "{HEAD}  - {{kind: light, id: l, will: {{delay: 3s}}}}\nfaults:\n  - {{kind: flap, target: l, at: 1s, down_for: 2500ms}}\n"
+        ),
+        "t",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("needs will.delay of at least 4s (down_for 2s 500ms + 1s), got 3s"),
+        "{err}"
+    );
+    // Exactly down_for + 1s is enough.
+    fleet(&format!(
+        "{HEAD}  - {{kind: light, id: l, will: {{delay: 4s}}}}\nfaults:\n  - {{kind: flap, target: l, at: 1s, down_for: 3s}}\n"
+    ));
+}
+
+#[test]
+fn faults_are_checked_even_when_the_devices_are_bad() {
+    // The bad kind still makes id `l`: the fault's target resolves, no second problem.
+    let yaml = format!(
+        "{HEAD}  - {{kind: lamp, id: l}}\nfaults:\n  - {{kind: kil, target: l, at: 1s, down_for: 1s}}\n"
+    );
+    let Err(FleetError::Invalid { problems, .. }) = parse(&yaml, "t") else {
+        panic!("expected Invalid");
+    };
+    let fields: Vec<_> = problems.iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(fields, ["devices[0].kind", "faults[0].kind"]);
+}
+
+#[test]
+fn faults_on_too_many_devices_are_refused() {
+    let yaml = format!(
+        "{HEAD}  - {{kind: light, id: \"l{{n}}\", count: 600000}}\nfaults:\n  - {{kind: kill, target: \"*\", at: 1s, down_for: 1s}}\n  - {{kind: kill, target: \"*\", at: 2s, down_for: 1s}}\n"
+    );
+    let err = parse(&yaml, "t").unwrap_err().to_string();
+    assert!(
+        err.contains("faults[1].target") && err.contains("(max 1000000)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn huge_fault_durations_fail_cleanly() {
+    for down_for in ["500000000000years", "18446744073709551615s"] {
+        let yaml = format!(
+            "{HEAD}  - {{kind: light, id: l, will: {{delay: 1s}}}}\nfaults:\n  - {{kind: flap, target: l, at: 1s, down_for: {down_for}}}\n  - {{kind: stall, target: l, at: 1s, down_for: {down_for}}}\n"
+        );
+        // Any outcome but a panic; the flap cannot be satisfied.
+        assert!(parse(&yaml, "t").is_err(), "{down_for}");
+    }
+}
+
+#[test]
+fn a_fault_racing_the_wills_due_time_is_refused() {
+    let text = "name: race
+duration: 10s
+devices:
+  - kind: light
+    id: lamp
+    keepalive: 2s
+    will:
+      delay: 3s
+faults:
+  - kind: kill
+    target: lamp
+    at: 1s
+    down_for: 3s
+  - kind: stall
+    target: lamp
+    at: 5s
+    down_for: 6500ms
+  - kind: kill
+    target: lamp
+    at: 8s
+    down_for: 5s
+";
+    let err = parse(text, "race.yaml").unwrap_err().to_string();
+    assert!(
+        err.contains("race.yaml:11:13: faults[0].target: kill of lamp comes back after 3s, within a second of when its Will is due (3s)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("at least 4s (Will published) or at most 2s (Will suppressed)"),
+        "{err}"
+    );
+    // Stall: noticed after 3 s, plus the 3 s delay: due at 6 s.
+    assert!(err.contains("faults[1].target: stall of lamp comes back after 6s 500ms, within a second of when its Will is due (6s)"), "{err}");
+    assert!(
+        !err.contains("faults[2]"),
+        "5 s is clear of the 3 s due time: {err}"
+    );
 }

@@ -1,5 +1,5 @@
-//! Top-level checks (`name`, `broker`, `duration`, `seed`, `devices`) and the assembly of the
-//! final [`Fleet`] from the checked groups.
+//! Top-level checks (`name`, `broker`, `duration`, `seed`, `will_ack_timeout`, `devices`,
+//! `faults`) and the assembly of the final [`Fleet`] from the checked groups.
 
 use std::time::Duration;
 
@@ -7,6 +7,7 @@ use serde_saphyr::Spanned;
 
 use super::Problem;
 use super::expand::expand;
+use super::faults::check_faults;
 use super::group::check_group;
 use super::model::{BrokerTarget, Fleet};
 use super::raw::{RawBroker, RawFleet};
@@ -66,8 +67,15 @@ pub(super) fn validate(raw: Spanned<RawFleet>) -> Result<Fleet, Vec<Problem>> {
         DurationRule::Positive,
     );
     let seed = f.seed.as_ref().map_or(0, |s| s.value);
+    let will_ack_timeout = duration(
+        &mut problems,
+        f.will_ack_timeout.as_ref(),
+        "will_ack_timeout",
+        Duration::from_secs(5),
+        DurationRule::Positive,
+    );
 
-    let devices = match &f.devices {
+    let plans: Vec<_> = match &f.devices {
         None => {
             problems.at(top, "devices", "missing required field `devices`");
             Vec::new()
@@ -80,25 +88,39 @@ pub(super) fn validate(raw: Spanned<RawFleet>) -> Result<Fleet, Vec<Problem>> {
             );
             Vec::new()
         }
-        Some(d) => {
-            let plans: Vec<_> = d
-                .value
-                .iter()
-                .enumerate()
-                .map(|(i, g)| check_group(&mut problems, i, g))
-                .collect();
-            expand(&mut problems, &plans)
-        }
+        Some(d) => d
+            .value
+            .iter()
+            .enumerate()
+            .map(|(i, g)| check_group(&mut problems, i, g))
+            .collect(),
     };
+    // With no groups there is nothing to expand: faults are still checked on their own, but
+    // not matched against devices (that would only repeat that there are none).
+    let expanded = (!plans.is_empty()).then(|| expand(&mut problems, &plans));
+    let faults = check_faults(
+        &mut problems,
+        f.faults.as_ref(),
+        run_for,
+        &plans,
+        expanded.as_ref().and_then(|e| e.entries.as_deref()),
+    );
+    let devices = expanded.map(|e| e.devices).unwrap_or_default();
 
-    match (name, broker, run_for) {
-        (Some(name), Some(broker), Some(duration)) if problems.is_empty() => Ok(Fleet {
-            name,
-            broker,
-            duration,
-            seed,
-            devices,
-        }),
+    match (name, broker, run_for, will_ack_timeout) {
+        (Some(name), Some(broker), Some(duration), Some(will_ack_timeout))
+            if problems.is_empty() =>
+        {
+            Ok(Fleet {
+                name,
+                broker,
+                duration,
+                seed,
+                devices,
+                will_ack_timeout,
+                faults,
+            })
+        }
         _ => Err(problems.into_sorted()),
     }
 }

@@ -442,6 +442,25 @@ impl Session {
         Packet::Disconnect(DisconnectPacket::new(reason))
     }
 
+    /// A normal DISCONNECT that also ends the session on the server (Session Expiry Interval 0),
+    /// so a finished run leaves no sessions queueing messages behind. MQTT allows lowering the
+    /// expiry to 0 here, never raising it, so the property is sent only when it was non-zero.
+    pub fn disconnect_ending_session(&mut self) -> Packet {
+        let mut packet = DisconnectPacket::new(ReasonCode::Success);
+        if self.config.session_expiry != 0 {
+            packet = packet.with_session_expiry_interval(0);
+        }
+        self.reset_connection();
+        Packet::Disconnect(packet)
+    }
+
+    /// The Will the next CONNECT registers. A Will belongs to one connection, so callers that
+    /// want each connection's Will to be told apart (by its Correlation Data) set it before each
+    /// [`Session::connect`].
+    pub fn set_will(&mut self, will: Option<WillMessage>) {
+        self.config.will = will;
+    }
+
     /// The transport died. In-flight QoS>0 publishes are kept: after the next CONNACK they are
     /// re-sent with DUP=1 if session_present, or from scratch (new PUBLISH, DUP=0) if the server
     /// lost the session. Awaiting-PUBCOMP flows resend PUBREL if session_present, and restart

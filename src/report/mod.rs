@@ -1,6 +1,7 @@
 //! The end-of-run report: the numbers (serialised as the `--report` JSON) and their rendering
 //! as a table for people. Collecting them is `collector`'s job; this module only holds and shows.
 
+mod histogram;
 mod render;
 
 use std::collections::BTreeMap;
@@ -23,6 +24,7 @@ pub struct Report {
     pub requests: Requests,
     pub responders: Responders,
     pub telemetry: Telemetry,
+    pub wills: Wills,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -88,11 +90,104 @@ pub struct Telemetry {
     pub published: u64,
 }
 
+/// What became of every outage's Will: published, consumed, learned by its device.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Wills {
+    /// Outages after which the broker should publish the device's Will.
+    pub expected: u64,
+    /// Of those, Wills seen published.
+    pub published: u64,
+    /// Of those, Wills acked on their Response Topic.
+    pub consumed: u64,
+    /// Published Wills nobody acked within `will_ack_timeout`.
+    pub unconsumed: u64,
+    /// Wills published when none should have been (see `unexpected_wills`).
+    pub unexpected: u64,
+    /// Expected Wills never published.
+    pub missing: u64,
+    /// Outages of devices with a Will after which, rightly, none was published.
+    pub suppressed: u64,
+    /// Outages whose ack the device itself received once back.
+    pub learned_on_reconnect: u64,
+    /// From the fault to the Will's publication.
+    pub publish_latency_ms: Latency,
+    /// From the Will's publication to its first ack.
+    pub ack_latency_ms: Latency,
+    pub outages: Vec<Outage>,
+    pub unexpected_wills: Vec<UnexpectedWill>,
+}
+
+/// One outage's story. Times in seconds, `*_at_s` from the start of the run, `*_after_s` from
+/// the step before.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Outage {
+    pub device: String,
+    pub fault: &'static str,
+    pub at_s: f64,
+    pub will_expected: bool,
+    /// consumed, unconsumed, missing, suppressed, unexpected, no_will or skipped.
+    pub outcome: &'static str,
+    pub will_after_s: Option<f64>,
+    pub acked_by: Vec<String>,
+    pub ack_after_s: Option<f64>,
+    pub back_at_s: Option<f64>,
+    pub learned_at_s: Option<f64>,
+    /// The same, in one line, as printed in the summary.
+    pub story: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UnexpectedWill {
+    pub device: String,
+    /// Which connection of the device the Will belonged to (from its Correlation Data).
+    pub incarnation: u32,
+    pub at_s: f64,
+    /// The fault before it, if the Will belonged to a recorded outage (e.g. a flap).
+    pub after_fault: Option<&'static str>,
+}
+
 impl Report {
+    /// Sets `ok` and `problems` from the numbers. Documented in docs/report.md ("The verdict").
+    pub fn judge(&mut self) {
+        let (d, q, w) = (&self.devices, &self.requests, &self.wills);
+        let mut problems = Vec::new();
+        if d.connected < d.total {
+            problems.push(format!(
+                "{} of {} devices never connected",
+                d.total - d.connected,
+                d.total
+            ));
+        }
+        let counts = [
+            (q.timed_out, "requests timed out"),
+            (q.failed, "requests were refused by the broker"),
+            (q.in_flight, "requests were still unanswered at the end"),
+            (q.unmatched_responses, "answers matched no request"),
+            (q.duplicate_responses, "duplicate answers arrived"),
+            (w.missing, "expected Wills were never published"),
+            (w.unconsumed, "published Wills were never acked"),
+            (
+                w.unexpected,
+                "Wills were published when none should have been",
+            ),
+        ];
+        for (count, what) in counts {
+            if count > 0 {
+                problems.push(format!("{count} {what}"));
+            }
+        }
+        if !q.adds_up() {
+            problems.push("request accounting does not add up (a fleetsim bug)".into());
+        }
+        self.ok = problems.is_empty();
+        self.problems = problems;
+    }
+
     pub fn to_json(&self) -> String {
         // Serialising plain structs of numbers and strings cannot fail.
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
 }
 
+pub use histogram::DurationHistogram;
 pub use render::Table;

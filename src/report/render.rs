@@ -71,6 +71,40 @@ impl fmt::Display for Table<'_> {
             "telemetry",
             format!("{} readings published", r.telemetry.published),
         )?;
+        let w = &r.wills;
+        if !w.outages.is_empty() || w.unexpected > 0 {
+            row(
+                f,
+                "wills",
+                format!(
+                    "{} expected: {} published, {} consumed, {} unconsumed, {} missing; \
+                     {} unexpected, {} suppressed, {} learned on reconnect",
+                    w.expected,
+                    w.published,
+                    w.consumed,
+                    w.unconsumed,
+                    w.missing,
+                    w.unexpected,
+                    w.suppressed,
+                    w.learned_on_reconnect
+                ),
+            )?;
+            let width = w.outages.iter().map(|o| o.device.len()).max().unwrap_or(0);
+            for o in &w.outages {
+                writeln!(f, "    {:<width$}  {}", o.device, o.story)?;
+            }
+            for u in &w.unexpected_wills {
+                let after = u
+                    .after_fault
+                    .map(|k| format!(" after {k}"))
+                    .unwrap_or_default();
+                writeln!(
+                    f,
+                    "    {:<width$}  unexpected Will of connection {} @{:.1}s{after}",
+                    u.device, u.incarnation, u.at_s
+                )?;
+            }
+        }
         row(
             f,
             "verdict",

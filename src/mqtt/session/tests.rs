@@ -794,3 +794,46 @@ fn connack_with_receive_maximum_zero_is_unexpected() {
         .unwrap_err();
     assert!(matches!(err, ProtocolError::Unexpected(_)));
 }
+
+#[test]
+fn goodbye_ends_a_persistent_session_and_leaves_a_volatile_one_alone() {
+    let mut config = SessionConfig::new("dev");
+    config.session_expiry = 300;
+    let mut session = Session::new(config);
+    let Packet::Disconnect(goodbye) = session.disconnect_ending_session() else {
+        panic!("not a DISCONNECT");
+    };
+    assert_eq!(goodbye.reason_code, ReasonCode::Success);
+    assert_eq!(goodbye.properties.get_session_expiry_interval(), Some(0));
+
+    let mut volatile = Session::new(SessionConfig::new("dev"));
+    let Packet::Disconnect(goodbye) = volatile.disconnect_ending_session() else {
+        panic!("not a DISCONNECT");
+    };
+    assert_eq!(goodbye.properties.get_session_expiry_interval(), None);
+}
+
+#[test]
+fn each_connect_carries_the_will_set_for_it() {
+    let mut session = Session::new(SessionConfig::new("dev"));
+    let will = |correlation: &'static [u8]| {
+        let mut will = WillMessage::new("status/dev", b"offline".to_vec());
+        will.properties.correlation_data = Some(correlation.to_vec());
+        will.properties.response_topic = Some("will-ack/dev".into());
+        will
+    };
+    session.set_will(Some(will(b"dev#1")));
+    let Packet::Connect(first) = session.connect(Instant::now()) else {
+        panic!("not a CONNECT");
+    };
+    session.set_will(Some(will(b"dev#2")));
+    let Packet::Connect(second) = session.connect(Instant::now()) else {
+        panic!("not a CONNECT");
+    };
+    let correlation = |c: &ConnectPacket| match c.will_properties.get(PropertyId::CorrelationData) {
+        Some(PropertyValue::BinaryData(data)) => data.clone(),
+        other => panic!("no correlation data: {other:?}"),
+    };
+    assert_eq!(&correlation(&first)[..], b"dev#1");
+    assert_eq!(&correlation(&second)[..], b"dev#2");
+}

@@ -1,0 +1,366 @@
+//! The connection lifecycle every device shares: TCP connect, CONNECT/CONNACK, SUBSCRIBE,
+//! keepalive, reconnect with backoff, and packets in and out through the session.
+
+use std::time::{Duration, Instant};
+
+use actix::io::{FramedWrite, WriteHandler};
+use actix::prelude::*;
+use futures_util::StreamExt;
+use mqtt5_protocol::packet::suback::SubAckReasonCode;
+use mqtt5_protocol::{Packet, ReasonCode};
+use rand::Rng;
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio_util::codec::FramedRead;
+
+use super::{DeviceActor, Link};
+use crate::events::Event;
+use crate::mqtt::{CodecError, MqttCodec, Outgoing};
+use crate::supervisor::WillFact;
+
+/// How many times a device tries its *first* connection before the run gives up on the broker.
+/// Later drops are retried for as long as the run lasts.
+pub(super) const FIRST_CONNECT_ATTEMPTS: u32 = 5;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const BACKOFF_START: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Read buffer to start with; it grows for larger packets. Small, because fleets are large.
+const READ_BUFFER: usize = 512;
+const MAX_PACKET: usize = 1024 * 1024;
+
+pub(super) type Writer = FramedWrite<Packet, OwnedWriteHalf, MqttCodec>;
+
+/// A decoded packet, tagged with the connection it came from.
+pub(super) struct Frame {
+    generation: u64,
+    frame: Result<Packet, CodecError>,
+}
+
+impl DeviceActor {
+    pub(super) fn write(&mut self, packet: Packet) {
+        if self.away.is_some() {
+            // Away (a stall keeps its socket): nothing goes out, PINGREQ and acks included.
+            return;
+        }
+        if let Some(writer) = &mut self.writer {
+            writer.write(packet);
+        }
+    }
+
+    /// Hands a publish to the session (which may queue it under Receive Maximum) and writes
+    /// whatever it releases. Returns the tag that `Delivered`/`Refused` will name.
+    pub(super) fn publish(&mut self, mut msg: Outgoing) -> u64 {
+        self.next_tag += 1;
+        msg.tag = self.next_tag;
+        if let Some(packet) = self.session.publish(msg, Instant::now()) {
+            self.write(packet);
+        }
+        self.next_tag
+    }
+
+    pub(super) fn connect(&mut self, ctx: &mut Context<Self>) {
+        self.link = Link::Connecting;
+        self.generation += 1;
+        let generation = self.generation;
+        let addr = self.broker;
+        let attempt = async move {
+            let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+                .await
+                .map_err(|_| format!("no answer from {addr} within {CONNECT_TIMEOUT:?}"))?
+                .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+            // Without NODELAY a small answer can wait ~40 ms for a delayed ACK.
+            stream
+                .set_nodelay(true)
+                .map_err(|e| format!("cannot set TCP_NODELAY: {e}"))?;
+            Ok::<_, String>(stream)
+        };
+        ctx.spawn(attempt.into_actor(self).map(move |result, act, ctx| {
+            if act.generation != generation || act.stopping {
+                return;
+            }
+            match result {
+                Ok(stream) => act.attach(stream, ctx),
+                Err(reason) => act.connect_failed(reason, ctx),
+            }
+        }));
+        // The CONNACK must follow within the same bound, or the attempt counts as failed.
+        let limit = CONNECT_TIMEOUT * 2;
+        ctx.run_later(limit, move |act, ctx| {
+            if act.generation == generation && act.link == Link::Connecting {
+                act.drop_link(ctx);
+                let reason = format!("no CONNACK from {} within {limit:?}", act.broker);
+                act.connect_failed(reason, ctx);
+            }
+        });
+    }
+
+    fn attach(&mut self, stream: TcpStream, ctx: &mut Context<Self>) {
+        let (read, write) = stream.into_split();
+        let generation = self.generation;
+        let frames = FramedRead::with_capacity(read, MqttCodec::new(MAX_PACKET), READ_BUFFER)
+            .map(move |frame| Frame { generation, frame });
+        self.reader = Some(ctx.add_stream(frames));
+        self.writer = Some(FramedWrite::new(write, MqttCodec::new(MAX_PACKET), ctx));
+        self.incarnation += 1;
+        let will = self.will_message();
+        self.session.set_will(will);
+        let connect = self.session.connect(Instant::now());
+        self.write(connect);
+    }
+
+    /// A connection attempt failed before CONNACK. The first connection gets a bounded number
+    /// of tries (the run cannot start without it); later ones retry until the run ends.
+    pub(super) fn connect_failed(&mut self, reason: String, ctx: &mut Context<Self>) {
+        self.link = Link::Down;
+        self.failed_attempts += 1;
+        if !self.ever_connected && self.failed_attempts >= FIRST_CONNECT_ATTEMPTS {
+            tracing::error!(device = %self.id, %reason, "giving up connecting");
+            self.emit(Event::ConnectFailed { reason });
+            ctx.stop();
+            return;
+        }
+        tracing::debug!(device = %self.id, %reason, attempt = self.failed_attempts, "connect failed, retrying");
+        self.reconnect_later(ctx);
+    }
+
+    /// Exponential backoff with seeded jitter, capped.
+    fn reconnect_later(&mut self, ctx: &mut Context<Self>) {
+        let exp = self.failed_attempts.min(16);
+        let cap = BACKOFF_START.saturating_mul(1 << exp).min(BACKOFF_MAX);
+        let delay = cap.mul_f64(self.rng.random_range(0.5..=1.0));
+        ctx.run_later(delay, |act, ctx| {
+            if !act.stopping && act.away.is_none() && act.link == Link::Down {
+                act.connect(ctx);
+            }
+        });
+    }
+
+    /// Closes the socket at once, without a DISCONNECT, and forgets the connection.
+    pub(super) fn drop_link(&mut self, ctx: &mut Context<Self>) {
+        if let Some(writer) = self.writer.take() {
+            ctx.cancel_future(writer.handle());
+        }
+        self.forget_link(ctx);
+    }
+
+    /// Flushes what was written (a DISCONNECT) and then closes the socket.
+    pub(super) fn close_link(&mut self, ctx: &mut Context<Self>) {
+        if let Some(mut writer) = self.writer.take() {
+            // The writer's task flushes, shuts the socket down and calls `finished`; dropping
+            // our handle to it does not cancel it.
+            writer.close();
+        }
+        self.forget_link(ctx);
+    }
+
+    fn forget_link(&mut self, ctx: &mut Context<Self>) {
+        if let Some(reader) = self.reader.take() {
+            ctx.cancel_future(reader);
+        }
+        if let Some(tick) = self.tick.take() {
+            ctx.cancel_future(tick);
+        }
+        self.subscribe_id = None;
+        self.link = Link::Down;
+        self.generation += 1;
+    }
+
+    /// An established connection died under us: tell, clean up, come back (unless a fault
+    /// keeps the device away; it comes back when the fault ends).
+    pub(super) fn connection_lost(&mut self, reason: String, ctx: &mut Context<Self>) {
+        if self.stopping {
+            return;
+        }
+        let was = self.link;
+        self.drop_link(ctx);
+        self.session.connection_lost();
+        if let Some(away) = self.away {
+            tracing::debug!(device = %self.id, fault = away.kind.as_str(), %reason, "connection closed during a fault");
+            return;
+        }
+        if was == Link::Connecting {
+            self.connect_failed(reason, ctx);
+            return;
+        }
+        tracing::info!(device = %self.id, %reason, "connection lost, reconnecting");
+        self.emit(Event::ConnectionLost { reason });
+        self.failed_attempts = 0;
+        self.reconnect_later(ctx);
+    }
+
+    pub(super) fn schedule_tick(&mut self, ctx: &mut Context<Self>) {
+        if let Some(tick) = self.tick.take() {
+            ctx.cancel_future(tick);
+        }
+        if self.away.is_some() {
+            return;
+        }
+        if let Some(at) = self.session.next_tick() {
+            let wait = at.saturating_duration_since(Instant::now());
+            self.tick = Some(ctx.run_later(wait, |act, ctx| {
+                act.tick = None;
+                match act.session.tick(Instant::now()) {
+                    Ok(Some(ping)) => act.write(ping),
+                    Ok(None) => {}
+                    Err(e) => return act.connection_lost(e.to_string(), ctx),
+                }
+                act.schedule_tick(ctx);
+            }));
+        }
+    }
+
+    fn on_packet(&mut self, packet: Packet, ctx: &mut Context<Self>) {
+        let mut out = Vec::new();
+        let event = self.session.handle(packet, Instant::now(), &mut out);
+        // The event's reactions go on the wire before what the session released: after a
+        // reconnect, the re-SUBSCRIBE to a response topic must precede the requests that were
+        // queued while the link was down, or their answers could arrive before the subscription.
+        let result = event.map(|event| {
+            if let Some(event) = event {
+                self.on_session_event(event, ctx);
+            }
+        });
+        for packet in out {
+            self.write(packet);
+        }
+        if let Err(e) = result {
+            tracing::warn!(device = %self.id, error = %e, "protocol error, dropping connection");
+            self.connection_lost(e.to_string(), ctx);
+        }
+    }
+
+    fn on_session_event(&mut self, event: crate::mqtt::Event, ctx: &mut Context<Self>) {
+        use crate::mqtt::Event as S;
+        match event {
+            S::Connected {
+                session_present, ..
+            } => self.on_connected(session_present),
+            S::ConnectRefused {
+                reason,
+                reason_string,
+            } => {
+                let why = describe(reason, reason_string.as_deref());
+                self.drop_link(ctx);
+                if self.ever_connected {
+                    self.connect_failed(format!("CONNACK refused: {why}"), ctx);
+                } else {
+                    // Credentials or bans do not fix themselves: fail fast on the first connect.
+                    self.failed_attempts = FIRST_CONNECT_ATTEMPTS;
+                    let reason = format!("{} refused the connection: {why}", self.broker);
+                    self.connect_failed(reason, ctx);
+                }
+            }
+            S::Subscribed { packet_id, reasons } => {
+                if Some(packet_id) == self.subscribe_id {
+                    self.on_subscribed(&reasons);
+                }
+            }
+            S::Message(publish) => self.on_message(publish, ctx),
+            S::Delivered { .. } | S::PingResponse => {}
+            S::Refused {
+                tag,
+                reason,
+                reason_string,
+            } => self.on_refused(tag, describe(reason, reason_string.as_deref())),
+            S::ServerDisconnect {
+                reason,
+                reason_string,
+            } => {
+                let why = describe(reason, reason_string.as_deref());
+                self.connection_lost(format!("server sent DISCONNECT: {why}"), ctx);
+            }
+        }
+        self.schedule_tick(ctx);
+    }
+
+    fn on_connected(&mut self, session_present: bool) {
+        let reconnect = self.ever_connected;
+        self.ever_connected = true;
+        self.failed_attempts = 0;
+        self.emit(Event::Connected {
+            reconnect,
+            session_present,
+        });
+        if reconnect {
+            self.tell_supervisor(WillFact::Back {
+                device: self.index,
+                at: Instant::now(),
+            });
+        }
+        let filters = self.subscriptions();
+        if filters.is_empty() || (reconnect && session_present) {
+            self.link = Link::Up;
+            self.now_ready();
+        } else {
+            self.link = Link::Subscribing;
+            let (id, packet) = self.session.subscribe(&filters, Instant::now());
+            self.subscribe_id = Some(id);
+            self.write(packet);
+        }
+    }
+
+    fn on_subscribed(&mut self, reasons: &[SubAckReasonCode]) {
+        self.subscribe_id = None;
+        self.link = Link::Up;
+        for ((filter, _), reason) in self.subscriptions().iter().zip(reasons) {
+            if !reason.is_success() {
+                tracing::warn!(device = %self.id, filter, ?reason, "subscription refused");
+            }
+        }
+        self.now_ready();
+    }
+
+    fn now_ready(&mut self) {
+        if !self.ever_ready {
+            self.ever_ready = true;
+            self.emit(Event::Ready);
+        }
+    }
+}
+
+fn describe(reason: ReasonCode, text: Option<&str>) -> String {
+    let code = reason as u8;
+    match text {
+        Some(text) => format!("{reason:?} (0x{code:02X}): {text}"),
+        None => format!("{reason:?} (0x{code:02X})"),
+    }
+}
+
+impl StreamHandler<Frame> for DeviceActor {
+    fn handle(&mut self, item: Frame, ctx: &mut Context<Self>) {
+        if item.generation != self.generation {
+            return;
+        }
+        if self.away.is_some() {
+            // A stalled device is frozen: it reads nothing, so it acks nothing.
+            return;
+        }
+        match item.frame {
+            Ok(packet) => self.on_packet(packet, ctx),
+            Err(e) => self.connection_lost(format!("bad data from the broker: {e}"), ctx),
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        // The default would stop the actor; a closed socket is a reconnect, not an end. Only the
+        // current connection's end matters: `forget_link` has already moved past older ones.
+        if self.reader.is_some() {
+            self.reader = None;
+            self.connection_lost("the broker closed the connection".into(), ctx);
+        }
+    }
+}
+
+impl WriteHandler<CodecError> for DeviceActor {
+    fn error(&mut self, err: CodecError, ctx: &mut Context<Self>) -> Running {
+        self.connection_lost(format!("write failed: {err}"), ctx);
+        Running::Continue
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        if self.stopping {
+            // The goodbye DISCONNECT is flushed.
+            ctx.stop();
+        }
+    }
+}
