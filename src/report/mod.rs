@@ -122,6 +122,9 @@ pub struct Wills {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Outage {
     pub device: String,
+    /// Which connection of the device the fault ended (1 for the first); its Will's
+    /// Correlation Data is `{device}#{incarnation}`.
+    pub incarnation: u32,
     pub fault: &'static str,
     pub at_s: f64,
     pub will_expected: bool,

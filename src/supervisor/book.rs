@@ -35,6 +35,8 @@ struct Outage {
     kind: FaultKind,
     incarnation: u32,
     began: Instant,
+    /// How long the fault keeps the device away.
+    down_for: Duration,
     expect_will: bool,
     /// Why the fault did not happen (the device was not connected), if it did not.
     skipped: Option<String>,
@@ -130,6 +132,7 @@ impl OutageBook {
             kind,
             incarnation,
             began: at,
+            down_for,
             expect_will,
             skipped: None,
             will_at: None,
@@ -210,24 +213,25 @@ impl OutageBook {
         }
     }
 
-    /// Outages whose story may still change: a Will not yet due, an ack not yet timed out, an
-    /// ack on its way to a device that is back.
+    /// Outages whose story may still change: a Will not yet due, an ack not yet timed out, a
+    /// device not yet back, an ack on its way to a device that is back.
     pub fn pending(&self, now: Instant) -> usize {
         self.outages
             .iter()
             .filter(|o| o.skipped.is_none())
             .filter(|o| {
-                let Some(timing) = self.timing(o.device) else {
-                    return false;
-                };
-                match (o.will_at, o.acks.last(), o.back_at, o.learned_at) {
-                    (None, _, _, _) => o.expect_will && now < o.will_deadline(timing),
-                    (Some(will), None, _, _) => now < will + self.ack_timeout,
-                    (Some(_), Some((_, ack)), Some(back), None) => {
-                        now < (*ack).max(back) + LEARN_SLACK
-                    }
+                let will_due = self.timing(o.device).is_some_and(|t| {
+                    o.expect_will && o.will_at.is_none() && now < o.will_deadline(t)
+                });
+                let ack_due = o
+                    .will_at
+                    .is_some_and(|will| o.acks.is_empty() && now < will + self.ack_timeout);
+                let back_due = o.back_at.is_none() && now < o.began + o.down_for + LEARN_SLACK;
+                let learning = match (o.acks.last(), o.back_at, o.learned_at) {
+                    (Some((_, ack)), Some(back), None) => now < (*ack).max(back) + LEARN_SLACK,
                     _ => false,
-                }
+                };
+                will_due || ack_due || back_due || learning
             })
             .count()
     }
@@ -286,6 +290,7 @@ impl OutageBook {
             }
             let report = OutageReport {
                 device: device.clone(),
+                incarnation: o.incarnation,
                 fault: o.kind.as_str(),
                 at_s: self.since_start(o.began),
                 will_expected: o.expect_will,
@@ -451,6 +456,7 @@ mod tests {
         let mut b = book(t0);
         b.began(0, FaultKind::DisconnectWithWill, 1, S(10), t0);
         b.will_seen(0, 1, t0 + MS(5));
+        b.back(0, t0 + S(1));
         assert_eq!(b.pending(t0 + S(4)), 1, "still within the ack timeout");
         assert_eq!(b.pending(t0 + S(6)), 0);
         let w = b.report();
@@ -466,6 +472,7 @@ mod tests {
         let t0 = Instant::now();
         let mut b = book(t0);
         b.began(0, FaultKind::Stall, 1, S(10), t0);
+        b.back(0, t0 + S(1));
         // Stall: 1.5 x 2 s keepalive + 0 s delay + slack.
         assert_eq!(b.pending(t0 + S(5)), 1);
         assert_eq!(b.pending(t0 + S(7)), 0);
@@ -562,7 +569,9 @@ mod tests {
         let mut b = book(t0);
         b.skipped(0, FaultKind::Kill, t0, "not connected".into());
         b.began(2, FaultKind::Kill, 1, S(10), t0);
-        assert_eq!(b.pending(t0), 0);
+        assert_eq!(b.pending(t0), 1, "the device is not back yet");
+        b.back(2, t0 + S(10));
+        assert_eq!(b.pending(t0 + S(10)), 0);
         let w = b.report();
         assert_eq!(w.expected, 0);
         assert_eq!(w.outages[0].outcome, "skipped");

@@ -149,12 +149,17 @@ pub struct ShellResponder {
 
 impl ShellResponder {
     pub fn start(port: u16, topic: &str, answer: &str) -> Self {
+        Self::start_with(port, topic, answer, "")
+    }
+
+    /// `publish_args` go to every mosquitto_pub, e.g. a user property.
+    pub fn start_with(port: u16, topic: &str, answer: &str, publish_args: &str) -> Self {
         use std::os::unix::process::CommandExt;
         let script = format!(
             "mosquitto_sub -V mqttv5 -h 127.0.0.1 -p {port} -i third-party -q 1 -t '{topic}' -F '%R %D' \
              | while read -r rt cd; do \
                  mosquitto_pub -V mqttv5 -h 127.0.0.1 -p {port} -q 1 -t \"$rt\" \
-                   -D publish correlation-data \"$cd\" -m '{answer}'; \
+                   -D publish correlation-data \"$cd\" {publish_args} -m '{answer}'; \
                done"
         );
         let child = Command::new("sh")
