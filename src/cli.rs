@@ -157,14 +157,13 @@ fn validate(path: &Path) -> Exit {
     }
 }
 
-/// One line per device group, for `validate`.
+/// What the fleet would run, one line per device and per fault, for `validate`.
 fn summary(fleet: &Fleet) -> String {
     let mut out = format!(
-        "{}: valid fleet \"{}\", {} devices, {:?}, seed {}",
-        "ok",
+        "ok: valid fleet \"{}\", {} devices, {}, seed {}",
         fleet.name,
         fleet.devices.len(),
-        fleet.duration,
+        humantime::format_duration(fleet.duration),
         fleet.seed
     );
     for device in &fleet.devices {
@@ -177,6 +176,29 @@ fn summary(fleet: &Fleet) -> String {
                 );
             }
         }
+        if let Some(will) = &device.will {
+            out += &format!(
+                "\n            Will on {} (Response Topic {}, delay {})",
+                will.topic,
+                will.response_topic,
+                humantime::format_duration(will.delay)
+            );
+        }
+        if let Some(consumer) = &device.consume_wills {
+            out += &format!(
+                "\n            consumes Wills on {}",
+                consumer.filters.join(", ")
+            );
+        }
+    }
+    for injection in crate::faults::schedule(fleet) {
+        out += &format!(
+            "\n  fault   {}@{} on {}, away {}",
+            injection.kind.as_str(),
+            humantime::format_duration(injection.at),
+            fleet.devices[injection.device].id,
+            humantime::format_duration(injection.down_for)
+        );
     }
     out
 }
