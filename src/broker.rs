@@ -9,7 +9,14 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use mqtt5::broker::{BrokerConfig, MqttBroker, StorageBackendType, StorageConfig};
+use std::sync::Arc;
+
+use mqtt5::broker::auth::{ComprehensiveAuthProvider, PasswordAuthProvider};
+use mqtt5::broker::{
+    AclManager, AclRule, BrokerConfig, MqttBroker, Permission, StorageBackendType, StorageConfig,
+};
+
+use crate::fleet::{Access, EmbeddedSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -19,6 +26,15 @@ pub enum BrokerError {
     Bind { port: u16, message: String },
     #[error("the embedded broker stopped before it was ready")]
     NotReady,
+    #[error("cannot set up the embedded broker's user {user}: {message}")]
+    User { user: String, message: String },
+}
+
+/// The supervisor's own account on a locked-down embedded broker: it must see every Will and
+/// every ack, whatever the fleet's ACL says.
+pub struct SupervisorLogin {
+    pub username: String,
+    pub password: String,
 }
 
 /// A running embedded broker; stopped by [`EmbeddedBroker::stop`] or on drop.
@@ -29,9 +45,20 @@ pub struct EmbeddedBroker {
 }
 
 impl EmbeddedBroker {
-    /// Starts the broker on `127.0.0.1:port` (0: any free port) and returns once it accepts
-    /// connections.
+    /// Starts an open broker on `127.0.0.1:port` (0: any free port) and returns once it
+    /// accepts connections.
     pub fn start(port: u16, worker_threads: usize) -> Result<Self, BrokerError> {
+        Self::start_with(port, worker_threads, &EmbeddedSettings::default(), None)
+    }
+
+    /// Starts the broker with the fleet's users, ACL and Response Information. `supervisor`,
+    /// when given, is added as a user allowed to read everything.
+    pub fn start_with(
+        port: u16,
+        worker_threads: usize,
+        settings: &EmbeddedSettings,
+        supervisor: Option<&SupervisorLogin>,
+    ) -> Result<Self, BrokerError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(worker_threads.max(1))
             .thread_name("fleetsim-broker")
@@ -39,12 +66,18 @@ impl EmbeddedBroker {
             .build()
             .map_err(BrokerError::Runtime)?;
 
+        let mut config = config(port);
+        config.response_information = settings.response_information.clone();
         let broker = runtime
-            .block_on(MqttBroker::with_config(config(port)))
+            .block_on(MqttBroker::with_config(config))
             .map_err(|e| BrokerError::Bind {
                 port,
                 message: e.to_string(),
             })?;
+        let broker = match access_control(settings, supervisor, &runtime)? {
+            Some(provider) => broker.with_auth_provider(provider),
+            None => broker,
+        };
         let addr = broker.local_addr().ok_or(BrokerError::NotReady)?;
         let shutdown = broker.shutdown_handle();
         let mut ready = broker.ready_receiver();
@@ -108,6 +141,60 @@ impl Drop for EmbeddedBroker {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Users and ACL as the mqtt5 broker wants them; None leaves it open to all.
+fn access_control(
+    settings: &EmbeddedSettings,
+    supervisor: Option<&SupervisorLogin>,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<Option<Arc<ComprehensiveAuthProvider>>, BrokerError> {
+    if settings.users.is_empty() && settings.acl.is_empty() && settings.allow_anonymous {
+        return Ok(None);
+    }
+    let passwords = PasswordAuthProvider::new().with_anonymous(settings.allow_anonymous);
+    let add = |user: &str, password: &str| {
+        passwords
+            .add_user(user, password)
+            .map_err(|e| BrokerError::User {
+                user: user.to_owned(),
+                message: e.to_string(),
+            })
+    };
+    for user in &settings.users {
+        add(&user.name, user.password.expose())?;
+    }
+    let acl = if settings.acl.is_empty() {
+        AclManager::allow_all()
+    } else {
+        AclManager::new()
+    };
+    runtime.block_on(async {
+        for rule in &settings.acl {
+            let permission = match rule.access {
+                Access::Read => Permission::Read,
+                Access::Write => Permission::Write,
+                Access::ReadWrite => Permission::ReadWrite,
+                Access::Deny => Permission::Deny,
+            };
+            acl.add_rule(AclRule::new(
+                rule.user.clone(),
+                rule.topic.clone(),
+                permission,
+            ))
+            .await;
+        }
+        if let Some(login) = supervisor {
+            let everything = AclRule::new(login.username.clone(), "#", Permission::Read);
+            acl.add_rule(everything).await;
+        }
+    });
+    if let Some(login) = supervisor {
+        add(&login.username, &login.password)?;
+    }
+    Ok(Some(Arc::new(ComprehensiveAuthProvider::with_providers(
+        passwords, acl,
+    ))))
 }
 
 fn config(port: u16) -> BrokerConfig {

@@ -76,6 +76,15 @@ pub struct RunArgs {
     /// Threads (arbiters) to spread the device actors over [default: one per core].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
+    /// CA certificate (PEM) to check an mqtts:// broker against, instead of the fleet's.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for mqtts://, with --key-file.
+    #[arg(long, value_name = "PEM", requires = "key_file")]
+    pub cert_file: Option<PathBuf>,
+    /// Client private key (PEM) for mqtts://, with --cert-file.
+    #[arg(long, value_name = "PEM", requires = "cert_file")]
+    pub key_file: Option<PathBuf>,
     /// How many request/response exchanges to print step by step.
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub show_exchanges: usize,
@@ -223,6 +232,13 @@ fn run_fleet(args: RunArgs, quiet: bool) -> Exit {
     if let Some(seed) = args.seed {
         fleet.seed = seed;
     }
+    if let Some(ca_file) = args.ca_file {
+        fleet.tls.ca_file = Some(ca_file);
+    }
+    if let (Some(cert), Some(key)) = (args.cert_file, args.key_file) {
+        fleet.tls.cert_file = Some(cert);
+        fleet.tls.key_file = Some(key);
+    }
     // Open the report file before the run, so a bad path fails in a second, not after it.
     let mut report_file = match &args.report {
         Some(path) => match File::create(path) {
@@ -246,7 +262,9 @@ fn run_fleet(args: RunArgs, quiet: bool) -> Exit {
     let report = match run(fleet, &options) {
         Ok(report) => report,
         Err(e @ RunError::System(_)) => return fail(Exit::NotOk, e),
-        Err(e @ RunError::TooFewFiles { .. }) => return fail(Exit::Invalid, e),
+        Err(e @ (RunError::TooFewFiles { .. } | RunError::Tls(_))) => {
+            return fail(Exit::Invalid, e);
+        }
         Err(e) => return fail(Exit::Broker, e),
     };
     println!("{}", Table(&report));
@@ -275,7 +293,16 @@ mod tests {
             parse_broker("mqtt://localhost"),
             Ok(BrokerTarget::External {
                 host: "localhost".into(),
-                port: 1883
+                port: 1883,
+                tls: false,
+            })
+        );
+        assert_eq!(
+            parse_broker("mqtts://localhost"),
+            Ok(BrokerTarget::External {
+                host: "localhost".into(),
+                port: 8883,
+                tls: true,
             })
         );
         assert!(

@@ -7,9 +7,12 @@ use std::time::Duration;
 
 use actix::{Actor, Context, Handler, Message, MessageResult};
 
-use crate::events::{DeviceEvent, Event, Outcome};
+use crate::events::{DeviceEvent, Event, Outcome, Refused};
 use crate::fleet::Fleet;
-use crate::report::{Devices, DurationHistogram, Report, Requests, Responders, Telemetry, Wills};
+use crate::report::{
+    Devices, DurationHistogram, Refusal, Refusals, Report, Requests, Responders, ResponseInfo,
+    ResponseInfoUse, Telemetry, Wills,
+};
 use crate::trace::ExchangeTrace;
 
 pub struct Collector {
@@ -22,8 +25,13 @@ pub struct Collector {
     latency: DurationHistogram,
     responders: Responders,
     telemetry: Telemetry,
+    response_info: ResponseInfo,
+    refusals: Refusals,
     trace: ExchangeTrace,
 }
+
+/// How many refusals and Response Information uses the report tells in full.
+const TOLD_IN_FULL: usize = 20;
 
 impl Collector {
     /// `show_exchanges`: how many request/response exchanges to print step by step as they
@@ -40,6 +48,8 @@ impl Collector {
             latency: DurationHistogram::default(),
             responders: Responders::default(),
             telemetry: Telemetry::default(),
+            response_info: ResponseInfo::default(),
+            refusals: Refusals::default(),
             trace: ExchangeTrace::new(show_exchanges),
         }
     }
@@ -110,6 +120,46 @@ impl Collector {
                 self.trace.handled(&id, handled);
             }
             Event::TelemetryPublished => self.telemetry.published += 1,
+            Event::Refusal {
+                what,
+                topic,
+                reason,
+            } => {
+                let r = &mut self.refusals;
+                match what {
+                    Refused::Connect => r.connect += 1,
+                    Refused::Subscribe => r.subscribe += 1,
+                    Refused::Publish => r.publish += 1,
+                }
+                *r.by_reason.entry(reason.clone()).or_insert(0) += 1;
+                if r.events.len() < TOLD_IN_FULL {
+                    let device = self.device_id(device).to_owned();
+                    self.refusals.events.push(Refusal {
+                        device,
+                        what: what.as_str(),
+                        topic,
+                        reason,
+                    });
+                }
+            }
+            Event::ResponseInfo(info) => {
+                let r = &mut self.response_info;
+                r.requested += 1;
+                if info.fallback {
+                    r.fallback += 1;
+                } else {
+                    r.received += 1;
+                }
+                if r.devices.len() < TOLD_IN_FULL {
+                    let device = self.device_id(device).to_owned();
+                    self.response_info.devices.push(ResponseInfoUse {
+                        device,
+                        received: info.received.clone(),
+                        fallback: info.fallback,
+                        topics: info.topics.clone(),
+                    });
+                }
+            }
         }
     }
 
@@ -141,6 +191,8 @@ impl Collector {
             requests,
             responders: self.responders.clone(),
             telemetry: self.telemetry.clone(),
+            response_info: self.response_info.clone(),
+            refusals: self.refusals.clone(),
             wills: Wills::default(),
         };
         report.judge();

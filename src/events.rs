@@ -47,11 +47,54 @@ pub enum Event {
     Handled(Arc<Handled>),
     /// A sensor published a reading.
     TelemetryPublished,
+    /// The broker refused something this device asked for.
+    Refusal {
+        what: Refused,
+        /// The topic or filter refused (none for a CONNECT).
+        topic: Option<String>,
+        reason: String,
+    },
+    /// A device that asked for Response Information connected for the first time.
+    ResponseInfo(Arc<ResponseInfo>),
+}
+
+/// What the broker refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// CONNACK with a reason code >= 0x80.
+    Connect,
+    /// SUBACK with a reason code >= 0x80 for a filter.
+    Subscribe,
+    /// PUBACK or PUBREC with a reason code >= 0x80.
+    Publish,
+}
+
+impl Refused {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refused::Connect => "connect",
+            Refused::Subscribe => "subscribe",
+            Refused::Publish => "publish",
+        }
+    }
+}
+
+/// What a device made of Response Information on its first connection.
+#[derive(Debug, Clone)]
+pub struct ResponseInfo {
+    /// What the CONNACK carried, if anything.
+    pub received: Option<String>,
+    /// The configured fallback was used instead.
+    pub fallback: bool,
+    /// The Response Topics it built from it.
+    pub topics: Vec<String>,
 }
 
 /// One request as its phone sent it.
 #[derive(Debug, Clone)]
 pub struct Exchange {
+    /// False when the request was held back (its Response Topic was refused) and failed at once.
+    pub published: bool,
     pub topic: Arc<str>,
     pub response_topic: Arc<str>,
     pub correlation: Bytes,

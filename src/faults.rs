@@ -57,6 +57,8 @@ mod tests {
             devices: Vec::new(),
             will_ack_timeout: Duration::from_secs(5),
             faults,
+            embedded: Default::default(),
+            tls: Default::default(),
         }
     }
 

@@ -12,6 +12,7 @@
 //!   and the phone, light and sensor behaviours.
 //! - [`faults`]: the fault schedule, computed from the fleet before the run.
 //! - [`supervisor`]: the actor that follows every outage: Will published, acked, learned.
+//! - [`transport`]: the bytes under a device's codec: TCP, or TLS (rustls) for `mqtts://`.
 //! - [`broker`]: the embedded broker, for runs with nothing else installed.
 //! - [`events`] and [`collector`]: what devices report, and the one actor that counts it.
 //! - [`trace`]: the step-by-step printout of the first exchanges.
@@ -31,3 +32,4 @@ pub mod report;
 pub mod run;
 pub mod supervisor;
 pub mod trace;
+pub mod transport;

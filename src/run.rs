@@ -12,13 +12,14 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use crate::broker::{BrokerError, EmbeddedBroker};
+use crate::broker::{BrokerError, EmbeddedBroker, SupervisorLogin};
 use crate::collector::{Collector, GetProgress, GetReport, Progress};
 use crate::device::{Begin, DeviceActor, DeviceSetup, Inject, Shutdown, Wind};
 use crate::faults;
-use crate::fleet::{BrokerTarget, Fleet, Role};
+use crate::fleet::{BrokerTarget, Fleet, Role, Secret};
 use crate::report::Report;
 use crate::supervisor::{GetStatus, GetWills, RunStarted, Supervisor};
+use crate::transport::{Endpoint, TlsError};
 
 /// How a run is carried out, beyond what the fleet file says.
 #[derive(Debug, Clone)]
@@ -77,6 +78,8 @@ pub enum RunError {
     },
     #[error("cannot start the actor system: {0}")]
     System(#[source] std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 const POLL: Duration = Duration::from_millis(20);
@@ -89,9 +92,18 @@ pub fn run(fleet: Fleet, options: &RunOptions) -> Result<Report, RunError> {
     let embedded = matches!(fleet.broker, BrokerTarget::Embedded { .. });
     check_open_files(fleet.devices.len(), embedded)?;
     let mut embedded = None;
+    let mut supervisor_login = None;
     let (addr, label) = match &fleet.broker {
         BrokerTarget::Embedded { port } => {
-            let broker = EmbeddedBroker::start(*port, threads)?;
+            let settings = &fleet.embedded;
+            // On a locked-down broker the supervisor gets its own account, to read everything.
+            let locked = !settings.users.is_empty() || !settings.acl.is_empty();
+            let login = locked.then(|| SupervisorLogin {
+                username: crate::supervisor::CLIENT_ID.to_owned(),
+                password: format!("{:032x}", rand::random::<u128>()),
+            });
+            let broker = EmbeddedBroker::start_with(*port, threads, settings, login.as_ref())?;
+            supervisor_login = login;
             let addr = broker.addr();
             tracing::info!(
                 "embedded broker listening on mqtt://{addr} (watch it: mosquitto_sub -V mqttv5 -h {} -p {} -t '#' -v)",
@@ -101,13 +113,22 @@ pub fn run(fleet: Fleet, options: &RunOptions) -> Result<Report, RunError> {
             embedded = Some(broker);
             (addr, format!("embedded mqtt://{addr}"))
         }
-        BrokerTarget::External { host, port } => {
-            (resolve(host, *port)?, format!("mqtt://{host}:{port}"))
+        BrokerTarget::External { host, port, tls } => {
+            let scheme = if *tls { "mqtts" } else { "mqtt" };
+            (resolve(host, *port)?, format!("{scheme}://{host}:{port}"))
         }
     };
+    let endpoint = endpoint(&fleet, addr)?;
 
     let system = System::new();
-    let result = system.block_on(drive(Arc::new(fleet), addr, label, options.clone()));
+    let login = supervisor_login.map(|l| (l.username, Secret::new(l.password)));
+    let result = system.block_on(drive(
+        Arc::new(fleet),
+        endpoint,
+        login,
+        label,
+        options.clone(),
+    ));
     System::current().stop();
     if let Some(mut broker) = embedded {
         broker.stop();
@@ -139,6 +160,23 @@ fn check_open_files(devices: usize, embedded: bool) -> Result<(), RunError> {
     Ok(())
 }
 
+/// How devices reach the broker: plain TCP, or TLS with the fleet's certificate files, read
+/// and checked once here rather than by every device.
+fn endpoint(fleet: &Fleet, addr: SocketAddr) -> Result<Endpoint, RunError> {
+    let BrokerTarget::External {
+        host, tls: true, ..
+    } = &fleet.broker
+    else {
+        return Ok(Endpoint::plain(addr));
+    };
+    let files = &fleet.tls;
+    let Some(ca_file) = &files.ca_file else {
+        return Err(RunError::Tls(TlsError::NoCaFile));
+    };
+    let client = files.cert_file.as_deref().zip(files.key_file.as_deref());
+    Ok(Endpoint::tls(addr, host, ca_file, client)?)
+}
+
 fn resolve(host: &str, port: u16) -> Result<SocketAddr, RunError> {
     let failed = |reason: String| RunError::Resolve {
         host: host.to_owned(),
@@ -163,7 +201,8 @@ struct Cast {
 
 async fn drive(
     fleet: Arc<Fleet>,
-    addr: SocketAddr,
+    endpoint: Endpoint,
+    supervisor_login: Option<(String, Secret)>,
     label: String,
     options: RunOptions,
 ) -> Result<Report, RunError> {
@@ -173,7 +212,8 @@ async fn drive(
     let supervisor = supervisor.start();
     let observer = (!filters.is_empty()).then(|| {
         let observer = DeviceActor::observer(
-            addr,
+            endpoint.clone(),
+            supervisor_login,
             filters,
             supervisor.clone().recipient(),
             supervisor.clone().recipient(),
@@ -191,7 +231,7 @@ async fn drive(
     };
 
     let outcome = async {
-        dial_in(&fleet, &mut cast, &arbiters, addr).await?;
+        dial_in(&fleet, &mut cast, &arbiters, &endpoint).await?;
         tracing::info!(devices = cast.devices.len(), duration = ?fleet.duration, "all devices ready, run starts");
         let started = Instant::now();
         cast.supervisor.do_send(RunStarted { at: started });
@@ -273,8 +313,9 @@ async fn dial_in(
     fleet: &Arc<Fleet>,
     cast: &mut Cast,
     arbiters: &[Arbiter],
-    addr: SocketAddr,
+    endpoint: &Endpoint,
 ) -> Result<(), RunError> {
+    let addr = endpoint.addr();
     let total = fleet.devices.len() as u64;
     // Generous: a device gets bounded retries with backoff; large fleets take a while to dial in.
     let limit = Duration::from_secs(60) + Duration::from_millis(total);
@@ -303,7 +344,7 @@ async fn dial_in(
             let setup = DeviceSetup {
                 index: index as u32,
                 spec: Arc::new(spec.clone()),
-                broker: addr,
+                endpoint: endpoint.clone(),
                 seed: fleet.seed,
                 events: cast.collector.clone().recipient(),
                 facts: Some(cast.supervisor.clone().recipient()),

@@ -75,8 +75,13 @@ fn render(steps: &Steps, outcome: &Outcome) -> String {
         .unwrap_or(0);
     let pad = " ".repeat(width);
     let mut out = format!("exchange {}\n", steps.number);
+    let verb = if e.published {
+        "PUBLISH"
+    } else {
+        "would PUBLISH"
+    };
     out += &format!(
-        "  {who:<width$}  PUBLISH {}  {}\n",
+        "  {who:<width$}  {verb} {}  {}\n",
         e.topic,
         show(&e.payload)
     );
@@ -103,7 +108,7 @@ fn render(steps: &Steps, outcome: &Outcome) -> String {
             latency.as_secs_f64() * 1000.0
         ),
         Outcome::TimedOut { after } => format!("no answer within {after:?}: timed out"),
-        Outcome::Failed { reason } => format!("the broker refused the request: {reason}"),
+        Outcome::Failed { reason } => format!("the request failed: {reason}"),
     };
     out += &format!("  {who:<width$}  {end}");
     out
@@ -127,6 +132,7 @@ mod tests {
 
     fn exchange(correlation: &'static str) -> Arc<Exchange> {
         Arc::new(Exchange {
+            published: true,
             topic: "cmnd/light-in-bedroom/power".into(),
             response_topic: "state/light-in-bedroom/power".into(),
             correlation: Bytes::from_static(correlation.as_bytes()),

@@ -5,7 +5,6 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use fleetsim::fleet::BrokerTarget;
 
 #[test]
 fn home_fleet_matches_every_request() {
@@ -159,10 +158,7 @@ devices:
     requests: 6
 "#,
     );
-    fleet.broker = BrokerTarget::External {
-        host: "127.0.0.1".into(),
-        port,
-    };
+    fleet.broker = loopback(port);
     let report = run_fleet(fleet);
     assert_adds_up(&report);
     assert_eq!(report.requests.sent, 6);
@@ -188,10 +184,7 @@ devices:
     requests: 8
 "#,
     );
-    fleet.broker = BrokerTarget::External {
-        host: "127.0.0.1".into(),
-        port,
-    };
+    fleet.broker = loopback(port);
     let runner = std::thread::spawn(move || run_fleet(fleet));
     std::thread::sleep(Duration::from_millis(600));
     // Another client with the lamp's client id: the broker disconnects the lamp (0x8E).
@@ -222,10 +215,7 @@ devices:
     id: lamp
 "#,
     );
-    fleet.broker = BrokerTarget::External {
-        host: "127.0.0.1".into(),
-        port,
-    };
+    fleet.broker = loopback(port);
     let runner = std::thread::spawn(move || run_fleet(fleet));
     std::thread::sleep(Duration::from_millis(700));
     for command in ["ON", "TOGGLE"] {

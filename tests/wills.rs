@@ -184,10 +184,7 @@ faults:
   - { kind: kill, target: lamp, at: 1s, down_for: 2s }
 "#,
     );
-    fleet.broker = BrokerTarget::External {
-        host: "127.0.0.1".into(),
-        port,
-    };
+    fleet.broker = loopback(port);
     let report = run_fleet(fleet);
     let o = &report.wills.outages[0];
     assert_eq!(o.outcome, "consumed", "{o:?}");
@@ -211,10 +208,7 @@ devices:
     will: {}
 "#,
     );
-    fleet.broker = BrokerTarget::External {
-        host: "127.0.0.1".into(),
-        port,
-    };
+    fleet.broker = loopback(port);
     let runner = std::thread::spawn(move || run_fleet(fleet));
     std::thread::sleep(Duration::from_millis(800));
     let status = std::process::Command::new("mosquitto_pub")

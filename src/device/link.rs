@@ -9,14 +9,13 @@ use futures_util::StreamExt;
 use mqtt5_protocol::packet::suback::SubAckReasonCode;
 use mqtt5_protocol::{Packet, ReasonCode};
 use rand::Rng;
-use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio_util::codec::FramedRead;
 
-use super::{DeviceActor, Link};
-use crate::events::Event;
+use super::{DeviceActor, Link, RoleState};
+use crate::events::{Event, Refused};
 use crate::mqtt::{CodecError, MqttCodec, Outgoing};
 use crate::supervisor::WillFact;
+use crate::transport::{BoxRead, BoxWrite};
 
 /// How many times a device tries its *first* connection before the run gives up on the broker.
 /// Later drops are retried for as long as the run lasts.
@@ -28,7 +27,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const READ_BUFFER: usize = 512;
 const MAX_PACKET: usize = 1024 * 1024;
 
-pub(super) type Writer = FramedWrite<Packet, OwnedWriteHalf, MqttCodec>;
+pub(super) type Writer = FramedWrite<Packet, BoxWrite, MqttCodec>;
 
 /// A decoded packet, tagged with the connection it came from.
 pub(super) struct Frame {
@@ -62,25 +61,17 @@ impl DeviceActor {
         self.link = Link::Connecting;
         self.generation += 1;
         let generation = self.generation;
-        let addr = self.broker;
-        let attempt = async move {
-            let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
-                .await
-                .map_err(|_| format!("no answer from {addr} within {CONNECT_TIMEOUT:?}"))?
-                .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-            // Without NODELAY a small answer can wait ~40 ms for a delayed ACK.
-            stream
-                .set_nodelay(true)
-                .map_err(|e| format!("cannot set TCP_NODELAY: {e}"))?;
-            Ok::<_, String>(stream)
-        };
+        let endpoint = self.endpoint.clone();
+        // TCP (TCP_NODELAY set: without it a small answer can wait ~40 ms for a delayed ACK),
+        // then the TLS handshake for mqtts://.
+        let attempt = async move { endpoint.connect(CONNECT_TIMEOUT).await };
         ctx.spawn(attempt.into_actor(self).map(move |result, act, ctx| {
             if act.generation != generation || act.stopping {
                 return;
             }
             match result {
-                Ok(stream) => act.attach(stream, ctx),
-                Err(reason) => act.connect_failed(reason, ctx),
+                Ok((read, write)) => act.attach(read, write, ctx),
+                Err(e) => act.connect_failed(e.to_string(), ctx),
             }
         }));
         // The CONNACK must follow within the same bound, or the attempt counts as failed.
@@ -88,14 +79,13 @@ impl DeviceActor {
         ctx.run_later(limit, move |act, ctx| {
             if act.generation == generation && act.link == Link::Connecting {
                 act.drop_link(ctx);
-                let reason = format!("no CONNACK from {} within {limit:?}", act.broker);
+                let reason = format!("no CONNACK from {} within {limit:?}", act.endpoint.addr());
                 act.connect_failed(reason, ctx);
             }
         });
     }
 
-    fn attach(&mut self, stream: TcpStream, ctx: &mut Context<Self>) {
-        let (read, write) = stream.into_split();
+    fn attach(&mut self, read: BoxRead, write: BoxWrite, ctx: &mut Context<Self>) {
         let generation = self.generation;
         let frames = FramedRead::with_capacity(read, MqttCodec::new(MAX_PACKET), READ_BUFFER)
             .map(move |frame| Frame { generation, frame });
@@ -233,20 +223,28 @@ impl DeviceActor {
         use crate::mqtt::Event as S;
         match event {
             S::Connected {
-                session_present, ..
-            } => self.on_connected(session_present),
+                session_present,
+                response_information,
+                ..
+            } => self.on_connected(session_present, response_information),
             S::ConnectRefused {
                 reason,
                 reason_string,
             } => {
                 let why = describe(reason, reason_string.as_deref());
+                self.emit(Event::Refusal {
+                    what: Refused::Connect,
+                    topic: None,
+                    reason: why.clone(),
+                });
                 self.drop_link(ctx);
                 if self.ever_connected {
                     self.connect_failed(format!("CONNACK refused: {why}"), ctx);
                 } else {
                     // Credentials or bans do not fix themselves: fail fast on the first connect.
                     self.failed_attempts = FIRST_CONNECT_ATTEMPTS;
-                    let reason = format!("{} refused the connection: {why}", self.broker);
+                    let addr = self.endpoint.addr();
+                    let reason = format!("{addr} refused the connection: {why}");
                     self.connect_failed(reason, ctx);
                 }
             }
@@ -259,9 +257,10 @@ impl DeviceActor {
             S::Delivered { .. } | S::PingResponse => {}
             S::Refused {
                 tag,
+                topic,
                 reason,
                 reason_string,
-            } => self.on_refused(tag, describe(reason, reason_string.as_deref())),
+            } => self.on_refused(tag, topic, describe(reason, reason_string.as_deref())),
             S::ServerDisconnect {
                 reason,
                 reason_string,
@@ -273,8 +272,9 @@ impl DeviceActor {
         self.schedule_tick(ctx);
     }
 
-    fn on_connected(&mut self, session_present: bool) {
+    fn on_connected(&mut self, session_present: bool, response_information: Option<String>) {
         let reconnect = self.ever_connected;
+        self.apply_response_info(response_information, !reconnect);
         self.ever_connected = true;
         self.failed_attempts = 0;
         self.emit(Event::Connected {
@@ -302,10 +302,20 @@ impl DeviceActor {
     fn on_subscribed(&mut self, reasons: &[SubAckReasonCode]) {
         self.subscribe_id = None;
         self.link = Link::Up;
-        for ((filter, _), reason) in self.subscriptions().iter().zip(reasons) {
-            if !reason.is_success() {
-                tracing::warn!(device = %self.id, filter, ?reason, "subscription refused");
+        for ((filter, _), reason) in self.subscriptions().into_iter().zip(reasons) {
+            if reason.is_success() {
+                continue;
             }
+            let why = format!("{reason:?} (0x{:02X})", *reason as u8);
+            tracing::warn!(device = %self.id, filter, reason = %why, "subscription refused");
+            if let RoleState::Phone(phone) = &mut self.role {
+                phone.refuse_response_topic(&filter, &why);
+            }
+            self.emit(Event::Refusal {
+                what: Refused::Subscribe,
+                topic: Some(filter),
+                reason: why,
+            });
         }
         self.now_ready();
     }
@@ -337,6 +347,8 @@ impl StreamHandler<Frame> for DeviceActor {
         }
         match item.frame {
             Ok(packet) => self.on_packet(packet, ctx),
+            // Before CONNACK this is often the broker turning us away at the TLS level (e.g. a
+            // missing client certificate shows only on the first read, after the handshake).
             Err(e) => self.connection_lost(format!("bad data from the broker: {e}"), ctx),
         }
     }

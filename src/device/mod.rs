@@ -18,7 +18,6 @@ mod phone;
 mod sensor;
 mod will;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -27,10 +26,11 @@ use mqtt5_protocol::{PropertyId, PropertyValue, QoS};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
-use crate::events::{DeviceEvent, DeviceIndex, Event};
+use crate::events::{DeviceEvent, DeviceIndex, Event, Refused, ResponseInfo};
 use crate::fleet::{self, FaultKind, Qos, Role};
 use crate::mqtt::{Session, SessionConfig};
 use crate::supervisor::{Seen, WillFact};
+use crate::transport::Endpoint;
 
 pub use fault::Inject;
 pub use light::{LightState, UnknownCommand};
@@ -41,7 +41,7 @@ pub use sensor::SignalGen;
 pub struct DeviceSetup {
     pub index: DeviceIndex,
     pub spec: Arc<fleet::Device>,
-    pub broker: SocketAddr,
+    pub endpoint: Endpoint,
     pub seed: u64,
     pub events: Recipient<DeviceEvent>,
     /// Where outage facts go (the supervisor), when the run has one.
@@ -70,7 +70,10 @@ pub struct DeviceActor {
     qos: QoS,
     will: Option<fleet::Will>,
     consumer: Option<fleet::WillConsumer>,
-    broker: SocketAddr,
+    /// Asked for Response Information in CONNECT; what `{response_info}` is when none comes.
+    request_response_info: bool,
+    response_info_fallback: String,
+    endpoint: Endpoint,
     events: Recipient<DeviceEvent>,
     facts: Option<Recipient<WillFact>>,
     session: Session,
@@ -115,7 +118,7 @@ impl DeviceActor {
             setup.index,
             spec.id.clone(),
             &spec.connection,
-            setup.broker,
+            setup.endpoint,
             setup.seed,
             setup.events,
             role,
@@ -127,9 +130,11 @@ impl DeviceActor {
     }
 
     /// The supervisor's connection: subscribes to `filters` and forwards what arrives as
-    /// [`Seen`]. Its lifecycle events go to `events`.
+    /// [`Seen`]. Its lifecycle events go to `events`. `login`: user name and password, for a
+    /// broker that wants them.
     pub fn observer(
-        broker: SocketAddr,
+        endpoint: Endpoint,
+        login: Option<(String, fleet::Secret)>,
         filters: Vec<String>,
         events: Recipient<DeviceEvent>,
         seen: Recipient<Seen>,
@@ -140,17 +145,21 @@ impl DeviceActor {
             session_expiry: 0,
             qos: Qos::AtLeastOnce,
             receive_maximum: 1000,
+            username: login.as_ref().map(|l| l.0.clone()),
+            password: login.map(|l| l.1),
+            request_response_info: false,
+            response_info_fallback: String::new(),
         };
         let role = RoleState::Observer(observer::Observer { filters, seen });
         let id = crate::supervisor::CLIENT_ID.to_owned();
-        Self::with_role(DeviceIndex::MAX, id, &connection, broker, 0, events, role)
+        Self::with_role(DeviceIndex::MAX, id, &connection, endpoint, 0, events, role)
     }
 
     fn with_role(
         index: DeviceIndex,
         id: String,
         connection: &fleet::Connection,
-        broker: SocketAddr,
+        endpoint: Endpoint,
         seed: u64,
         events: Recipient<DeviceEvent>,
         role: RoleState,
@@ -160,6 +169,12 @@ impl DeviceActor {
             clean_start: connection.clean_start,
             session_expiry: connection.session_expiry,
             receive_maximum: connection.receive_maximum,
+            request_response_information: connection.request_response_info,
+            username: connection.username.clone(),
+            password: connection
+                .password
+                .as_ref()
+                .map(|p| p.expose().as_bytes().to_vec()),
             ..SessionConfig::new(id.clone())
         });
         let qos = match connection.qos {
@@ -176,7 +191,9 @@ impl DeviceActor {
             qos,
             will: None,
             consumer: None,
-            broker,
+            request_response_info: connection.request_response_info,
+            response_info_fallback: connection.response_info_fallback.clone(),
+            endpoint,
             events,
             facts: None,
             session,
@@ -255,11 +272,47 @@ impl DeviceActor {
         }
     }
 
-    fn on_refused(&mut self, tag: u64, reason: String) {
+    fn on_refused(&mut self, tag: u64, topic: String, reason: String) {
+        tracing::warn!(device = %self.id, %topic, %reason, "publish refused by the broker");
+        self.emit(Event::Refusal {
+            what: Refused::Publish,
+            topic: Some(topic),
+            reason: reason.clone(),
+        });
         if let RoleState::Phone(_) = self.role {
             self.phone_refused(tag, reason);
-        } else {
-            tracing::warn!(device = %self.id, %reason, "publish refused by the broker");
+        }
+    }
+
+    /// Once connected: what `{response_info}` stands for in this device's topics, from the
+    /// CONNACK or, failing that, the fallback (Mosquitto never sends one).
+    fn apply_response_info(&mut self, received: Option<String>, first: bool) {
+        if !self.request_response_info {
+            return;
+        }
+        let fallback = received.is_none();
+        if fallback {
+            static ONCE: std::sync::Once = std::sync::Once::new();
+            ONCE.call_once(|| {
+                tracing::warn!(
+                    fallback = %self.response_info_fallback,
+                    "the broker returned no Response Information (Mosquitto never does): using the fallback prefix"
+                );
+            });
+        }
+        let value = received
+            .clone()
+            .unwrap_or_else(|| self.response_info_fallback.clone());
+        let topics = match &mut self.role {
+            RoleState::Phone(phone) => phone.resolve_response_info(&value),
+            _ => Vec::new(),
+        };
+        if first {
+            self.emit(Event::ResponseInfo(Arc::new(ResponseInfo {
+                received,
+                fallback,
+                topics,
+            })));
         }
     }
 }

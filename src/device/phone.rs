@@ -15,6 +15,9 @@ use crate::events::{Event, Exchange, Outcome};
 use crate::fleet;
 use crate::mqtt::{Outgoing, PublishProperties};
 
+/// The template variable a Response Topic may hold until CONNACK says what it is.
+const RESPONSE_INFO: &str = "{response_info}";
+
 /// How many finished requests a phone remembers, to tell a duplicate or late answer from one
 /// that names no request at all. Older ones are forgotten, keeping a phone's memory bounded.
 const REMEMBERED: u64 = 4096;
@@ -141,7 +144,13 @@ pub(super) struct PhoneState {
 
 struct TargetTopics {
     request_topic: Arc<str>,
+    /// As configured: may hold `{response_info}`.
+    response_template: Arc<str>,
+    /// As used, once the Response Information is known.
     response_topic: Arc<str>,
+    /// Why the broker refused the subscription to the Response Topic, if it did: requests
+    /// answered there could never be heard, so they fail at once.
+    refused: Option<String>,
     payloads: Vec<Bytes>,
 }
 
@@ -152,7 +161,9 @@ impl PhoneState {
             .iter()
             .map(|t| TargetTopics {
                 request_topic: t.request_topic.as_str().into(),
+                response_template: t.response_topic.as_str().into(),
                 response_topic: t.response_topic.as_str().into(),
+                refused: None,
                 payloads: t.payloads.iter().map(|p| Bytes::from(p.clone())).collect(),
             })
             .collect();
@@ -160,6 +171,29 @@ impl PhoneState {
             spec: spec.clone(),
             tracker: RequestTracker::new(id),
             targets,
+        }
+    }
+
+    /// Builds the Response Topics from the Response Information (a prefix: `{response_info}`
+    /// is replaced by it) and returns them, each once.
+    pub(super) fn resolve_response_info(&mut self, value: &str) -> Vec<String> {
+        for target in &mut self.targets {
+            if target.response_template.contains(RESPONSE_INFO) {
+                target.response_topic = target
+                    .response_template
+                    .replace(RESPONSE_INFO, value)
+                    .into();
+            }
+        }
+        self.response_topics().collect()
+    }
+
+    /// The broker refused the subscription to `topic`.
+    pub(super) fn refuse_response_topic(&mut self, topic: &str, reason: &str) {
+        for target in &mut self.targets {
+            if &*target.response_topic == topic {
+                target.refused = Some(reason.to_owned());
+            }
         }
     }
 
@@ -209,42 +243,64 @@ impl DeviceActor {
     /// Sends one request; false when the phone has sent all it was asked to.
     fn send_request(&mut self, ctx: &mut Context<Self>) -> bool {
         let qos = self.qos;
+        // The tag `publish` will give this request's PUBLISH, so a refusal finds the request.
         let tag = self.next_tag + 1;
         let Some(state) = self.phone() else {
             return false;
         };
-        let spec = &state.spec;
         let sent = state.tracker.sent();
+        let spec = &state.spec;
         if spec.max_requests.is_some_and(|max| sent >= max) || state.targets.is_empty() {
             return false;
         }
         let timeout = spec.timeout;
         let target = &state.targets[(sent % state.targets.len() as u64) as usize];
         let round = sent / state.targets.len() as u64;
-        let payload = target.payloads[(round % target.payloads.len() as u64) as usize].clone();
-        let (seq, correlation) = state.tracker.open(tag, Instant::now());
-        let exchange = Arc::new(Exchange {
+        let refused = target.refused.clone();
+        let exchange = Exchange {
+            published: refused.is_none(),
             topic: target.request_topic.clone(),
             response_topic: target.response_topic.clone(),
+            correlation: Bytes::new(),
+            payload: target.payloads[(round % target.payloads.len() as u64) as usize].clone(),
+        };
+        let (seq, correlation) = state.tracker.open(tag, Instant::now());
+        let more = state.spec.max_requests.is_none_or(|max| seq < max);
+        let exchange = Arc::new(Exchange {
             correlation: correlation.clone(),
-            payload: payload.clone(),
+            ..exchange
         });
+        self.emit(Event::RequestSent(exchange.clone()));
+
+        if let Some(refused) = refused {
+            // Nobody could ever hear the answer: the request fails without being sent.
+            if let Some(state) = self.phone() {
+                state.tracker.refuse(tag);
+            }
+            let reason = format!(
+                "its Response Topic {} was refused: {refused}",
+                exchange.response_topic
+            );
+            self.emit(Event::RequestDone {
+                correlation,
+                outcome: Outcome::Failed { reason },
+            });
+            return more;
+        }
         let msg = Outgoing {
-            topic: target.request_topic.to_string(),
-            payload,
+            topic: exchange.topic.to_string(),
+            payload: exchange.payload.clone(),
             qos,
             retain: false,
             properties: PublishProperties {
-                response_topic: Some(target.response_topic.to_string()),
+                response_topic: Some(exchange.response_topic.to_string()),
                 correlation_data: Some(correlation),
                 ..PublishProperties::default()
             },
             tag: 0,
         };
-        let more = spec.max_requests.is_none_or(|max| seq < max);
         let published_tag = self.publish(msg);
         debug_assert_eq!(published_tag, tag);
-        self.emit(Event::RequestSent(exchange));
         ctx.run_later(timeout, move |act, _| act.expire_request(seq));
         more
     }

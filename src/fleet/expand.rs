@@ -10,8 +10,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde_saphyr::Location;
 
 use super::group::{GroupPlan, Located, MAX_DEVICES, RolePlan};
-use super::model::{Device, Kind, Light, Phone, Role, Sensor, Target};
+use super::model::{Connection, Device, Kind, Light, Phone, Role, Sensor, Target};
 use super::phone::{PhoneDest, PhonePlan, TargetPattern};
+use super::response_info::expand_response_topic;
 use super::template::{Template, Vars, check_topic, glob_match};
 use super::values::Problems;
 use super::will::check_ack_topic;
@@ -237,7 +238,10 @@ fn device(problems: &mut Problems, plan: &GroupPlan, entry: &Entry, role: Role) 
         id: entry.id.clone(),
         group: plan.index,
         n: entry.n,
-        connection: plan.connection.clone(),
+        connection: Connection {
+            username: plan.username.as_ref().map(|u| u.value.expand(vars)),
+            ..plan.connection.clone()
+        },
         role,
         will: plan.will.as_ref().and_then(|w| w.expand(problems, vars)),
         consume_wills: plan
@@ -361,7 +365,10 @@ fn expand_phones(
             if entry.group != plan.index {
                 continue;
             }
-            let targets = phone_targets(problems, phone, entry, &shared, &per_phone, &resolver);
+            let fallback = &plan.connection.response_info_fallback;
+            let targets = phone_targets(
+                problems, phone, entry, fallback, &shared, &per_phone, &resolver,
+            );
             let role = Role::Phone(Phone {
                 targets,
                 every: phone.every,
@@ -378,6 +385,7 @@ fn phone_targets(
     problems: &mut Problems,
     phone: &PhonePlan,
     me: &Entry,
+    fallback: &str,
     shared: &[usize],
     per_phone: &[(&Located<TargetPattern>, &Template)],
     resolver: &Resolver<'_>,
@@ -391,7 +399,7 @@ fn phone_targets(
         return vec![Target {
             device: None,
             request_topic: topic(problems, request_topic, vars),
-            response_topic: topic(problems, &phone.response_topic, vars),
+            response_topic: expand_response_topic(problems, &phone.response_topic, vars, fallback),
             payloads: phone
                 .payloads
                 .clone()
@@ -428,13 +436,14 @@ fn phone_targets(
         targets.push(Target {
             device: Some(entry.id.clone()),
             request_topic: request_topic.clone(),
-            response_topic: topic(
+            response_topic: expand_response_topic(
                 problems,
                 &phone.response_topic,
                 Vars {
                     target: Some(&entry.id),
                     ..vars
                 },
+                fallback,
             ),
             payloads,
         });

@@ -6,9 +6,12 @@ use std::time::Duration;
 
 use serde_saphyr::{Location, Spanned};
 
+use super::access::check_login;
 use super::model::{Connection, Kind, Qos, Signal};
 use super::phone::{PhonePlan, check_phone};
 use super::raw::{RawGroup, RawSignal};
+use super::response_info::check_device_settings;
+use super::secret::Env;
 use super::template::{MAX_ID_LEN, Template, Var, Vars, check_topic, is_id_char};
 use super::values::{DurationRule, Problems, duration, finite, int_in_range};
 use super::will::{ConsumerPlan, SESSION_EXPIRY_WITH_WILL, WillPlan, check_consumer, check_will};
@@ -29,7 +32,10 @@ pub(super) struct GroupPlan {
     pub loc: Location,
     pub kind: Option<Kind>,
     pub ids: Option<IdPlan>,
+    /// Shared by the group's devices; each gets its own `username` from the template below.
     pub connection: Connection,
+    /// None: no `username`, or one with problems.
+    pub username: Option<Located<Template>>,
     pub role: Option<RolePlan>,
     /// None: the group has no `will`.
     pub will: Option<WillPlan>,
@@ -101,6 +107,7 @@ pub(super) fn check_group(
     problems: &mut Problems,
     index: usize,
     raw: &Spanned<RawGroup>,
+    env: Env<'_>,
 ) -> GroupPlan {
     let g = &raw.value;
     let at = |name: &str| format!("devices[{index}].{name}");
@@ -109,11 +116,17 @@ pub(super) fn check_group(
         check_fields_fit_kind(problems, g, kind, index);
     }
     let ids = check_ids(problems, g, index, raw.referenced);
-    let connection = check_connection(problems, g, index);
+    let login = check_login(problems, g, index, env);
+    let connection = Connection {
+        password: login.password,
+        ..check_connection(problems, g, index)
+    };
     let role = match kind {
         Some(Kind::Light) => check_light(problems, g, index, raw.referenced),
         Some(Kind::Sensor) => check_sensor(problems, g, index, raw.referenced),
-        Some(Kind::Phone) => check_phone(problems, g, index, raw.referenced).map(RolePlan::Phone),
+        Some(Kind::Phone) => {
+            check_phone(problems, g, index, raw.referenced, &connection).map(RolePlan::Phone)
+        }
         None => None,
     };
     GroupPlan {
@@ -122,6 +135,7 @@ pub(super) fn check_group(
         kind,
         ids,
         connection,
+        username: login.username,
         role,
         will: check_will(problems, g, index),
         consume_wills: check_consumer(problems, g, index),
@@ -335,6 +349,7 @@ fn check_connection(problems: &mut Problems, g: &RawGroup, index: usize) -> Conn
         (1, i64::from(u16::MAX)),
         "receive_maximum must be between 1 and 65535",
     );
+    let (request_response_info, response_info_fallback) = check_device_settings(problems, g, index);
     Connection {
         keepalive: keepalive.unwrap_or(Duration::from_secs(30)),
         clean_start: g.clean_start.as_ref().is_none_or(|c| c.value),
@@ -348,6 +363,11 @@ fn check_connection(problems: &mut Problems, g: &RawGroup, index: usize) -> Conn
         receive_maximum: receive_maximum
             .and_then(|r| u16::try_from(r).ok())
             .unwrap_or(100),
+        // Per device (`device` in `expand`) and per group (`check_group`).
+        username: None,
+        password: None,
+        request_response_info,
+        response_info_fallback,
     }
 }
 

@@ -4,10 +4,17 @@
 //! - `raw`: serde structs mirroring the YAML, every value wrapped in `Spanned` so checks can
 //!   point at its line and column. Only syntax and types are enforced there.
 //! - `values`: the problem collector and checks of single values (durations, ranges).
-//! - `template`: `{id}`/`{n}`/`{target}` templates, topic-name rules and `*` globs.
+//! - `template`: `{id}`/`{n}`/`{target}`/`{response_info}` templates, topic-name rules and `*`
+//!   globs.
+//! - `secret`: `${VAR}` in passwords, read from an injectable environment.
 //! - `group`: checks one `devices:` entry into a plan (kind, id, connection, role settings).
 //! - `phone`: the phone part of that: targets or request topic, payloads, timing.
 //! - `will`: the `will` and `consume_wills` parts of a group (any kind), and their expansion.
+//! - `access`: the embedded broker's users and ACL, each group's username and password, and
+//!   device user names matched against the broker's users.
+//! - `response_info`: Response Information: the embedded broker's, a device's request and
+//!   fallback, and `{response_info}` in a phone's response topic.
+//! - `tls`: the `tls:` certificate paths, and `mqtts://` needing a CA file.
 //! - `expand`: turns the plans into devices: ids, duplicate ids, topics, Wills, phone targets.
 //! - `faults`: the top-level `faults:` list, checked against the expanded devices it targets.
 //! - `validate`: the top level, tying the above together.
@@ -16,19 +23,25 @@
 //! Parsing stops at the first YAML error (serde cannot go on), but semantic checks collect every
 //! problem so a user fixes a file in one round.
 
+mod access;
 mod expand;
 mod faults;
 mod group;
 pub mod model;
 mod phone;
 mod raw;
+mod response_info;
+mod secret;
 mod template;
+mod tls;
 mod validate;
 mod values;
 mod will;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_access;
 
 use std::fmt;
 use std::io;
@@ -36,6 +49,8 @@ use std::path::{Path, PathBuf};
 
 pub use model::*;
 pub use validate::parse_broker;
+
+use validate::Context;
 
 /// Why a fleet file could not be turned into a [`Fleet`].
 #[derive(Debug, thiserror::Error)]
@@ -97,17 +112,30 @@ impl fmt::Display for ProblemList<'_> {
     }
 }
 
-/// Read and validate a fleet file. Errors name the file, line, column and field.
+/// Read and validate a fleet file. Errors name the file, line, column and field. Relative
+/// `tls` paths are taken relative to the file's directory; `${VAR}` in passwords is read from
+/// the environment.
 pub fn load(path: &Path) -> Result<Fleet, FleetError> {
     let bytes = std::fs::read(path).map_err(|source| FleetError::Read {
         path: path.to_path_buf(),
         source,
     })?;
     let origin = path.display().to_string();
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    // Lexical; fails only when the current directory is unknown, and then the relative
+    // directory still resolves the same way for the rest of this run.
+    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let ctx = Context {
+        base: Some(&dir),
+        env: &secret::process_env,
+    };
     // Decoding here rather than with read_to_string keeps "not text" a format error with a
     // position, instead of an I/O error that suggests the file is missing or unreadable.
     match String::from_utf8(bytes) {
-        Ok(text) => parse(&text, &origin),
+        Ok(text) => parse_in(&text, &origin, &ctx),
         Err(e) => Err(FleetError::Yaml {
             origin,
             message: format!(
@@ -119,12 +147,22 @@ pub fn load(path: &Path) -> Result<Fleet, FleetError> {
 }
 
 /// Same from text; `origin` is what error messages call the file (a path or "<string>").
+/// With no file, relative `tls` paths stay as written (relative to the current directory).
 pub fn parse(text: &str, origin: &str) -> Result<Fleet, FleetError> {
+    let ctx = Context {
+        base: None,
+        env: &secret::process_env,
+    };
+    parse_in(text, origin, &ctx)
+}
+
+/// `parse` with the directory and environment given: tests pass their own environment.
+fn parse_in(text: &str, origin: &str, ctx: &Context<'_>) -> Result<Fleet, FleetError> {
     let raw = raw::parse(text, origin).map_err(|message| FleetError::Yaml {
         origin: origin.to_string(),
         message,
     })?;
-    validate::validate(raw).map_err(|problems| FleetError::Invalid {
+    validate::validate(raw, ctx).map_err(|problems| FleetError::Invalid {
         origin: origin.to_string(),
         problems,
     })

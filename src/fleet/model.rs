@@ -19,14 +19,100 @@ pub struct Fleet {
     pub will_ack_timeout: Duration,
     /// Connection faults to inject, in file order.
     pub faults: Vec<Fault>,
+    /// How the embedded broker authenticates and authorises (unused with an external broker).
+    pub embedded: EmbeddedSettings,
+    /// Certificates for `mqtts://` brokers.
+    pub tls: TlsFiles,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BrokerTarget {
     /// Start the in-process broker on 127.0.0.1; port 0 picks any free port.
     Embedded { port: u16 },
-    /// Any MQTT 5 broker, from `mqtt://host:port` (port defaults to 1883).
-    External { host: String, port: u16 },
+    /// Any MQTT 5 broker, from `mqtt://host:port` (port defaults to 1883) or
+    /// `mqtts://host:port` (TLS; port defaults to 8883).
+    External { host: String, port: u16, tls: bool },
+}
+
+/// The embedded broker's access control. With no users, anyone may connect and do anything.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbeddedSettings {
+    /// Returned in CONNACK to clients that ask for Response Information (one string for all:
+    /// the embedded broker cannot vary it per client).
+    pub response_information: Option<String>,
+    pub users: Vec<User>,
+    /// Checked for every PUBLISH and SUBSCRIBE when non-empty; what no rule allows is refused.
+    pub acl: Vec<AclRule>,
+    /// Whether clients without a user name may connect. Default: true without users, false
+    /// with them.
+    pub allow_anonymous: bool,
+}
+
+/// Open to all: no users, no ACL, anonymous clients welcome.
+impl Default for EmbeddedSettings {
+    fn default() -> Self {
+        Self {
+            response_information: None,
+            users: Vec::new(),
+            acl: Vec::new(),
+            allow_anonymous: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub name: String,
+    pub password: Secret,
+}
+
+/// One access rule, as Mosquitto's pattern ACLs: `%u` in the topic stands for the user name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AclRule {
+    /// A user name, or `*` for every user.
+    pub user: String,
+    /// A topic filter (wildcards allowed), `%u` replaced by the user name.
+    pub topic: String,
+    pub access: Access,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+    ReadWrite,
+    Deny,
+}
+
+/// Client-side TLS files (PEM). fleetsim bundles no root certificates, so `mqtts://` needs a
+/// CA file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Client certificate and key, for brokers that ask for one; both or neither.
+    pub cert_file: Option<std::path::PathBuf>,
+    pub key_file: Option<std::path::PathBuf>,
+}
+
+/// A password or other secret, possibly read from the environment (`${VAR}` in the fleet
+/// file). Never printed: its `Debug` shows `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -90,6 +176,12 @@ pub struct Connection {
     pub qos: Qos,
     /// Receive Maximum this device announces in CONNECT.
     pub receive_maximum: u16,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// Ask for Response Information in CONNECT (Request Response Information = 1).
+    pub request_response_info: bool,
+    /// What `{response_info}` becomes when the broker returns none (Mosquitto never does).
+    pub response_info_fallback: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -121,7 +213,8 @@ pub struct Target {
     pub device: Option<String>,
     /// Topic the request is published to (no wildcards).
     pub request_topic: String,
-    /// Response Topic put on the request (no wildcards); the phone subscribes to it.
+    /// Response Topic put on the request (no wildcards); the phone subscribes to it. May
+    /// still hold `{response_info}`, replaced once CONNACK says what it is.
     pub response_topic: String,
     /// Payloads to send, cycled in order (`ON`, `OFF`, `TOGGLE`, `get`, ...).
     pub payloads: Vec<String>,

@@ -7,7 +7,9 @@ use std::time::Duration;
 use serde_saphyr::{Location, Spanned};
 
 use super::group::{Located, topic_template};
+use super::model::Connection;
 use super::raw::RawGroup;
+use super::response_info::check_response_topic;
 use super::template::{Template, Var, is_id_char};
 use super::values::{DurationRule, Problems, duration};
 
@@ -48,6 +50,7 @@ pub(super) fn check_phone(
     g: &RawGroup,
     index: usize,
     group_loc: Location,
+    connection: &Connection,
 ) -> Option<PhonePlan> {
     let at = |name: &str| format!("devices[{index}].{name}");
     let dest = match (&g.targets, &g.request_topic) {
@@ -79,18 +82,26 @@ pub(super) fn check_phone(
         .map(PhoneDest::Topic),
     };
     let response_vars: &[Var] = if g.request_topic.is_some() {
-        &[Var::Id, Var::N]
+        &[Var::Id, Var::N, Var::ResponseInfo]
     } else {
-        &[Var::Id, Var::N, Var::Target]
+        &[Var::Id, Var::N, Var::Target, Var::ResponseInfo]
     };
+    const DEFAULT_RESPONSE_TOPIC: &str = "resp/{id}";
     let response_topic = topic_template(
         problems,
         g.response_topic.as_ref(),
         at("response_topic"),
-        "resp/{id}",
+        DEFAULT_RESPONSE_TOPIC,
         response_vars,
         group_loc,
     );
+    if let Some(topic) = &response_topic {
+        let text = g
+            .response_topic
+            .as_ref()
+            .map_or(DEFAULT_RESPONSE_TOPIC, |t| t.value.as_str());
+        check_response_topic(problems, topic, text, connection);
+    }
     let payloads = match &g.payloads {
         None => Some(None),
         Some(p) if p.value.is_empty() => {

@@ -14,8 +14,15 @@ use serde_saphyr::Spanned;
 /// Parse YAML text; on failure, the rendered serde-saphyr message (position and snippet).
 pub(super) fn parse(text: &str, origin: &str) -> Result<Spanned<RawFleet>, String> {
     serde_saphyr::from_str::<Spanned<RawFleet>>(text).map_err(|e| {
+        // A snippet shows the lines around the error, which may hold a literal password.
+        let snippets = if may_show_password(text) {
+            serde_saphyr::SnippetMode::Off
+        } else {
+            serde_saphyr::SnippetMode::Auto
+        };
         let rendered = e.render_with_options(serde_saphyr::render_options! {
             source_name: Some(origin),
+            snippets: snippets,
         });
         // The origin is printed in front by `FleetError`; a second "error:" would be noise.
         rendered
@@ -23,6 +30,49 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Spanned<RawFleet>, Strin
             .map(str::to_string)
             .unwrap_or(rendered)
     })
+}
+
+/// Whether some line holds `password` with anything but `${VAR}` references after it. Line by
+/// line, because the text did not parse; when unsure (a value on the next line, a block
+/// scalar, `password` elsewhere), it says yes and the error goes without a snippet.
+fn may_show_password(text: &str) -> bool {
+    text.lines().any(|line| {
+        let Some(at) = line.find("password") else {
+            return false;
+        };
+        let after_key = line[at + "password".len()..].trim_start_matches(['"', '\'']);
+        match after_key.trim_start().strip_prefix(':') {
+            Some(value) => !only_variables(value),
+            None => true,
+        }
+    })
+}
+
+/// `value` (the rest of a line) is one or more `${NAME}`, with only quotes, blanks and the
+/// ends of flow collections around them.
+fn only_variables(value: &str) -> bool {
+    let mut rest = value;
+    let mut seen = false;
+    loop {
+        rest = rest.trim_start_matches([' ', '\t', '"', '\'', ',', '}', ']']);
+        if rest.is_empty() {
+            return seen;
+        }
+        let Some(var) = rest.strip_prefix("${") else {
+            return false;
+        };
+        let Some(end) = var.find('}') else {
+            return false;
+        };
+        if !var[..end]
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return false;
+        }
+        seen = true;
+        rest = &var[end + 1..];
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -35,6 +85,28 @@ pub(super) struct RawFleet {
     pub devices: Option<Spanned<Vec<Spanned<RawGroup>>>>,
     pub will_ack_timeout: Option<Spanned<String>>,
     pub faults: Option<Spanned<Vec<Spanned<RawFault>>>>,
+    pub tls: Option<Spanned<RawTls>>,
+}
+
+/// `tls:`, client-side certificate files for `mqtts://` brokers.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    pub ca_file: Option<Spanned<String>>,
+    pub cert_file: Option<Spanned<String>>,
+    pub key_file: Option<Spanned<String>>,
+}
+
+/// A password as written (`hunter2` or `${VAR}`). Its `Debug` hides it, so no debug print of
+/// the raw file can leak a literal password.
+#[derive(Deserialize)]
+#[serde(transparent)]
+pub(super) struct RawSecret(pub String);
+
+impl fmt::Debug for RawSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
 }
 
 /// One entry of `devices:`. All kinds share this struct (kind-specific fields are checked by
@@ -51,6 +123,10 @@ pub(super) struct RawGroup {
     pub clean_start: Option<Spanned<bool>>,
     pub session_expiry: Option<Spanned<String>>,
     pub receive_maximum: Option<Spanned<i64>>,
+    pub username: Option<Spanned<String>>,
+    pub password: Option<Spanned<RawSecret>>,
+    pub request_response_info: Option<Spanned<bool>>,
+    pub response_info_fallback: Option<Spanned<String>>,
     // light
     pub command_topic: Option<Spanned<String>>,
     pub delay: Option<Spanned<String>>,
@@ -238,20 +314,38 @@ pub(super) enum RawSignal {
     },
 }
 
-/// `broker: embedded`, `broker: {embedded: {port: N}}` or `broker: "mqtt://host:port"`.
+/// `broker: embedded`, `broker: {embedded: {port: N, ...}}` or `broker: "mqtt://host:port"`.
 #[derive(Debug)]
 pub(super) enum RawBroker {
     /// A plain string: `embedded` or a URL, told apart in `validate`.
     Text(String),
-    Embedded {
-        port: Option<Spanned<i64>>,
-    },
+    Embedded(Box<RawEmbedded>),
+}
+
+/// The settings of the embedded broker; `embedded:` with nothing after it takes every default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEmbedded {
+    pub port: Option<Spanned<i64>>,
+    pub response_information: Option<Spanned<String>>,
+    pub allow_anonymous: Option<Spanned<bool>>,
+    pub users: Option<Spanned<Vec<Spanned<RawUser>>>>,
+    pub acl: Option<Spanned<Vec<Spanned<RawAclRule>>>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct EmbeddedSettings {
-    port: Option<Spanned<i64>>,
+pub(super) struct RawUser {
+    pub name: Option<Spanned<String>>,
+    pub password: Option<Spanned<RawSecret>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAclRule {
+    pub user: Option<Spanned<String>>,
+    pub topic: Option<Spanned<String>>,
+    pub access: Option<Spanned<String>>,
 }
 
 // Hand-written instead of `#[serde(untagged)]`: untagged enums report only "data did not match
@@ -264,7 +358,9 @@ impl<'de> Deserialize<'de> for RawBroker {
             type Value = RawBroker;
 
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("`embedded`, `{embedded: {port: N}}` or a URL like mqtt://host:1883")
+                f.write_str(
+                    "`embedded`, `{embedded: {port: N, ...}}` or a URL like mqtt://host:1883",
+                )
             }
 
             fn visit_str<E: de::Error>(self, v: &str) -> Result<RawBroker, E> {
@@ -280,16 +376,42 @@ impl<'de> Deserialize<'de> for RawBroker {
                     return Err(de::Error::unknown_field(&key, FIELDS));
                 }
                 // `embedded:` with nothing after it is null, hence the Option.
-                let settings = map.next_value::<Option<EmbeddedSettings>>()?;
+                let settings = map.next_value::<Option<RawEmbedded>>()?;
                 if let Some(extra) = map.next_key::<String>()? {
                     return Err(de::Error::unknown_field(&extra, FIELDS));
                 }
-                Ok(RawBroker::Embedded {
-                    port: settings.and_then(|s| s.port),
-                })
+                Ok(RawBroker::Embedded(Box::new(settings.unwrap_or_default())))
             }
         }
 
         deserializer.deserialize_any(BrokerVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_lines_with_nothing_but_variables_after_password_are_safe_to_show() {
+        for safe in [
+            "name: x\n",
+            "password: ${A}\n",
+            "  - { name: a, password: \"${A_1}\" }\n",
+            "'password': '${A}${B}'\n",
+        ] {
+            assert!(!may_show_password(safe), "{safe}");
+        }
+        for unsafe_ in [
+            "password: hunter2\n",
+            "password: pre-${A}\n",
+            "password:\n  hunter2\n",
+            "password: |\n",
+            "password: ${A b}\n",
+            "password: ${A\n",
+            "id: my-password-store\n",
+        ] {
+            assert!(may_show_password(unsafe_), "{unsafe_}");
+        }
     }
 }

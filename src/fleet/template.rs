@@ -11,13 +11,19 @@ use std::fmt::Write as _;
 pub(super) const MAX_ID_LEN: usize = 64;
 
 /// Topic names are UTF-8 strings with a two-byte length prefix (MQTT 5, 1.5.4).
-const MAX_TOPIC_BYTES: usize = 65_535;
+pub(super) const MAX_TOPIC_BYTES: usize = 65_535;
+
+/// `{response_info}` as written. It is never expanded here: the device replaces it once CONNACK
+/// says what the broker's Response Information is, so expansion keeps it as this text.
+pub(super) const RESPONSE_INFO: &str = "{response_info}";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Var {
     Id,
     N,
     Target,
+    /// Kept as `{response_info}` by `expand`; see [`RESPONSE_INFO`].
+    ResponseInfo,
 }
 
 impl Var {
@@ -26,6 +32,7 @@ impl Var {
             Var::Id => "id",
             Var::N => "n",
             Var::Target => "target",
+            Var::ResponseInfo => "response_info",
         }
     }
 }
@@ -72,6 +79,7 @@ impl Template {
                 "id" => Var::Id,
                 "n" => Var::N,
                 "target" => Var::Target,
+                "response_info" => Var::ResponseInfo,
                 _ => {
                     return Err(format!(
                         "unknown template variable `{{{name}}}` in `{text}` (allowed: {})",
@@ -84,6 +92,7 @@ impl Template {
                     Var::Target => {
                         "is only available in the response_topic of a phone with targets"
                     }
+                    Var::ResponseInfo => "is only available in the response_topic of a phone",
                     Var::Id => "cannot be used in an id",
                     Var::N => "is not available here",
                 };
@@ -148,6 +157,7 @@ impl Template {
                     let _ = write!(out, "{}", vars.n);
                 }
                 Segment::Var(Var::Target) => out.push_str(vars.target.unwrap_or_default()),
+                Segment::Var(Var::ResponseInfo) => out.push_str(RESPONSE_INFO),
             }
         }
         out
@@ -294,6 +304,23 @@ mod tests {
         assert!(e.contains("unclosed `{`"), "{e}");
         let e = Template::parse("a/{target}", &[Var::Id, Var::N]).unwrap_err();
         assert!(e.contains("`{target}` is only available"), "{e}");
+    }
+
+    #[test]
+    fn response_info_is_kept_for_the_device_to_fill_in() {
+        let t = Template::parse("{response_info}{id}", &[Var::Id, Var::ResponseInfo]).unwrap();
+        assert!(t.uses(Var::ResponseInfo));
+        let vars = Vars {
+            id: "p",
+            n: 1,
+            target: None,
+        };
+        assert_eq!(t.expand(vars), "{response_info}p");
+        let e = Template::parse("{response_info}x", &[Var::Id]).unwrap_err();
+        assert!(
+            e.contains("only available in the response_topic of a phone"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -68,7 +68,8 @@ fn home_fleet_expands_ids_in_file_order() {
         f.broker,
         BrokerTarget::External {
             host: "broker.local".into(),
-            port: 1883
+            port: 1883,
+            tls: false,
         }
     );
     assert_eq!(f.duration, Duration::from_secs(90));
@@ -135,6 +136,10 @@ fn connection_defaults_and_overrides() {
             session_expiry: 0,
             qos: Qos::ExactlyOnce,
             receive_maximum: 100,
+            username: None,
+            password: None,
+            request_response_info: false,
+            response_info_fallback: "resp/".into(),
         }
     );
     assert_eq!(
@@ -145,6 +150,10 @@ fn connection_defaults_and_overrides() {
             session_expiry: 3600,
             qos: Qos::AtLeastOnce,
             receive_maximum: 10,
+            username: None,
+            password: None,
+            request_response_info: false,
+            response_info_fallback: "resp/".into(),
         }
     );
 }
@@ -623,9 +632,9 @@ fn bad_files() -> Vec<(&'static str, String, Expect, [&'static str; 3])> {
         ),
         (
             "unsupported scheme",
-            format!("broker: mqtts://h:8883\n{HEAD}  - {{kind: light, id: l}}\n"),
+            format!("broker: ws://h:8883\n{HEAD}  - {{kind: light, id: l}}\n"),
             Invalid,
-            ["broker", ":1:9:", "mqtts"],
+            ["broker", ":1:9:", "unsupported scheme `ws`"],
         ),
         (
             "bad broker port",

@@ -1,22 +1,36 @@
-//! Top-level checks (`name`, `broker`, `duration`, `seed`, `will_ack_timeout`, `devices`,
-//! `faults`) and the assembly of the final [`Fleet`] from the checked groups.
+//! Top-level checks (`name`, `broker`, `duration`, `seed`, `will_ack_timeout`, `tls`,
+//! `devices`, `faults`) and the assembly of the final [`Fleet`] from the checked groups.
 
+use std::path::Path;
 use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
 use super::Problem;
+use super::access::{check_embedded, check_usernames};
 use super::expand::expand;
 use super::faults::check_faults;
 use super::group::check_group;
-use super::model::{BrokerTarget, Fleet};
+use super::model::{BrokerTarget, EmbeddedSettings, Fleet};
 use super::raw::{RawBroker, RawFleet};
+use super::secret::Env;
+use super::tls::{check_ca_for, check_tls};
 use super::values::{DurationRule, Problems, duration};
 
 const DEFAULT_MQTT_PORT: u16 = 1883;
+const DEFAULT_MQTTS_PORT: u16 = 8883;
+
+/// What validation needs besides the text.
+pub(super) struct Context<'a> {
+    /// The fleet file's directory, which relative `tls` paths are relative to; None when the
+    /// text came from no file (they then stay as written).
+    pub base: Option<&'a Path>,
+    /// Where `${VAR}` in passwords is looked up.
+    pub env: Env<'a>,
+}
 
 /// Check everything; the fleet only when no problem at all was found.
-pub(super) fn validate(raw: Spanned<RawFleet>) -> Result<Fleet, Vec<Problem>> {
+pub(super) fn validate(raw: Spanned<RawFleet>, ctx: &Context<'_>) -> Result<Fleet, Vec<Problem>> {
     let mut problems = Problems::default();
     let top = raw.referenced;
     let f = &raw.value;
@@ -32,33 +46,25 @@ pub(super) fn validate(raw: Spanned<RawFleet>) -> Result<Fleet, Vec<Problem>> {
         }
         Some(n) => Some(n.value.clone()),
     };
-    let broker = match &f.broker {
-        None => Some(BrokerTarget::Embedded { port: 0 }),
-        Some(b) => match &b.value {
-            RawBroker::Embedded { port: None } => Some(BrokerTarget::Embedded { port: 0 }),
-            RawBroker::Embedded { port: Some(port) } => match u16::try_from(port.value) {
-                Ok(port) => Some(BrokerTarget::Embedded { port }),
-                Err(_) => {
-                    problems.at(
-                        port.referenced,
-                        "broker.embedded.port",
-                        format!(
-                            "port must be 0..=65535 (0: any free port), got {}",
-                            port.value
-                        ),
-                    );
-                    None
-                }
-            },
-            RawBroker::Text(text) => match parse_broker(text) {
-                Ok(target) => Some(target),
-                Err(message) => {
-                    problems.at(b.referenced, "broker", message);
-                    None
-                }
-            },
-        },
+    let raw_embedded = match f.broker.as_ref().map(|b| &b.value) {
+        Some(RawBroker::Embedded(e)) => Some(e.as_ref()),
+        _ => None,
     };
+    let broker = check_broker(&mut problems, f.broker.as_ref());
+    let embedded = raw_embedded.map_or_else(
+        || EmbeddedSettings {
+            allow_anonymous: true,
+            ..EmbeddedSettings::default()
+        },
+        |e| check_embedded(&mut problems, e, ctx.env),
+    );
+    let tls = check_tls(&mut problems, f.tls.as_ref(), ctx.base);
+    check_ca_for(
+        &mut problems,
+        broker.as_ref(),
+        f.broker.as_ref().map_or(top, |b| b.referenced),
+        f.tls.as_ref(),
+    );
     let run_for = duration(
         &mut problems,
         f.duration.as_ref(),
@@ -92,12 +98,18 @@ pub(super) fn validate(raw: Spanned<RawFleet>) -> Result<Fleet, Vec<Problem>> {
             .value
             .iter()
             .enumerate()
-            .map(|(i, g)| check_group(&mut problems, i, g))
+            .map(|(i, g)| check_group(&mut problems, i, g, ctx.env))
             .collect(),
     };
     // With no groups there is nothing to expand: faults are still checked on their own, but
     // not matched against devices (that would only repeat that there are none).
     let expanded = (!plans.is_empty()).then(|| expand(&mut problems, &plans));
+    if let (Some(e), Some(entries)) = (
+        raw_embedded,
+        expanded.as_ref().and_then(|x| x.entries.as_deref()),
+    ) {
+        check_usernames(&mut problems, &plans, entries, e);
+    }
     let faults = check_faults(
         &mut problems,
         f.faults.as_ref(),
@@ -119,31 +131,71 @@ pub(super) fn validate(raw: Spanned<RawFleet>) -> Result<Fleet, Vec<Problem>> {
                 devices,
                 will_ack_timeout,
                 faults,
+                embedded,
+                tls,
             })
         }
         _ => Err(problems.into_sorted()),
     }
 }
 
-/// `embedded` or `mqtt://host[:port]` (IPv6 hosts in brackets: `mqtt://[::1]:1883`).
+/// `broker:` as the target to connect to; None after recording a problem.
+fn check_broker(problems: &mut Problems, raw: Option<&Spanned<RawBroker>>) -> Option<BrokerTarget> {
+    let Some(b) = raw else {
+        return Some(BrokerTarget::Embedded { port: 0 });
+    };
+    match &b.value {
+        RawBroker::Embedded(e) => match &e.port {
+            None => Some(BrokerTarget::Embedded { port: 0 }),
+            Some(port) => match u16::try_from(port.value) {
+                Ok(port) => Some(BrokerTarget::Embedded { port }),
+                Err(_) => {
+                    problems.at(
+                        port.referenced,
+                        "broker.embedded.port",
+                        format!(
+                            "port must be 0..=65535 (0: any free port), got {}",
+                            port.value
+                        ),
+                    );
+                    None
+                }
+            },
+        },
+        RawBroker::Text(text) => match parse_broker(text) {
+            Ok(target) => Some(target),
+            Err(message) => {
+                problems.at(b.referenced, "broker", message);
+                None
+            }
+        },
+    }
+}
+
+/// `embedded`, `mqtt://host[:port]` or `mqtts://host[:port]` (IPv6 hosts in brackets:
+/// `mqtt://[::1]:1883`).
 pub fn parse_broker(text: &str) -> Result<BrokerTarget, String> {
     if text == "embedded" {
         return Ok(BrokerTarget::Embedded { port: 0 });
     }
     let Some((scheme, rest)) = text.split_once("://") else {
         return Err(format!(
-            "broker must be `embedded`, `{{embedded: {{port: N}}}}` or a URL like mqtt://host:1883, got `{text}`"
+            "broker must be `embedded`, `{{embedded: {{port: N}}}}` or a URL like mqtt://host:1883 or mqtts://host:8883, got `{text}`"
         ));
     };
-    if !scheme.eq_ignore_ascii_case("mqtt") {
+    let (tls, default_port) = if scheme.eq_ignore_ascii_case("mqtt") {
+        (false, DEFAULT_MQTT_PORT)
+    } else if scheme.eq_ignore_ascii_case("mqtts") {
+        (true, DEFAULT_MQTTS_PORT)
+    } else {
         return Err(format!(
-            "unsupported scheme `{scheme}` in `{text}`; only mqtt:// is supported for now"
+            "unsupported scheme `{scheme}` in `{text}`; only mqtt:// and mqtts:// are supported"
         ));
-    }
+    };
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     if rest.contains(['/', '@', '?', '#']) {
         return Err(format!(
-            "broker URL `{text}` must be just mqtt://host:port (no path, user or query)"
+            "broker URL `{text}` must be just {scheme}://host:port (no path, user or query)"
         ));
     }
     let (host, port) = if let Some(bracketed) = rest.strip_prefix('[') {
@@ -161,7 +213,7 @@ pub fn parse_broker(text: &str) -> Result<BrokerTarget, String> {
         match rest.split_once(':') {
             Some((_, port)) if port.contains(':') => {
                 return Err(format!(
-                    "IPv6 hosts must be in brackets, like mqtt://[::1]:1883, got `{text}`"
+                    "IPv6 hosts must be in brackets, like {scheme}://[::1]:{default_port}, got `{text}`"
                 ));
             }
             Some((host, port)) => (host, Some(port)),
@@ -172,7 +224,7 @@ pub fn parse_broker(text: &str) -> Result<BrokerTarget, String> {
         return Err(format!("broker URL `{text}` has no host"));
     }
     let port = match port {
-        None => DEFAULT_MQTT_PORT,
+        None => default_port,
         Some(p) => match p.parse::<u16>() {
             Ok(port) if port > 0 => port,
             _ => {
@@ -185,6 +237,7 @@ pub fn parse_broker(text: &str) -> Result<BrokerTarget, String> {
     Ok(BrokerTarget::External {
         host: host.to_string(),
         port,
+        tls,
     })
 }
 
@@ -196,6 +249,15 @@ mod tests {
         BrokerTarget::External {
             host: host.to_string(),
             port,
+            tls: false,
+        }
+    }
+
+    fn secure(host: &str, port: u16) -> BrokerTarget {
+        BrokerTarget::External {
+            host: host.to_string(),
+            port,
+            tls: true,
         }
     }
 
@@ -209,14 +271,26 @@ mod tests {
     }
 
     #[test]
+    fn mqtts_urls_ask_for_tls_and_default_to_port_8883() {
+        assert_eq!(parse_broker("mqtts://h"), Ok(secure("h", 8883)));
+        assert_eq!(parse_broker("MQTTS://h:1883/"), Ok(secure("h", 1883)));
+        assert_eq!(parse_broker("mqtts://[::1]"), Ok(secure("::1", 8883)));
+        let e = parse_broker("mqtts://h/x").unwrap_err();
+        assert!(e.contains("must be just mqtts://host:port"), "{e}");
+        let e = parse_broker("mqtts://::1").unwrap_err();
+        assert!(e.contains("mqtts://[::1]:8883"), "{e}");
+    }
+
+    #[test]
     fn broker_urls_with_bad_parts_are_refused() {
         for bad in [
-            "mqtts://h",
+            "ws://h",
             "h:1883",
             "mqtt://",
+            "mqtts://",
             "mqtt://:1883",
             "mqtt://h:0",
-            "mqtt://h:65536",
+            "mqtts://h:65536",
             "mqtt://h:x",
             "mqtt://::1",
             "mqtt://[::1",
@@ -227,10 +301,10 @@ mod tests {
         ] {
             assert!(parse_broker(bad).is_err(), "{bad}");
         }
+        let e = parse_broker("wss://h").unwrap_err();
         assert!(
-            parse_broker("mqtts://h")
-                .unwrap_err()
-                .contains("unsupported scheme `mqtts`")
+            e.contains("unsupported scheme `wss`") && e.contains("mqtts://"),
+            "{e}"
         );
     }
 }

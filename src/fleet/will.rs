@@ -10,6 +10,7 @@ use super::expand::topic;
 use super::group::{Located, qos_of, topic_template};
 use super::model::{Device, Qos, Role, Will, WillConsumer};
 use super::raw::{RawConsumeWills, RawConsumerSettings, RawFilters, RawGroup, RawWill};
+use super::response_info::as_sent;
 use super::template::{Template, Var, Vars, check_filter};
 use super::values::{DurationRule, Problems, duration, int_in_range};
 
@@ -321,9 +322,14 @@ pub(super) fn check_ack_topic(problems: &mut Problems, plan: &WillPlan, device: 
     };
     let ack = will.response_topic.as_str();
     let clash = match &device.role {
-        Role::Phone(p) => p.targets.iter().any(|t| t.response_topic == ack).then_some(
-            "a response topic it subscribes to, so Will acks would be taken for responses",
-        ),
+        // Compared as sent without Response Information: the best guess available now.
+        Role::Phone(p) => p
+            .targets
+            .iter()
+            .any(|t| as_sent(&t.response_topic, &device.connection.response_info_fallback) == ack)
+            .then_some(
+                "a response topic it subscribes to, so Will acks would be taken for responses",
+            ),
         Role::Light(l) => (l.command_topic == ack)
             .then_some("its command topic, so Will acks would be taken for commands"),
         Role::Sensor(s) => (s.request_topic == ack)

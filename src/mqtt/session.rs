@@ -202,6 +202,8 @@ pub enum Event {
     /// Also a PUBCOMP with an error reason (0x92: the server no longer knew the flow).
     Refused {
         tag: u64,
+        /// The topic of the refused PUBLISH.
+        topic: String,
         reason: ReasonCode,
         reason_string: Option<String>,
     },
@@ -554,7 +556,7 @@ impl Session {
                     _ => return Err(unknown("PUBACK", id)),
                 };
                 self.drain_queue(out);
-                Ok(Some(outcome(flow.tag, ack.reason_code, &ack.properties)))
+                Ok(Some(outcome(flow, ack.reason_code, &ack.properties)))
             }
             Packet::PubRec(rec) => {
                 let id = rec.packet_id;
@@ -567,7 +569,7 @@ impl Session {
                 if rec.reason_code.is_error() {
                     let flow = entry.remove();
                     self.drain_queue(out);
-                    return Ok(Some(outcome(flow.tag, rec.reason_code, &rec.properties)));
+                    return Ok(Some(outcome(flow, rec.reason_code, &rec.properties)));
                 }
                 // Also the answer to a repeated PUBREC, e.g. after the session resumed.
                 entry.get_mut().released = true;
@@ -581,7 +583,7 @@ impl Session {
                     _ => return Err(unknown("PUBCOMP", id)),
                 };
                 self.drain_queue(out);
-                Ok(Some(outcome(flow.tag, comp.reason_code, &comp.properties)))
+                Ok(Some(outcome(flow, comp.reason_code, &comp.properties)))
             }
             Packet::PubRel(rel) => {
                 let reason = if self.awaiting_pubrel.remove(&rel.packet_id) {
@@ -772,15 +774,16 @@ fn unknown(packet: &'static str, id: u16) -> ProtocolError {
 }
 
 /// How an outgoing flow ended, from the reason code of its final acknowledgement.
-fn outcome(tag: u64, reason: ReasonCode, props: &Properties) -> Event {
+fn outcome(flow: InFlight, reason: ReasonCode, props: &Properties) -> Event {
     if reason.is_error() {
         Event::Refused {
-            tag,
+            tag: flow.tag,
+            topic: flow.publish.topic_name,
             reason,
             reason_string: string_property(props, PropertyId::ReasonString),
         }
     } else {
-        Event::Delivered { tag }
+        Event::Delivered { tag: flow.tag }
     }
 }
 

@@ -24,7 +24,58 @@ pub struct Report {
     pub requests: Requests,
     pub responders: Responders,
     pub telemetry: Telemetry,
+    pub response_info: ResponseInfo,
+    pub refusals: Refusals,
     pub wills: Wills,
+}
+
+/// How many devices how fared with Response Information.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ResponseInfo {
+    /// Devices that asked for it (Request Response Information = 1).
+    pub requested: u64,
+    /// Of those, devices whose CONNACK carried it.
+    pub received: u64,
+    /// Of those, devices that used their configured fallback instead.
+    pub fallback: u64,
+    /// What the first few devices made of it.
+    pub devices: Vec<ResponseInfoUse>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ResponseInfoUse {
+    pub device: String,
+    /// The Response Information received, if any.
+    pub received: Option<String>,
+    pub fallback: bool,
+    /// The Response Topics built from it.
+    pub topics: Vec<String>,
+}
+
+/// What the broker refused, counted, and the first few told in full.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Refusals {
+    pub connect: u64,
+    pub subscribe: u64,
+    pub publish: u64,
+    /// e.g. `"NotAuthorized (0x87)": 3`.
+    pub by_reason: BTreeMap<String, u64>,
+    pub events: Vec<Refusal>,
+}
+
+impl Refusals {
+    pub fn total(&self) -> u64 {
+        self.connect + self.subscribe + self.publish
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Refusal {
+    pub device: String,
+    /// connect, subscribe or publish.
+    pub what: &'static str,
+    pub topic: Option<String>,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -163,7 +214,10 @@ impl Report {
         }
         let counts = [
             (q.timed_out, "requests timed out"),
-            (q.failed, "requests were refused by the broker"),
+            (
+                q.failed,
+                "requests failed (refused by the broker, or their Response Topic was)",
+            ),
             (q.in_flight, "requests were still unanswered at the end"),
             (q.unmatched_responses, "answers matched no request"),
             (q.duplicate_responses, "duplicate answers arrived"),
@@ -178,6 +232,12 @@ impl Report {
             if count > 0 {
                 problems.push(format!("{count} {what}"));
             }
+        }
+        let refused = self.refusals.total();
+        if refused > 0 {
+            problems.push(format!(
+                "the broker refused {refused} connects, subscriptions or publishes"
+            ));
         }
         if !q.adds_up() {
             problems.push("request accounting does not add up (a fleetsim bug)".into());

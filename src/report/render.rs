@@ -71,6 +71,59 @@ impl fmt::Display for Table<'_> {
             "telemetry",
             format!("{} readings published", r.telemetry.published),
         )?;
+        let ri = &r.response_info;
+        if ri.requested > 0 {
+            row(
+                f,
+                "response info",
+                format!(
+                    "{} asked for it: {} got it in CONNACK, {} used their fallback",
+                    ri.requested, ri.received, ri.fallback
+                ),
+            )?;
+            let width = ri.devices.iter().map(|d| d.device.len()).max().unwrap_or(0);
+            for d in &ri.devices {
+                let how = match &d.received {
+                    Some(value) => format!("the broker answered {value:?}"),
+                    None => "the broker answered nothing, so the fallback".to_owned(),
+                };
+                writeln!(
+                    f,
+                    "    {:<width$}  asked for Response Information: {how}; Response Topic {}",
+                    d.device,
+                    d.topics.join(", ")
+                )?;
+            }
+        }
+        let refusals = &r.refusals;
+        if refusals.total() > 0 {
+            row(
+                f,
+                "refused",
+                format!(
+                    "{} connects, {} subscriptions, {} publishes",
+                    refusals.connect, refusals.subscribe, refusals.publish
+                ),
+            )?;
+            let width = refusals
+                .events
+                .iter()
+                .map(|e| e.device.len())
+                .max()
+                .unwrap_or(0);
+            for e in &refusals.events {
+                let topic = e
+                    .topic
+                    .as_deref()
+                    .map(|t| format!(" {t}"))
+                    .unwrap_or_default();
+                writeln!(
+                    f,
+                    "    {:<width$}  the broker refused its {}{topic}: {}",
+                    e.device, e.what, e.reason
+                )?;
+            }
+        }
         let w = &r.wills;
         if !w.outages.is_empty() || w.unexpected > 0 {
             row(

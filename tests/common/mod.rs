@@ -30,6 +30,15 @@ pub fn embedded() -> BrokerTarget {
     BrokerTarget::Embedded { port: 0 }
 }
 
+/// A broker fleetsim does not start, on a loopback port.
+pub fn loopback(port: u16) -> BrokerTarget {
+    BrokerTarget::External {
+        host: "127.0.0.1".into(),
+        port,
+        tls: false,
+    }
+}
+
 pub fn run_fleet(fleet: Fleet) -> Report {
     let options = RunOptions {
         threads: 2,
@@ -86,6 +95,13 @@ impl Mosquitto {
     /// Starts `mosquitto` (scripts/test installs it). Panics with a hint when it is missing,
     /// unless FLEETSIM_SKIP_MOSQUITTO is set, in which case it returns None.
     pub fn start() -> Option<Self> {
+        Self::start_with(|_, _| String::new())
+    }
+
+    /// With more configuration after the `listener` line (listener options like `cafile`, or
+    /// global ones like `password_file`). `extra` gets the broker's scratch folder, to write the
+    /// files it names, and its port. `allow_anonymous true` unless `extra` sets it.
+    pub fn start_with(extra: impl FnOnce(&std::path::Path, u16) -> String) -> Option<Self> {
         if std::env::var("FLEETSIM_SKIP_MOSQUITTO").is_ok_and(|v| !v.is_empty() && v != "0") {
             eprintln!("FLEETSIM_SKIP_MOSQUITTO is set: skipping a Mosquitto test");
             return None;
@@ -97,10 +113,18 @@ impl Mosquitto {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let conf = dir.path().join("mosquitto.conf");
+        let extra = extra(dir.path(), port);
+        let anonymous = if extra.contains("allow_anonymous") {
+            ""
+        } else {
+            "allow_anonymous true\n"
+        };
         std::fs::write(
             &conf,
             // set_tcp_nodelay: Mosquitto defaults to Nagle, which adds ~40 ms to round trips.
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\nlog_dest stderr\nlog_type error\n"),
+            format!(
+                "listener {port} 127.0.0.1\n{extra}\n{anonymous}persistence false\nset_tcp_nodelay true\nlog_dest stderr\nlog_type error\n"
+            ),
         )
         .expect("write mosquitto.conf");
         let child = spawn_mosquitto(binary, &conf, port);
@@ -123,10 +147,7 @@ impl Mosquitto {
     }
 
     pub fn target(&self) -> BrokerTarget {
-        BrokerTarget::External {
-            host: "127.0.0.1".into(),
-            port: self.port,
-        }
+        loopback(self.port)
     }
 
     pub fn url(&self) -> String {
@@ -183,5 +204,50 @@ impl Drop for ShellResponder {
             .arg(format!("-{}", self.child.id()))
             .status();
         let _ = self.child.wait();
+    }
+}
+
+/// PEM files for TLS tests: a CA, a server certificate for 127.0.0.1 and localhost signed by
+/// it, its key, and a second CA that signed nothing here.
+pub struct Pki {
+    pub ca: PathBuf,
+    pub other_ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+}
+
+impl Pki {
+    pub fn write_to(dir: &std::path::Path) -> Self {
+        use rcgen::{
+            BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+            IsCa, KeyPair, KeyUsagePurpose,
+        };
+        let ca = |name: &str| {
+            let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.distinguished_name.push(DnType::CommonName, name);
+            params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+            CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("CA")
+        };
+        let write = |name: &str, pem: String| {
+            let path = dir.join(name);
+            std::fs::write(&path, pem).expect("write PEM");
+            path
+        };
+        let authority = ca("fleetsim test CA");
+        let mut params =
+            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+                .expect("server params");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let key = KeyPair::generate().expect("server key");
+        let server = params
+            .signed_by(&key, &authority)
+            .expect("server certificate");
+        Self {
+            ca: write("ca.pem", authority.pem()),
+            other_ca: write("other-ca.pem", ca("someone else's CA").pem()),
+            server_cert: write("server.pem", server.pem()),
+            server_key: write("server.key", key.serialize_pem()),
+        }
     }
 }

@@ -105,9 +105,13 @@ fn qos1_puback_not_authorized_is_refused_with_the_reason_string() {
     match event {
         Some(Event::Refused {
             tag: 7,
+            topic,
             reason: ReasonCode::NotAuthorized,
             reason_string,
-        }) => assert_eq!(reason_string.as_deref(), Some("acl")),
+        }) => {
+            assert_eq!(reason_string.as_deref(), Some("acl"));
+            assert_eq!(topic, "fleet/dev-1/7");
+        }
         other => panic!("expected Refused, got {other:?}"),
     }
     assert_eq!(session.in_flight(), 0);

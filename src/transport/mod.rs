@@ -1,0 +1,237 @@
+//! The byte transport under a device's MQTT codec: plain TCP, or TLS (rustls) over TCP.
+//!
+//! An [`Endpoint`] is built once per run (PEM files read and checked there, so a bad file stops
+//! the run before any device starts) and cloned into every device; `connect` hands back boxed
+//! read and write halves, so the codec and the actor do not care which transport is underneath.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::pem::{self, PemObject};
+use tokio_rustls::rustls::pki_types::{
+    CertificateDer, InvalidDnsNameError, PrivateKeyDer, ServerName,
+};
+use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+
+/// The reading half of a connection, whichever the transport.
+pub type BoxRead = Box<dyn AsyncRead + Unpin + Send>;
+/// The writing half of a connection; shutting it down closes the connection (with TLS, after a
+/// close_notify).
+pub type BoxWrite = Box<dyn AsyncWrite + Unpin + Send>;
+
+/// Where and how to connect: built once per run, cloned cheaply into every device.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    addr: SocketAddr,
+    tls: Option<Tls>,
+}
+
+/// One config shared by every device: rustls keeps its session-resumption cache there.
+#[derive(Clone, Debug)]
+struct Tls {
+    config: Arc<ClientConfig>,
+    name: ServerName<'static>,
+}
+
+/// A TLS setup that cannot work, found before connecting. Each names the file or name at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error(
+        "mqtts:// needs a CA file (tls.ca_file in the fleet, or --ca-file): fleetsim bundles no root certificates"
+    )]
+    NoCaFile,
+    #[error("cannot read {}: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
+    #[error("bad PEM in {}: {source}", path.display())]
+    Pem { path: PathBuf, source: pem::Error },
+    #[error("no certificate in {}", path.display())]
+    NoCertificate { path: PathBuf },
+    #[error("no private key in {}", path.display())]
+    NoPrivateKey { path: PathBuf },
+    #[error("invalid CA certificate in {}: {source}", path.display())]
+    InvalidCa {
+        path: PathBuf,
+        source: rustls::Error,
+    },
+    #[error("cannot use client certificate {} with key {}: {source}", cert.display(), key.display())]
+    ClientCert {
+        cert: PathBuf,
+        key: PathBuf,
+        source: rustls::Error,
+    },
+    #[error("bad server name {host:?}: not a DNS name or an IP address")]
+    ServerName {
+        host: String,
+        source: InvalidDnsNameError,
+    },
+    #[error("rustls config error: {0}")]
+    Config(#[source] rustls::Error),
+}
+
+/// Why one connection attempt failed. Shown to users as is, so each names the address.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("no answer from {addr} within {after:?}")]
+    Timeout { addr: SocketAddr, after: Duration },
+    #[error("cannot connect to {addr}: {source}")]
+    Tcp { addr: SocketAddr, source: io::Error },
+    /// `reason` is rustls' own words, e.g. "invalid peer certificate: UnknownIssuer".
+    #[error("TLS handshake with {addr} failed: {reason}")]
+    Tls { addr: SocketAddr, reason: String },
+}
+
+impl Endpoint {
+    pub fn plain(addr: SocketAddr) -> Self {
+        Self { addr, tls: None }
+    }
+
+    /// TLS to `addr`, checking the server certificate against `ca_file` for name `host` (a DNS
+    /// name or an IP literal), presenting `client` (cert_file, key_file) when given. Reads and
+    /// parses the PEM files here, once.
+    pub fn tls(
+        addr: SocketAddr,
+        host: &str,
+        ca_file: &Path,
+        client: Option<(&Path, &Path)>,
+    ) -> Result<Self, TlsError> {
+        let name = server_name(host)?;
+        let mut roots = RootCertStore::empty();
+        for cert in certificates(ca_file)? {
+            roots.add(cert).map_err(|source| TlsError::InvalidCa {
+                path: ca_file.to_owned(),
+                source,
+            })?;
+        }
+        // An explicit provider, rather than the process default, so nothing depends on which
+        // rustls crypto features other crates in the graph happen to enable.
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(TlsError::Config)?
+            .with_root_certificates(roots);
+        let config = match client {
+            None => builder.with_no_client_auth(),
+            Some((cert_file, key_file)) => {
+                let chain = certificates(cert_file)?;
+                let key = private_key(key_file)?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|source| TlsError::ClientCert {
+                        cert: cert_file.to_owned(),
+                        key: key_file.to_owned(),
+                        source,
+                    })?
+            }
+        };
+        let tls = Tls {
+            config: Arc::new(config),
+            name,
+        };
+        Ok(Self {
+            addr,
+            tls: Some(tls),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Connects within `timeout`: TCP (TCP_NODELAY set), then the TLS handshake if any.
+    ///
+    /// With TLS 1.3 the client finishes its handshake before the server checks the client
+    /// certificate, so a server refusing it is seen on the first read, not here.
+    pub async fn connect(&self, timeout: Duration) -> Result<(BoxRead, BoxWrite), ConnectError> {
+        tokio::time::timeout(timeout, self.open())
+            .await
+            .map_err(|_| ConnectError::Timeout {
+                addr: self.addr,
+                after: timeout,
+            })?
+    }
+
+    async fn open(&self) -> Result<(BoxRead, BoxWrite), ConnectError> {
+        let addr = self.addr;
+        let tcp = |source| ConnectError::Tcp { addr, source };
+        let stream = TcpStream::connect(addr).await.map_err(tcp)?;
+        // Without NODELAY a small answer can wait ~40 ms for a delayed ACK.
+        stream.set_nodelay(true).map_err(tcp)?;
+        let Some(tls) = &self.tls else {
+            let (read, write) = stream.into_split();
+            return Ok((Box::new(read), Box::new(write)));
+        };
+        let stream = TlsConnector::from(Arc::clone(&tls.config))
+            .connect(tls.name.clone(), stream)
+            .await
+            // tokio-rustls wraps rustls' error in an io::Error whose Display is rustls' own.
+            .map_err(|e| ConnectError::Tls {
+                addr,
+                reason: e.to_string(),
+            })?;
+        // One TLS session cannot be split into independent halves: `split` shares it behind a
+        // lock, which costs nothing here since both halves live in the same actor.
+        let (read, write) = tokio::io::split(stream);
+        Ok((Box::new(read), Box::new(write)))
+    }
+}
+
+/// `host` as rustls wants it; an IPv6 literal may come bracketed, as in a URL.
+fn server_name(host: &str) -> Result<ServerName<'static>, TlsError> {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    ServerName::try_from(bare.to_owned()).map_err(|source| TlsError::ServerName {
+        host: host.to_owned(),
+        source,
+    })
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Every certificate in a PEM file; at least one.
+fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(&read(path)?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| TlsError::Pem {
+            path: path.to_owned(),
+            source,
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: path.to_owned(),
+        });
+    }
+    Ok(certs)
+}
+
+/// The first private key (PKCS#8, PKCS#1 or SEC1) in a PEM file.
+fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_slice(&read(path)?).map_err(|source| match source {
+        pem::Error::NoItemsFound => TlsError::NoPrivateKey {
+            path: path.to_owned(),
+        },
+        source => TlsError::Pem {
+            path: path.to_owned(),
+            source,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests;
