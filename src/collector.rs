@@ -1,18 +1,20 @@
 //! The collector actor: the one place device events are counted. The runner asks it for
 //! progress while the run goes on and for the final [`Report`] at the end.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::{Actor, Context, Handler, Message, MessageResult};
+use bytes::Bytes;
 
 use crate::events::{DeviceEvent, Event, Outcome, Refused};
 use crate::fleet::Fleet;
 use crate::report::{
-    Devices, DurationHistogram, Refusal, Refusals, Report, Requests, Responders, ResponseInfo,
-    ResponseInfoUse, Telemetry, Wills,
+    Devices, DurationHistogram, FaultEvent, Faults, Refusal, Refusals, Report, Requests,
+    Responders, ResponseInfo, ResponseInfoUse, Telemetry, Wills,
 };
+use crate::supervisor::RunStarted;
 use crate::trace::ExchangeTrace;
 
 pub struct Collector {
@@ -27,6 +29,10 @@ pub struct Collector {
     telemetry: Telemetry,
     response_info: ResponseInfo,
     refusals: Refusals,
+    faults: Faults,
+    /// Fault events still waiting for the outcome of their request, by Correlation Data.
+    fault_effects: HashMap<Bytes, usize>,
+    started: Instant,
     trace: ExchangeTrace,
 }
 
@@ -50,6 +56,9 @@ impl Collector {
             telemetry: Telemetry::default(),
             response_info: ResponseInfo::default(),
             refusals: Refusals::default(),
+            faults: Faults::default(),
+            fault_effects: HashMap::new(),
+            started: Instant::now(),
             trace: ExchangeTrace::new(show_exchanges),
         }
     }
@@ -63,7 +72,7 @@ impl Collector {
 
     fn in_flight(&self) -> u64 {
         let q = &self.requests;
-        q.sent - q.matched - q.timed_out - q.failed
+        q.sent - q.matched - q.late - q.timed_out - q.failed
     }
 
     fn record(&mut self, device: u32, event: Event) {
@@ -93,10 +102,22 @@ impl Collector {
                 correlation,
                 outcome,
             } => {
-                match &outcome {
+                self.fault_effect(&correlation, || match &outcome {
                     Outcome::Matched { latency, .. } => {
+                        format!("answered in {:.1} ms", latency.as_secs_f64() * 1000.0)
+                    }
+                    Outcome::TimedOut { after } => {
+                        format!("no answer: timed out after {:.1}s", after.as_secs_f64())
+                    }
+                    Outcome::Failed { reason } => format!("failed: {reason}"),
+                });
+                match &outcome {
+                    Outcome::Matched { latency, payload } => {
                         self.requests.matched += 1;
                         self.latency.record(*latency);
+                        if is_error_answer(payload) {
+                            self.requests.error_answers += 1;
+                        }
                     }
                     Outcome::TimedOut { .. } => self.requests.timed_out += 1,
                     Outcome::Failed { .. } => self.requests.failed += 1,
@@ -104,8 +125,24 @@ impl Collector {
                 self.trace.done(&correlation, &outcome);
             }
             Event::UnmatchedResponse { .. } => self.requests.unmatched_responses += 1,
-            Event::DuplicateResponse { .. } => self.requests.duplicate_responses += 1,
-            Event::LateResponse => self.requests.late_responses += 1,
+            Event::DuplicateResponse { correlation } => {
+                self.requests.duplicate_responses += 1;
+                self.fault_effect(&correlation, || "then a duplicate answer".into());
+            }
+            Event::LateAnswer {
+                correlation,
+                latency,
+            } => {
+                self.fault_effect(&correlation, || {
+                    format!(
+                        "then answered late, {:.2}s after sending",
+                        latency.as_secs_f64()
+                    )
+                });
+                // The request was counted timed out; it ends as late instead.
+                self.requests.timed_out = self.requests.timed_out.saturating_sub(1);
+                self.requests.late += 1;
+            }
             Event::Handled(handled) => {
                 self.responders.received += 1;
                 if handled.rejected {
@@ -113,6 +150,8 @@ impl Collector {
                 }
                 if handled.answer.is_some() {
                     self.responders.answered += 1;
+                } else if handled.withheld {
+                    self.responders.withheld += 1;
                 } else {
                     self.responders.without_response_topic += 1;
                 }
@@ -142,6 +181,26 @@ impl Collector {
                     });
                 }
             }
+            Event::FaultInjected {
+                kind,
+                correlation,
+                what,
+            } => {
+                let f = &mut self.faults;
+                f.injected += 1;
+                *f.by_kind.entry(kind.as_str()).or_insert(0) += 1;
+                if f.events.len() < Faults::TOLD {
+                    self.fault_effects.insert(correlation, f.events.len());
+                    let device = self.device_id(device).to_owned();
+                    self.faults.events.push(FaultEvent {
+                        at_s: self.started.elapsed().as_secs_f64(),
+                        device,
+                        kind: kind.as_str(),
+                        effect: what,
+                        connection: false,
+                    });
+                }
+            }
             Event::ResponseInfo(info) => {
                 let r = &mut self.response_info;
                 r.requested += 1;
@@ -163,6 +222,16 @@ impl Collector {
         }
     }
 
+    /// Adds what came of a fault's request to its event. An effect may come in steps (timed
+    /// out, then answered late), so each is appended.
+    fn fault_effect(&mut self, correlation: &Bytes, effect: impl FnOnce() -> String) {
+        if let Some(&i) = self.fault_effects.get(correlation)
+            && let Some(event) = self.faults.events.get_mut(i)
+        {
+            event.effect = format!("{} -> {}", event.effect, effect());
+        }
+    }
+
     fn report(&self, broker: String, duration: Duration) -> Report {
         let fleet = &self.fleet;
         let mut by_kind = BTreeMap::new();
@@ -180,7 +249,7 @@ impl Collector {
             latency_ms: self.latency.latency(),
             ..self.requests.clone()
         };
-        let mut report = Report {
+        let report = Report {
             fleet: fleet.name.clone(),
             broker,
             seed: fleet.seed,
@@ -194,10 +263,22 @@ impl Collector {
             response_info: self.response_info.clone(),
             refusals: self.refusals.clone(),
             wills: Wills::default(),
+            faults: self.faults.clone(),
+            expectations: Vec::new(),
         };
-        report.judge();
+        // The runner judges it, once the supervisor's Wills are in.
         report
     }
+}
+
+/// A JSON object with an `error` field, as fleetsim's responders and many backends answer a
+/// request they could not carry out.
+fn is_error_answer(payload: &[u8]) -> bool {
+    // Only small JSON objects are looked into: parsing every large payload is not worth it.
+    payload.len() <= 4096
+        && payload.first() == Some(&b'{')
+        && serde_json::from_slice::<serde_json::Value>(payload)
+            .is_ok_and(|v| v.get("error").is_some())
 }
 
 impl Actor for Collector {
@@ -209,6 +290,15 @@ impl Handler<DeviceEvent> for Collector {
 
     fn handle(&mut self, msg: DeviceEvent, _: &mut Context<Self>) {
         self.record(msg.device, msg.event);
+    }
+}
+
+/// Fault times count from the start of the run.
+impl Handler<RunStarted> for Collector {
+    type Result = ();
+
+    fn handle(&mut self, msg: RunStarted, _: &mut Context<Self>) {
+        self.started = msg.at;
     }
 }
 

@@ -7,6 +7,8 @@ use std::time::Duration;
 use actix::Message;
 use bytes::Bytes;
 
+use crate::fleet::FaultKind;
+
 /// Index of a device in `Fleet::devices`.
 pub type DeviceIndex = u32;
 
@@ -41,8 +43,11 @@ pub enum Event {
     UnmatchedResponse { correlation: Option<Bytes> },
     /// A second answer to a request already matched.
     DuplicateResponse { correlation: Bytes },
-    /// An answer to a request that had already timed out or failed.
-    LateResponse,
+    /// The first answer to a request that had already timed out: it counts as late now.
+    LateAnswer {
+        correlation: Bytes,
+        latency: Duration,
+    },
     /// A light or sensor handled a request.
     Handled(Arc<Handled>),
     /// A sensor published a reading.
@@ -56,6 +61,13 @@ pub enum Event {
     },
     /// A device that asked for Response Information connected for the first time.
     ResponseInfo(Arc<ResponseInfo>),
+    /// A request or responder fault was applied to the request with this Correlation Data.
+    FaultInjected {
+        kind: FaultKind,
+        correlation: Bytes,
+        /// What the device did, e.g. "sent without Response Topic".
+        what: String,
+    },
 }
 
 /// What the broker refused.
@@ -127,4 +139,6 @@ pub struct Handled {
     pub answer: Option<Bytes>,
     /// The payload was not a command this responder understands.
     pub rejected: bool,
+    /// The answer was held back on purpose (a `no_answer` fault).
+    pub withheld: bool,
 }

@@ -1,10 +1,12 @@
 //! The fault schedule: which fault hits which device when, as plain data computed from the
 //! fleet before the run. The runner only sends each injection at its time, so the same fleet
-//! always gives the same schedule.
+//! always gives the same schedule. Faults with a probability are not scheduled: each device
+//! draws them per request or answer from its own seeded stream ([`chances`]).
 
 use std::time::Duration;
 
-use crate::fleet::{FaultKind, Fleet, Schedule};
+use crate::device::Chance;
+use crate::fleet::{FaultKind, FaultParams, Fleet, Schedule};
 
 /// One fault hitting one device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +17,7 @@ pub struct Injection {
     pub device: usize,
     pub kind: FaultKind,
     pub down_for: Duration,
+    pub params: FaultParams,
 }
 
 /// Every injection of the run, by time (then fleet order, then file order of the faults).
@@ -27,7 +30,7 @@ pub fn schedule(fleet: &Fleet) -> Vec<Injection> {
                 .map(|k| every * k)
                 .take_while(|at| *at < fleet.duration)
                 .collect(),
-            Schedule::Every(_) => Vec::new(),
+            Schedule::Every(_) | Schedule::Probability(_) => Vec::new(),
         };
         for at in times.into_iter().filter(|at| *at < fleet.duration) {
             injections.extend(fault.targets.iter().map(|&device| Injection {
@@ -35,12 +38,30 @@ pub fn schedule(fleet: &Fleet) -> Vec<Injection> {
                 device,
                 kind: fault.kind,
                 down_for: fault.down_for,
+                params: fault.params,
             }));
         }
     }
     // Stable: equal times keep fleet order, then the order of the faults in the file.
     injections.sort_by_key(|i| (i.at, i.device));
     injections
+}
+
+/// The faults `device` draws by probability, in file order.
+pub fn chances(fleet: &Fleet, device: usize) -> Vec<Chance> {
+    fleet
+        .faults
+        .iter()
+        .filter(|f| f.targets.contains(&device))
+        .filter_map(|f| match f.schedule {
+            Schedule::Probability(p) => Some(Chance {
+                kind: f.kind,
+                p,
+                params: f.params,
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -59,6 +80,7 @@ mod tests {
             faults,
             embedded: Default::default(),
             tls: Default::default(),
+            expect: Vec::new(),
         }
     }
 
@@ -68,6 +90,7 @@ mod tests {
             schedule,
             targets,
             down_for: Duration::from_secs(1),
+            params: FaultParams::default(),
         }
     }
 
@@ -136,6 +159,27 @@ mod tests {
             ],
         );
         assert!(schedule(&f).is_empty());
+    }
+
+    #[test]
+    fn probability_faults_are_drawn_by_devices_not_scheduled() {
+        let f = fleet(
+            10,
+            vec![
+                fault(FaultKind::NoAnswer, Schedule::Probability(0.3), vec![1]),
+                fault(
+                    FaultKind::Slow,
+                    Schedule::At(Duration::from_secs(2)),
+                    vec![1],
+                ),
+            ],
+        );
+        let scheduled: Vec<FaultKind> = schedule(&f).iter().map(|i| i.kind).collect();
+        assert_eq!(scheduled, [FaultKind::Slow]);
+        let drawn = chances(&f, 1);
+        assert_eq!(drawn.len(), 1);
+        assert_eq!((drawn[0].kind, drawn[0].p), (FaultKind::NoAnswer, 0.3));
+        assert!(chances(&f, 0).is_empty());
     }
 
     #[test]

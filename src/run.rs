@@ -16,7 +16,7 @@ use crate::broker::{BrokerError, EmbeddedBroker, SupervisorLogin};
 use crate::collector::{Collector, GetProgress, GetReport, Progress};
 use crate::device::{Begin, DeviceActor, DeviceSetup, Inject, Shutdown, Wind};
 use crate::faults;
-use crate::fleet::{BrokerTarget, Fleet, Role, Secret};
+use crate::fleet::{BrokerTarget, Expectation, Fleet, Role, Secret};
 use crate::report::Report;
 use crate::supervisor::{GetStatus, GetWills, RunStarted, Supervisor};
 use crate::transport::{Endpoint, TlsError};
@@ -235,6 +235,7 @@ async fn drive(
         tracing::info!(devices = cast.devices.len(), duration = ?fleet.duration, "all devices ready, run starts");
         let started = Instant::now();
         cast.supervisor.do_send(RunStarted { at: started });
+        cast.collector.do_send(RunStarted { at: started });
         broadcast(&cast.devices, || Begin);
         inject_faults(&fleet, &cast.devices, started);
         run_for(fleet.duration, options.handle_ctrl_c).await;
@@ -251,7 +252,7 @@ async fn drive(
     // Let the goodbyes reach the socket before the arbiters go.
     actix_rt::time::sleep(Duration::from_millis(50)).await;
     let result = match outcome {
-        Ok(elapsed) => report(&cast, label, elapsed).await,
+        Ok(elapsed) => report(&cast, &fleet.expect, label, elapsed).await,
         Err(e) => Err(e),
     };
     for arbiter in arbiters {
@@ -261,7 +262,12 @@ async fn drive(
     result
 }
 
-async fn report(cast: &Cast, broker: String, duration: Duration) -> Result<Report, RunError> {
+async fn report(
+    cast: &Cast,
+    expect: &[Expectation],
+    broker: String,
+    duration: Duration,
+) -> Result<Report, RunError> {
     let gone = |_| RunError::System(std::io::Error::other("an actor stopped before the report"));
     let mut report = cast
         .collector
@@ -269,7 +275,8 @@ async fn report(cast: &Cast, broker: String, duration: Duration) -> Result<Repor
         .await
         .map_err(gone)?;
     report.wills = cast.supervisor.send(GetWills).await.map_err(gone)?;
-    report.judge();
+    report.faults.add_outages(&report.wills);
+    report.judge(expect);
     Ok(report)
 }
 
@@ -284,6 +291,7 @@ fn inject_faults(fleet: &Fleet, devices: &[Addr<DeviceActor>], started: Instant)
             device.do_send(Inject {
                 kind: injection.kind,
                 down_for: injection.down_for,
+                params: injection.params,
             });
         });
     }
@@ -348,6 +356,7 @@ async fn dial_in(
                 seed: fleet.seed,
                 events: cast.collector.clone().recipient(),
                 facts: Some(cast.supervisor.clone().recipient()),
+                chances: faults::chances(fleet, index),
             };
             let arbiter = &arbiters[index % arbiters.len()];
             cast.devices.push(DeviceActor::start_in_arbiter(

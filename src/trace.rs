@@ -163,6 +163,7 @@ mod tests {
                     correlation: Some(e.correlation.clone()),
                     answer: Some(Bytes::from_static(b"{\"power\":\"ON\"}")),
                     rejected: false,
+                    withheld: false,
                 }),
             )],
         };

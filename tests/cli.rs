@@ -67,7 +67,7 @@ fn home_demo_exits_0_and_writes_a_report_that_adds_up() {
     assert!(n("sent") > 0);
     assert_eq!(
         n("sent"),
-        n("matched") + n("timed_out") + n("failed") + n("in_flight")
+        n("matched") + n("late") + n("timed_out") + n("failed") + n("in_flight")
     );
     assert_eq!(n("matched"), n("sent"));
     for key in ["unmatched_responses", "duplicate_responses"] {

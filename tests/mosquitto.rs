@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
 use common::*;
@@ -93,4 +94,45 @@ fn devices_reconnect_after_the_broker_restarts() {
     // caught by the outage (Mosquitto without persistence forgets them).
     assert!(q.matched >= 20, "{q:?}");
     assert!(q.timed_out <= 8, "{q:?}");
+}
+
+/// docs/backend-testing.md, step by step: with the example backend the run passes; without
+/// it, it fails naming the expectations.
+#[test]
+fn the_backend_walkthrough_works_as_written() {
+    let Some(mosquitto) = Mosquitto::start() else {
+        return;
+    };
+    let port = mosquitto.port.to_string();
+    let backend = std::process::Command::new(repo_file("scripts/example-backend"))
+        .arg(&port)
+        .process_group(0)
+        .spawn()
+        .expect("start scripts/example-backend");
+    let backend = KillGroup(backend);
+    std::thread::sleep(Duration::from_millis(700));
+    let run = |duration: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+            .arg(repo_file("fleets/backend.yaml"))
+            .args(["--broker", &mosquitto.url(), "--duration", duration, "-q"])
+            .output()
+            .expect("run fleetsim")
+    };
+    let out = run("5s");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("ok   success_rate >= 0.85"), "{stdout}");
+    assert!(
+        stdout.contains("no_response_topic: sent without Response Topic"),
+        "{stdout}"
+    );
+
+    drop(backend);
+    let out = run("2s");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("expected success_rate >= 0.85, got 0"),
+        "{stdout}"
+    );
 }

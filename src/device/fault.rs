@@ -8,15 +8,17 @@ use actix::prelude::*;
 use mqtt5_protocol::ReasonCode;
 
 use super::{Away, DeviceActor, Link};
-use crate::fleet::FaultKind;
+use crate::fleet::{FaultClass, FaultKind, FaultParams};
 use crate::supervisor::WillFact;
 
-/// Inject a fault now; the device comes back after `down_for`.
+/// Inject a fault now. A connection fault takes the device away for `down_for`; a request or
+/// responder fault applies to the device's next request or answer.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "()")]
 pub struct Inject {
     pub kind: FaultKind,
     pub down_for: Duration,
+    pub params: FaultParams,
 }
 
 impl Handler<Inject> for DeviceActor {
@@ -25,6 +27,10 @@ impl Handler<Inject> for DeviceActor {
     fn handle(&mut self, fault: Inject, ctx: &mut Context<Self>) {
         let at = Instant::now();
         if self.stopping {
+            return;
+        }
+        if fault.kind.class() != FaultClass::Connection {
+            self.armed.push((fault.kind, fault.params));
             return;
         }
         if self.link != Link::Up || self.away.is_some() {
@@ -71,6 +77,8 @@ impl Handler<Inject> for DeviceActor {
                 self.write(goodbye);
                 self.close_link(ctx);
             }
+            // Request and responder faults were armed above and never get here.
+            _ => return,
         }
         self.away = Some(Away { kind: fault.kind });
         ctx.run_later(fault.down_for, |act, ctx| act.come_back(ctx));

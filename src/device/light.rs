@@ -1,14 +1,12 @@
 //! The light: a responder. It applies `ON`/`OFF`/`TOGGLE` and publishes its new state to the
 //! request's Response Topic, copying the Correlation Data byte for byte.
 
-use std::sync::Arc;
-
 use actix::prelude::*;
 use bytes::Bytes;
 use mqtt5_protocol::packet::publish::PublishPacket;
 
 use super::{DeviceActor, RoleState, correlation_of, response_topic_of};
-use crate::events::{Event, Handled};
+use crate::events::Handled;
 use crate::fleet;
 
 /// A payload that is not `ON`, `OFF` or `TOGGLE`.
@@ -54,7 +52,14 @@ impl LightState {
 
     fn rejection(self, command: &[u8]) -> Bytes {
         let power = if self.on { "ON" } else { "OFF" };
-        let shown = String::from_utf8_lossy(command);
+        // Echo a little of it, never a whole huge payload back.
+        const SHOWN: usize = 40;
+        let text = String::from_utf8_lossy(&command[..command.len().min(SHOWN)]);
+        let shown = if command.len() > SHOWN {
+            format!("{text}...")
+        } else {
+            text.into_owned()
+        };
         let body =
             serde_json::json!({ "power": power, "error": format!("unknown command {shown:?}") });
         Bytes::from(body.to_string())
@@ -95,33 +100,9 @@ impl DeviceActor {
             correlation: correlation_of(&publish),
             answer: None,
             rejected,
+            withheld: false,
         };
-        if delay.is_zero() {
-            self.respond(handled, answer);
-        } else {
-            ctx.run_later(delay, move |act, _| act.respond(handled, answer));
-        }
-    }
-
-    /// Publishes `answer` to the request's Response Topic (if it had one) with its Correlation
-    /// Data, and reports what was done. Shared by every responder.
-    pub(super) fn respond(&mut self, mut handled: Handled, answer: Bytes) {
-        if let Some(topic) = handled.response_topic.clone() {
-            let msg = crate::mqtt::Outgoing {
-                topic,
-                payload: answer.clone(),
-                qos: self.qos,
-                retain: false,
-                properties: crate::mqtt::PublishProperties {
-                    correlation_data: handled.correlation.clone(),
-                    ..Default::default()
-                },
-                tag: 0,
-            };
-            self.publish(msg);
-            handled.answer = Some(answer);
-        }
-        self.emit(Event::Handled(Arc::new(handled)));
+        self.answer(handled, answer, delay, ctx);
     }
 }
 
@@ -157,5 +138,7 @@ mod tests {
         let value: serde_json::Value = serde_json::from_slice(&rejection).unwrap();
         assert_eq!(value["power"], "OFF");
         assert_eq!(value["error"], "unknown command \"DIM\"");
+        let huge = LightState::new(false).rejection(&[b'x'; 10_000]);
+        assert!(huge.len() < 200, "{} bytes", huge.len());
     }
 }

@@ -5,7 +5,9 @@
 //!   reconnect with backoff, packets in and out.
 //! - `fault`: connection faults injected on purpose (kill, stall, disconnect, flap).
 //! - `will`: the Will registered per connection, acks learned on reconnect, Will consumers.
-//! - `phone`, `light`, `sensor`: what a device does; `observer`: the supervisor's connection.
+//! - `phone`, `light`, `sensor`: what a device does; `respond`: answering a request, shared by
+//!   lights and sensors (misbehaving on purpose, when a fault says so); `observer`: the
+//!   supervisor's connection.
 //!
 //! The MQTT rules themselves are in the sans-IO [`crate::mqtt::Session`]; the actor only moves
 //! packets and keeps timers.
@@ -15,6 +17,7 @@ mod light;
 mod link;
 mod observer;
 mod phone;
+mod respond;
 mod sensor;
 mod will;
 
@@ -23,11 +26,11 @@ use std::sync::Arc;
 use actix::prelude::*;
 use mqtt5_protocol::packet::publish::PublishPacket;
 use mqtt5_protocol::{PropertyId, PropertyValue, QoS};
-use rand::SeedableRng;
 use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 
 use crate::events::{DeviceEvent, DeviceIndex, Event, Refused, ResponseInfo};
-use crate::fleet::{self, FaultKind, Qos, Role};
+use crate::fleet::{self, FaultClass, FaultKind, FaultParams, Qos, Role};
 use crate::mqtt::{Session, SessionConfig};
 use crate::supervisor::{Seen, WillFact};
 use crate::transport::Endpoint;
@@ -46,6 +49,16 @@ pub struct DeviceSetup {
     pub events: Recipient<DeviceEvent>,
     /// Where outage facts go (the supervisor), when the run has one.
     pub facts: Option<Recipient<WillFact>>,
+    /// Request or responder faults applied to each request or answer with a probability.
+    pub chances: Vec<Chance>,
+}
+
+/// A fault applied to each request or answer with probability `p`.
+#[derive(Debug, Clone, Copy)]
+pub struct Chance {
+    pub kind: FaultKind,
+    pub p: f64,
+    pub params: FaultParams,
 }
 
 /// Where the device's link stands.
@@ -94,6 +107,9 @@ pub struct DeviceActor {
     /// Set by `Shutdown`: nothing is reconnected any more.
     stopping: bool,
     away: Option<Away>,
+    /// Request or responder faults fired by the schedule, waiting for the next request or answer.
+    armed: Vec<(FaultKind, FaultParams)>,
+    chances: Vec<Chance>,
     rng: SmallRng,
     role: RoleState,
     next_tag: u64,
@@ -126,6 +142,7 @@ impl DeviceActor {
         actor.will = spec.will.clone();
         actor.consumer = spec.consume_wills.clone();
         actor.facts = setup.facts;
+        actor.chances = setup.chances;
         actor
     }
 
@@ -210,6 +227,8 @@ impl DeviceActor {
             running: false,
             stopping: false,
             away: None,
+            armed: Vec::new(),
+            chances: Vec::new(),
             rng: SmallRng::seed_from_u64(seed ^ stream),
             role,
             next_tag: 0,
@@ -267,9 +286,23 @@ impl DeviceActor {
         match self.role {
             RoleState::Phone(_) => self.phone_response(publish),
             RoleState::Light(_) => self.light_command(publish, ctx),
-            RoleState::Sensor(_) => self.sensor_request(publish),
+            RoleState::Sensor(_) => self.sensor_request(publish, ctx),
             RoleState::Observer(_) => self.observe(publish),
         }
+    }
+
+    /// The fault to apply to this request or answer, if any: one the schedule armed first,
+    /// else one drawn by its probability (seeded).
+    fn next_fault(&mut self, class: FaultClass) -> Option<(FaultKind, FaultParams)> {
+        if let Some(i) = self.armed.iter().position(|(k, _)| k.class() == class) {
+            return Some(self.armed.remove(i));
+        }
+        for chance in &self.chances {
+            if chance.kind.class() == class && self.rng.random_bool(chance.p.clamp(0.0, 1.0)) {
+                return Some((chance.kind, chance.params));
+            }
+        }
+        None
     }
 
     fn on_refused(&mut self, tag: u64, topic: String, reason: String) {

@@ -12,7 +12,7 @@ use rand::Rng;
 
 use super::{DeviceActor, RoleState, correlation_of};
 use crate::events::{Event, Exchange, Outcome};
-use crate::fleet;
+use crate::fleet::{self, FaultClass, FaultKind, FaultParams};
 use crate::mqtt::{Outgoing, PublishProperties};
 
 /// The template variable a Response Topic may hold until CONNACK says what it is.
@@ -30,7 +30,8 @@ pub struct RequestTracker {
     prefix: String,
     next_seq: u64,
     in_flight: HashMap<u64, InFlight>,
-    finished: HashMap<u64, Finished>,
+    /// How each remembered request ended, and when it was sent.
+    finished: HashMap<u64, (Finished, Instant)>,
 }
 
 struct InFlight {
@@ -42,6 +43,8 @@ struct InFlight {
 enum Finished {
     Matched,
     TimedOut,
+    /// Timed out, then answered after all.
+    Late,
     Failed,
 }
 
@@ -52,8 +55,9 @@ pub enum Verdict {
     Matched { seq: u64, latency: Duration },
     /// Another answer to a request already matched.
     Duplicate,
-    /// An answer to a request that had already timed out or failed.
-    Late,
+    /// The first answer to a request that had already timed out: the request now counts as
+    /// late instead of timed out.
+    Late { seq: u64, latency: Duration },
     /// Correlation Data that names no request of this phone (or none at all).
     Unmatched,
 }
@@ -91,23 +95,36 @@ impl RequestTracker {
             return Verdict::Unmatched;
         };
         if let Some(request) = self.in_flight.remove(&seq) {
-            self.finished.insert(seq, Finished::Matched);
+            self.finished
+                .insert(seq, (Finished::Matched, request.sent_at));
             return Verdict::Matched {
                 seq,
                 latency: now.saturating_duration_since(request.sent_at),
             };
         }
-        match self.finished.get(&seq) {
-            Some(Finished::Matched) => Verdict::Duplicate,
-            Some(Finished::TimedOut | Finished::Failed) => Verdict::Late,
-            None => Verdict::Unmatched,
+        match self.finished.get(&seq).map(|(how, _)| *how) {
+            Some(Finished::Matched | Finished::Late) => Verdict::Duplicate,
+            Some(Finished::TimedOut) => {
+                let entry = self.finished.get_mut(&seq);
+                let sent_at = entry.map_or(now, |(how, sent_at)| {
+                    *how = Finished::Late;
+                    *sent_at
+                });
+                Verdict::Late {
+                    seq,
+                    latency: now.saturating_duration_since(sent_at),
+                }
+            }
+            // A refused request never reached a responder: an answer cannot be to it.
+            Some(Finished::Failed) | None => Verdict::Unmatched,
         }
     }
 
     /// The request's timer ran out: returns how long it waited if it was still in flight.
     pub fn expire(&mut self, seq: u64, now: Instant) -> Option<Duration> {
         let request = self.in_flight.remove(&seq)?;
-        self.finished.insert(seq, Finished::TimedOut);
+        self.finished
+            .insert(seq, (Finished::TimedOut, request.sent_at));
         Some(now.saturating_duration_since(request.sent_at))
     }
 
@@ -117,8 +134,10 @@ impl RequestTracker {
             .in_flight
             .iter()
             .find_map(|(seq, r)| (r.tag == tag).then_some(*seq))?;
-        self.in_flight.remove(&seq);
-        self.finished.insert(seq, Finished::Failed);
+        if let Some(request) = self.in_flight.remove(&seq) {
+            self.finished
+                .insert(seq, (Finished::Failed, request.sent_at));
+        }
         Some(seq)
     }
 
@@ -287,22 +306,72 @@ impl DeviceActor {
             });
             return more;
         }
-        let msg = Outgoing {
+        let mut msg = Outgoing {
             topic: exchange.topic.to_string(),
             payload: exchange.payload.clone(),
             qos,
             retain: false,
             properties: PublishProperties {
                 response_topic: Some(exchange.response_topic.to_string()),
-                correlation_data: Some(correlation),
+                correlation_data: Some(correlation.clone()),
                 ..PublishProperties::default()
             },
             tag: 0,
         };
+        if let Some((kind, params)) = self.next_fault(FaultClass::Request) {
+            let what = self.spoil_request(&mut msg, kind, params);
+            self.emit(Event::FaultInjected {
+                kind,
+                correlation,
+                what,
+            });
+        }
         let published_tag = self.publish(msg);
         debug_assert_eq!(published_tag, tag);
         ctx.run_later(timeout, move |act, _| act.expire_request(seq));
         more
+    }
+
+    /// Makes a request malformed the way `kind` says, for the backend to cope with; returns
+    /// what was done, for the report.
+    fn spoil_request(
+        &mut self,
+        msg: &mut Outgoing,
+        kind: FaultKind,
+        params: FaultParams,
+    ) -> String {
+        let props = &mut msg.properties;
+        match kind {
+            FaultKind::NoResponseTopic => {
+                props.response_topic = None;
+                "sent without Response Topic".into()
+            }
+            FaultKind::NoCorrelationData => {
+                props.correlation_data = None;
+                "sent without Correlation Data".into()
+            }
+            FaultKind::EmptyCorrelationData => {
+                props.correlation_data = Some(Bytes::new());
+                "sent with empty Correlation Data".into()
+            }
+            FaultKind::WildcardResponseTopic => {
+                let topic = format!("{}/#", props.response_topic.as_deref().unwrap_or("resp"));
+                let what = format!("sent with Response Topic {topic}");
+                props.response_topic = Some(topic);
+                what
+            }
+            FaultKind::HugePayload => {
+                msg.payload = Bytes::from(vec![b'x'; params.size]);
+                format!("sent with a {} byte payload", params.size)
+            }
+            FaultKind::BinaryPayload => {
+                let mut bytes = vec![0u8; params.size];
+                self.rng.fill(&mut bytes[..]);
+                msg.payload = Bytes::from(bytes);
+                format!("sent with {} random bytes as payload", params.size)
+            }
+            other => format!("{} does not apply to a request", other.as_str()),
+        }
     }
 
     fn expire_request(&mut self, seq: u64) {
@@ -336,7 +405,10 @@ impl DeviceActor {
             Verdict::Duplicate => Event::DuplicateResponse {
                 correlation: correlation.unwrap_or_default(),
             },
-            Verdict::Late => Event::LateResponse,
+            Verdict::Late { latency, .. } => Event::LateAnswer {
+                correlation: correlation.unwrap_or_default(),
+                latency,
+            },
             Verdict::Unmatched => Event::UnmatchedResponse { correlation },
         };
         self.emit(event);
@@ -415,14 +487,26 @@ mod tests {
     }
 
     #[test]
-    fn expired_request_times_out_once_and_a_later_answer_is_late() {
+    fn expired_request_times_out_once_and_its_first_later_answer_makes_it_late() {
         let mut t = RequestTracker::new("p");
         let now = Instant::now();
         let (seq, corr) = t.open(1, now);
         let deadline = now + Duration::from_secs(2);
         assert_eq!(t.expire(seq, deadline), Some(Duration::from_secs(2)));
         assert_eq!(t.expire(seq, deadline), None);
-        assert_eq!(t.answer(Some(&corr), deadline), Verdict::Late);
+        let later = deadline + Duration::from_secs(1);
+        assert_eq!(
+            t.answer(Some(&corr), later),
+            Verdict::Late {
+                seq,
+                latency: Duration::from_secs(3)
+            }
+        );
+        assert_eq!(
+            t.answer(Some(&corr), later),
+            Verdict::Duplicate,
+            "late once"
+        );
     }
 
     #[test]
@@ -442,7 +526,7 @@ mod tests {
         let (seq, corr) = t.open(11, now);
         assert_eq!(t.refuse(11), Some(seq));
         assert_eq!(t.refuse(11), None);
-        assert_eq!(t.answer(Some(&corr), now), Verdict::Late);
+        assert_eq!(t.answer(Some(&corr), now), Verdict::Unmatched);
         assert_eq!(t.in_flight(), 1);
     }
 

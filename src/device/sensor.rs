@@ -104,7 +104,7 @@ impl DeviceActor {
         self.emit(Event::TelemetryPublished);
     }
 
-    pub(super) fn sensor_request(&mut self, publish: PublishPacket) {
+    pub(super) fn sensor_request(&mut self, publish: PublishPacket, ctx: &mut Context<Self>) {
         let RoleState::Sensor(SensorState {
             spec,
             signal: state,
@@ -112,8 +112,12 @@ impl DeviceActor {
         else {
             return;
         };
-        let command = String::from_utf8_lossy(&publish.payload);
-        let rejected = !command.trim().eq_ignore_ascii_case("get");
+        // Echoed in an error: a little of it, never a whole huge payload.
+        let head = &publish.payload[..publish.payload.len().min(40)];
+        let command = String::from_utf8_lossy(head);
+        let rejected = !String::from_utf8_lossy(&publish.payload)
+            .trim()
+            .eq_ignore_ascii_case("get");
         let answer = if rejected {
             Bytes::from(
                 serde_json::json!({ "error": format!("unknown request {command:?}, expected \"get\"") })
@@ -129,8 +133,9 @@ impl DeviceActor {
             payload: publish.payload,
             answer: None,
             rejected,
+            withheld: false,
         };
-        self.respond(handled, answer);
+        self.answer(handled, answer, std::time::Duration::ZERO, ctx);
     }
 }
 

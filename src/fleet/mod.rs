@@ -16,7 +16,13 @@
 //!   fallback, and `{response_info}` in a phone's response topic.
 //! - `tls`: the `tls:` certificate paths, and `mqtts://` needing a CA file.
 //! - `expand`: turns the plans into devices: ids, duplicate ids, topics, Wills, phone targets.
-//! - `faults`: the top-level `faults:` list, checked against the expanded devices it targets.
+//! - `faults`: the top-level `faults:` list: kind, schedule (`at`/`every`/`probability`),
+//!   `down_for`, and matching each target against the expanded devices.
+//! - `fault_options`: the options of some fault kinds (`delay` of `slow`, `size` of
+//!   `huge_payload`/`binary_payload`) into `FaultParams`.
+//! - `fault_targets`: what a fault needs from the devices it hits (right kind of device, stall
+//!   and flap needs, no race with a Will's due time).
+//! - `expect`: the top-level `expect:` mapping, metric -> `"OP NUMBER"`.
 //! - `validate`: the top level, tying the above together.
 //! - `model`: the validated result the rest of fleetsim runs.
 //!
@@ -25,6 +31,9 @@
 
 mod access;
 mod expand;
+mod expect;
+mod fault_options;
+mod fault_targets;
 mod faults;
 mod group;
 pub mod model;
@@ -42,6 +51,10 @@ mod will;
 mod tests;
 #[cfg(test)]
 mod tests_access;
+#[cfg(test)]
+mod tests_expect;
+#[cfg(test)]
+mod tests_faults;
 
 use std::fmt;
 use std::io;

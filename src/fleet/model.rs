@@ -23,6 +23,121 @@ pub struct Fleet {
     pub embedded: EmbeddedSettings,
     /// Certificates for `mqtts://` brokers.
     pub tls: TlsFiles,
+    /// What the run must achieve; when non-empty, these alone decide whether it is ok.
+    pub expect: Vec<Expectation>,
+}
+
+/// One `expect:` entry, e.g. `success_rate >= 0.95`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expectation {
+    pub metric: Metric,
+    pub op: Op,
+    pub limit: f64,
+}
+
+/// What an expectation measures, from the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Metric {
+    /// matched / sent (1.0 when nothing was sent).
+    SuccessRate,
+    LatencyP50Ms,
+    LatencyP90Ms,
+    LatencyP99Ms,
+    LatencyMaxMs,
+    Sent,
+    Matched,
+    TimedOut,
+    Late,
+    Failed,
+    Unmatched,
+    Duplicate,
+    /// consumed / expected Wills (1.0 when none was expected).
+    WillsConsumedRate,
+    WillsUnconsumed,
+    WillsMissing,
+    WillsUnexpected,
+    /// All refusals: connect, subscribe and publish.
+    Refusals,
+    FaultsInjected,
+}
+
+impl Metric {
+    /// The name used in `expect:` and in the report.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metric::SuccessRate => "success_rate",
+            Metric::LatencyP50Ms => "latency_p50_ms",
+            Metric::LatencyP90Ms => "latency_p90_ms",
+            Metric::LatencyP99Ms => "latency_p99_ms",
+            Metric::LatencyMaxMs => "latency_max_ms",
+            Metric::Sent => "sent",
+            Metric::Matched => "matched",
+            Metric::TimedOut => "timed_out",
+            Metric::Late => "late",
+            Metric::Failed => "failed",
+            Metric::Unmatched => "unmatched",
+            Metric::Duplicate => "duplicate",
+            Metric::WillsConsumedRate => "wills_consumed_rate",
+            Metric::WillsUnconsumed => "wills_unconsumed",
+            Metric::WillsMissing => "wills_missing",
+            Metric::WillsUnexpected => "wills_unexpected",
+            Metric::Refusals => "refusals",
+            Metric::FaultsInjected => "faults_injected",
+        }
+    }
+
+    pub const ALL: [Metric; 18] = [
+        Metric::SuccessRate,
+        Metric::LatencyP50Ms,
+        Metric::LatencyP90Ms,
+        Metric::LatencyP99Ms,
+        Metric::LatencyMaxMs,
+        Metric::Sent,
+        Metric::Matched,
+        Metric::TimedOut,
+        Metric::Late,
+        Metric::Failed,
+        Metric::Unmatched,
+        Metric::Duplicate,
+        Metric::WillsConsumedRate,
+        Metric::WillsUnconsumed,
+        Metric::WillsMissing,
+        Metric::WillsUnexpected,
+        Metric::Refusals,
+        Metric::FaultsInjected,
+    ];
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    AtLeast,
+    AtMost,
+    Above,
+    Below,
+    Equal,
+}
+
+impl Op {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::AtLeast => ">=",
+            Op::AtMost => "<=",
+            Op::Above => ">",
+            Op::Below => "<",
+            Op::Equal => "==",
+        }
+    }
+
+    pub fn holds(self, actual: f64, limit: f64) -> bool {
+        match self {
+            Op::AtLeast => actual >= limit,
+            Op::AtMost => actual <= limit,
+            Op::Above => actual > limit,
+            Op::Below => actual < limit,
+            // Counts are whole numbers; rates and latencies compared this way are exact too.
+            Op::Equal => actual == limit,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -293,8 +408,28 @@ pub struct Fault {
     pub schedule: Schedule,
     /// Indexes into `Fleet::devices` of the devices this fault hits, in fleet order.
     pub targets: Vec<usize>,
-    /// How long the device stays away before it reconnects (clean start off).
+    /// How long the device stays away before it reconnects (clean start off); connection
+    /// faults only (zero for the others).
     pub down_for: Duration,
+    pub params: FaultParams,
+}
+
+/// Settings of the kinds that take some; defaults where a kind has none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FaultParams {
+    /// `huge_payload` / `binary_payload`: payload size in bytes.
+    pub size: usize,
+    /// `slow`: the answer waits a uniform draw from this range.
+    pub delay: (Duration, Duration),
+}
+
+impl Default for FaultParams {
+    fn default() -> Self {
+        Self {
+            size: 256 * 1024,
+            delay: (Duration::from_millis(500), Duration::from_secs(2)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -310,6 +445,43 @@ pub enum FaultKind {
     DisconnectWithWill,
     /// Drop the connection and come back within the Will Delay: the broker must not publish it.
     Flap,
+    // Request content faults, aimed at the backend: a phone's next request is malformed so.
+    /// Sent without Response Topic: nobody can answer it.
+    NoResponseTopic,
+    /// Sent without Correlation Data: an answer cannot name it.
+    NoCorrelationData,
+    /// Sent with empty Correlation Data.
+    EmptyCorrelationData,
+    /// Sent with a wildcard in its Response Topic (a protocol error a broker must refuse).
+    WildcardResponseTopic,
+    /// Sent with a payload of `FaultParams::size` bytes.
+    HugePayload,
+    /// Sent with `FaultParams::size` random bytes as payload.
+    BinaryPayload,
+    // Responder misbehaviour, for lights and sensors: how the next request is (mis)answered.
+    /// Answered after a delay drawn from `FaultParams::delay`.
+    Slow,
+    /// Applied but not answered.
+    NoAnswer,
+    /// Answered with different Correlation Data.
+    WrongCorrelation,
+    /// Answered twice.
+    DuplicateAnswer,
+    /// Answered on another topic than the Response Topic.
+    WrongTopic,
+    /// Answered with an error payload.
+    ErrorPayload,
+}
+
+/// Where a fault acts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultClass {
+    /// On the device's connection: it goes away for `down_for`.
+    Connection,
+    /// On a phone's next request (phones only).
+    Request,
+    /// On a responder's next answer (lights and sensors only).
+    Responder,
 }
 
 impl FaultKind {
@@ -320,6 +492,34 @@ impl FaultKind {
             FaultKind::Disconnect => "disconnect",
             FaultKind::DisconnectWithWill => "disconnect_with_will",
             FaultKind::Flap => "flap",
+            FaultKind::NoResponseTopic => "no_response_topic",
+            FaultKind::NoCorrelationData => "no_correlation_data",
+            FaultKind::EmptyCorrelationData => "empty_correlation_data",
+            FaultKind::WildcardResponseTopic => "wildcard_response_topic",
+            FaultKind::HugePayload => "huge_payload",
+            FaultKind::BinaryPayload => "binary_payload",
+            FaultKind::Slow => "slow",
+            FaultKind::NoAnswer => "no_answer",
+            FaultKind::WrongCorrelation => "wrong_correlation",
+            FaultKind::DuplicateAnswer => "duplicate_answer",
+            FaultKind::WrongTopic => "wrong_topic",
+            FaultKind::ErrorPayload => "error_payload",
+        }
+    }
+
+    pub fn class(self) -> FaultClass {
+        use FaultKind::*;
+        match self {
+            Kill | Stall | Disconnect | DisconnectWithWill | Flap => FaultClass::Connection,
+            NoResponseTopic
+            | NoCorrelationData
+            | EmptyCorrelationData
+            | WildcardResponseTopic
+            | HugePayload
+            | BinaryPayload => FaultClass::Request,
+            Slow | NoAnswer | WrongCorrelation | DuplicateAnswer | WrongTopic | ErrorPayload => {
+                FaultClass::Responder
+            }
         }
     }
 
@@ -332,11 +532,15 @@ impl FaultKind {
     }
 }
 
-/// When a fault fires, counted from the start of the run (every device connected).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// When a fault fires, counted from the start of the run (every device connected). A request
+/// or responder fault fired at a time applies to the device's next request or answer.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Schedule {
     /// Once, at this offset.
     At(Duration),
     /// At `every`, `2 x every`, ... while before the end of the run.
     Every(Duration),
+    /// Request and responder faults only: each request or answer, with this probability
+    /// (seeded), from 0.0 to 1.0.
+    Probability(f64),
 }

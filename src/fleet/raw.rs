@@ -86,6 +86,7 @@ pub(super) struct RawFleet {
     pub will_ack_timeout: Option<Spanned<String>>,
     pub faults: Option<Spanned<Vec<Spanned<RawFault>>>>,
     pub tls: Option<Spanned<RawTls>>,
+    pub expect: Option<Spanned<RawExpect>>,
 }
 
 /// `tls:`, client-side certificate files for `mqtts://` brokers.
@@ -295,6 +296,82 @@ pub(super) struct RawFault {
     pub at: Option<Spanned<String>>,
     pub every: Option<Spanned<String>>,
     pub down_for: Option<Spanned<String>>,
+    pub probability: Option<Spanned<f64>>,
+    /// `MIN..MAX` or one duration, parsed by `fault_options`.
+    pub delay: Option<Spanned<String>>,
+    /// `64`, `300KiB`...: a bare integer arrives as its text too.
+    pub size: Option<Spanned<String>>,
+}
+
+/// `expect:`, metric name -> `"OP NUMBER"`, in the order written.
+#[derive(Debug)]
+pub(super) struct RawExpect(pub Vec<(Spanned<String>, Spanned<RawLimit>)>);
+
+/// The value of one `expect:` entry: text, or a bare number (kept apart so that the message
+/// can say how to write it).
+#[derive(Debug)]
+pub(super) enum RawLimit {
+    Text(String),
+    /// The number as YAML gave it, for the message.
+    Number(String),
+}
+
+impl<'de> Deserialize<'de> for RawExpect {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ExpectVisitor;
+
+        impl<'de> Visitor<'de> for ExpectVisitor {
+            type Value = RawExpect;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(
+                    "a mapping of metric names to \"OP NUMBER\", like `success_rate: \">= 0.95\"`",
+                )
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawExpect, A::Error> {
+                let mut pairs = Vec::new();
+                while let Some(name) = map.next_key::<Spanned<String>>()? {
+                    pairs.push((name, map.next_value::<Spanned<RawLimit>>()?));
+                }
+                Ok(RawExpect(pairs))
+            }
+        }
+
+        deserializer.deserialize_map(ExpectVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawLimit {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct LimitVisitor;
+
+        impl Visitor<'_> for LimitVisitor {
+            type Value = RawLimit;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("\"OP NUMBER\", like \">= 0.95\"")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawLimit, E> {
+                Ok(RawLimit::Text(v.to_string()))
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawLimit, E> {
+                Ok(RawLimit::Number(v.to_string()))
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawLimit, E> {
+                Ok(RawLimit::Number(v.to_string()))
+            }
+
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawLimit, E> {
+                Ok(RawLimit::Number(v.to_string()))
+            }
+        }
+
+        deserializer.deserialize_any(LimitVisitor)
+    }
 }
 
 /// `signal: {walk: {...}}` or `signal: {range: {...}}`. Externally tagged, which (unlike

@@ -1,5 +1,5 @@
 //! Top-level checks (`name`, `broker`, `duration`, `seed`, `will_ack_timeout`, `tls`,
-//! `devices`, `faults`) and the assembly of the final [`Fleet`] from the checked groups.
+//! `devices`, `faults`, `expect`) and the assembly of the final [`Fleet`] from the checked groups.
 
 use std::path::Path;
 use std::time::Duration;
@@ -9,6 +9,7 @@ use serde_saphyr::Spanned;
 use super::Problem;
 use super::access::{check_embedded, check_usernames};
 use super::expand::expand;
+use super::expect::check_expect;
 use super::faults::check_faults;
 use super::group::check_group;
 use super::model::{BrokerTarget, EmbeddedSettings, Fleet};
@@ -117,6 +118,7 @@ pub(super) fn validate(raw: Spanned<RawFleet>, ctx: &Context<'_>) -> Result<Flee
         &plans,
         expanded.as_ref().and_then(|e| e.entries.as_deref()),
     );
+    let expect = check_expect(&mut problems, f.expect.as_ref());
     let devices = expanded.map(|e| e.devices).unwrap_or_default();
 
     match (name, broker, run_for, will_ack_timeout) {
@@ -133,6 +135,7 @@ pub(super) fn validate(raw: Spanned<RawFleet>, ctx: &Context<'_>) -> Result<Flee
                 faults,
                 embedded,
                 tls,
+                expect,
             })
         }
         _ => Err(problems.into_sorted()),

@@ -8,6 +8,13 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::fleet::{Expectation, Metric};
+
+/// Up to 4 decimals, as people read rates and milliseconds.
+fn round(value: f64) -> f64 {
+    (value * 10_000.0).round() / 10_000.0
+}
+
 /// Everything a run measured. Field names are the JSON report's; see docs/report.md.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
@@ -27,6 +34,64 @@ pub struct Report {
     pub response_info: ResponseInfo,
     pub refusals: Refusals,
     pub wills: Wills,
+    pub faults: Faults,
+    /// The fleet's `expect:` entries, each with its outcome (empty without `expect:`).
+    pub expectations: Vec<ExpectationResult>,
+}
+
+/// Every fault injected: counts, and the first few with what they did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Faults {
+    pub injected: u64,
+    pub by_kind: BTreeMap<&'static str, u64>,
+    pub events: Vec<FaultEvent>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FaultEvent {
+    /// From the start of the run.
+    pub at_s: f64,
+    pub device: String,
+    pub kind: &'static str,
+    /// What the device did, and what came of it.
+    pub effect: String,
+    /// A connection fault (its story is told with the Wills too).
+    #[serde(skip)]
+    pub connection: bool,
+}
+
+impl Faults {
+    /// How many events are told in full.
+    pub const TOLD: usize = 200;
+
+    /// Connection faults are told by the supervisor's outage stories.
+    pub fn add_outages(&mut self, wills: &Wills) {
+        for o in &wills.outages {
+            if o.outcome != "skipped" {
+                self.injected += 1;
+                *self.by_kind.entry(o.fault).or_insert(0) += 1;
+            }
+            if self.events.len() < Self::TOLD {
+                self.events.push(FaultEvent {
+                    at_s: o.at_s,
+                    device: o.device.clone(),
+                    kind: o.fault,
+                    effect: o.story.clone(),
+                    connection: true,
+                });
+            }
+        }
+        self.events.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExpectationResult {
+    /// As written: `success_rate >= 0.95`.
+    pub name: String,
+    pub ok: bool,
+    pub actual: f64,
+    pub limit: f64,
 }
 
 /// How many devices how fared with Response Information.
@@ -88,11 +153,13 @@ pub struct Devices {
     pub reconnects: u64,
 }
 
-/// Requester-side accounting. `sent == matched + timed_out + failed + in_flight` always.
+/// Requester-side accounting. `sent == matched + late + timed_out + failed + in_flight` always.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Requests {
     pub sent: u64,
     pub matched: u64,
+    /// Answered, but only after the timeout.
+    pub late: u64,
     pub timed_out: u64,
     /// Refused by the broker (PUBACK/PUBREC reason >= 0x80).
     pub failed: u64,
@@ -102,15 +169,16 @@ pub struct Requests {
     pub unmatched_responses: u64,
     /// Second and later answers to one request.
     pub duplicate_responses: u64,
-    /// Answers to requests that had already timed out or failed (the request stays counted there).
-    pub late_responses: u64,
+    /// Matched answers that are a JSON object with an `error` field: the backend answered,
+    /// but to say it failed.
+    pub error_answers: u64,
     pub latency_ms: Latency,
 }
 
 impl Requests {
     /// The accounting identity every report must satisfy.
     pub fn adds_up(&self) -> bool {
-        self.sent == self.matched + self.timed_out + self.failed + self.in_flight
+        self.sent == self.matched + self.late + self.timed_out + self.failed + self.in_flight
     }
 }
 
@@ -134,6 +202,8 @@ pub struct Responders {
     pub without_response_topic: u64,
     /// Requests whose payload the responder did not understand (answered with an error).
     pub rejected: u64,
+    /// Answers held back on purpose (`no_answer` faults).
+    pub withheld: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -201,8 +271,72 @@ pub struct UnexpectedWill {
 }
 
 impl Report {
-    /// Sets `ok` and `problems` from the numbers. Documented in docs/report.md ("The verdict").
-    pub fn judge(&mut self) {
+    /// The value an expectation compares, from this report.
+    pub fn metric(&self, metric: Metric) -> f64 {
+        let (q, w) = (&self.requests, &self.wills);
+        let rate = |part: u64, whole: u64| {
+            if whole == 0 {
+                1.0
+            } else {
+                part as f64 / whole as f64
+            }
+        };
+        match metric {
+            Metric::SuccessRate => rate(q.matched, q.sent),
+            Metric::LatencyP50Ms => q.latency_ms.p50,
+            Metric::LatencyP90Ms => q.latency_ms.p90,
+            Metric::LatencyP99Ms => q.latency_ms.p99,
+            Metric::LatencyMaxMs => q.latency_ms.max,
+            Metric::Sent => q.sent as f64,
+            Metric::Matched => q.matched as f64,
+            Metric::TimedOut => q.timed_out as f64,
+            Metric::Late => q.late as f64,
+            Metric::Failed => q.failed as f64,
+            Metric::Unmatched => q.unmatched_responses as f64,
+            Metric::Duplicate => q.duplicate_responses as f64,
+            Metric::WillsConsumedRate => rate(w.consumed, w.expected),
+            Metric::WillsUnconsumed => w.unconsumed as f64,
+            Metric::WillsMissing => w.missing as f64,
+            Metric::WillsUnexpected => w.unexpected as f64,
+            Metric::Refusals => self.refusals.total() as f64,
+            Metric::FaultsInjected => self.faults.injected as f64,
+        }
+    }
+
+    /// Sets `ok`, `problems` and `expectations`. With expectations, they alone decide (a run
+    /// with faults on purpose is judged by what it promised); without, any timeout, refusal,
+    /// stray answer or Will gone wrong fails the run. Documented in docs/report.md.
+    pub fn judge(&mut self, expect: &[Expectation]) {
+        if expect.is_empty() {
+            self.judge_strictly();
+            return;
+        }
+        self.expectations = expect
+            .iter()
+            .map(|e| {
+                let actual = self.metric(e.metric);
+                ExpectationResult {
+                    name: format!("{} {} {}", e.metric.as_str(), e.op.as_str(), e.limit),
+                    ok: e.op.holds(actual, e.limit),
+                    actual,
+                    limit: e.limit,
+                }
+            })
+            .collect();
+        let mut problems: Vec<String> = self
+            .expectations
+            .iter()
+            .filter(|e| !e.ok)
+            .map(|e| format!("expected {}, got {}", e.name, round(e.actual)))
+            .collect();
+        if !self.requests.adds_up() {
+            problems.push("request accounting does not add up (a fleetsim bug)".into());
+        }
+        self.ok = problems.is_empty();
+        self.problems = problems;
+    }
+
+    fn judge_strictly(&mut self) {
         let (d, q, w) = (&self.devices, &self.requests, &self.wills);
         let mut problems = Vec::new();
         if d.connected < d.total {
@@ -214,6 +348,7 @@ impl Report {
         }
         let counts = [
             (q.timed_out, "requests timed out"),
+            (q.late, "requests were answered only after their timeout"),
             (
                 q.failed,
                 "requests failed (refused by the broker, or their Response Topic was)",

@@ -34,16 +34,16 @@ impl fmt::Display for Table<'_> {
             f,
             "requests",
             format!(
-                "{} sent: {} matched, {} timed out, {} failed, {} in flight",
-                q.sent, q.matched, q.timed_out, q.failed, q.in_flight
+                "{} sent: {} matched, {} late, {} timed out, {} failed, {} in flight",
+                q.sent, q.matched, q.late, q.timed_out, q.failed, q.in_flight
             ),
         )?;
         row(
             f,
             "stray answers",
             format!(
-                "{} unmatched, {} duplicate, {} late",
-                q.unmatched_responses, q.duplicate_responses, q.late_responses
+                "{} unmatched, {} duplicate; {} matched answers carried an error",
+                q.unmatched_responses, q.duplicate_responses, q.error_answers
             ),
         )?;
         if q.matched > 0 {
@@ -57,20 +57,26 @@ impl fmt::Display for Table<'_> {
                 ),
             )?;
         }
+        // Rows about devices a fleet does not have (e.g. a backend test with phones only) are
+        // left out.
         let s = &r.responders;
-        row(
-            f,
-            "responders",
-            format!(
-                "{} requests received, {} answered, {} without Response Topic, {} rejected",
-                s.received, s.answered, s.without_response_topic, s.rejected
-            ),
-        )?;
-        row(
-            f,
-            "telemetry",
-            format!("{} readings published", r.telemetry.published),
-        )?;
+        if s.received > 0 {
+            row(
+                f,
+                "responders",
+                format!(
+                    "{} requests received, {} answered, {} without Response Topic, {} rejected, {} withheld",
+                    s.received, s.answered, s.without_response_topic, s.rejected, s.withheld
+                ),
+            )?;
+        }
+        if r.telemetry.published > 0 {
+            row(
+                f,
+                "telemetry",
+                format!("{} readings published", r.telemetry.published),
+            )?;
+        }
         let ri = &r.response_info;
         if ri.requested > 0 {
             row(
@@ -157,6 +163,36 @@ impl fmt::Display for Table<'_> {
                     u.device, u.incarnation, u.at_s
                 )?;
             }
+        }
+        let faults = &r.faults;
+        if faults.injected > 0 {
+            let kinds: Vec<String> = faults
+                .by_kind
+                .iter()
+                .map(|(kind, n)| format!("{n} {kind}"))
+                .collect();
+            row(
+                f,
+                "faults",
+                format!("{} injected: {}", faults.injected, kinds.join(", ")),
+            )?;
+            // Connection faults are told above, as Will stories; these are the others.
+            let per_message = faults.events.iter().filter(|e| !e.connection);
+            for e in per_message.take(10) {
+                writeln!(
+                    f,
+                    "    @{:<5.1} {}  {}: {}",
+                    e.at_s, e.device, e.kind, e.effect
+                )?;
+            }
+        }
+        for e in &r.expectations {
+            let mark = if e.ok { "ok  " } else { "FAIL" };
+            row(
+                f,
+                "expect",
+                format!("{mark} {} (actual {})", e.name, e.actual),
+            )?;
         }
         row(
             f,

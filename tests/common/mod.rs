@@ -52,7 +52,7 @@ pub fn assert_adds_up(report: &Report) {
     let q = &report.requests;
     assert_eq!(
         q.sent,
-        q.matched + q.timed_out + q.failed + q.in_flight,
+        q.matched + q.late + q.timed_out + q.failed + q.in_flight,
         "requests do not add up: {q:?}"
     );
 }
@@ -165,7 +165,21 @@ impl Drop for Mosquitto {
 /// A responder that is not fleetsim: mosquitto_sub reads each request's Response Topic and
 /// Correlation Data, and mosquitto_pub answers there with the Correlation Data copied.
 pub struct ShellResponder {
-    child: Child,
+    _pipeline: KillGroup,
+}
+
+/// A child started in its own process group (`process_group(0)`), killed with its whole group
+/// on drop: a shell pipeline's processes go with it.
+pub struct KillGroup(pub Child);
+
+impl Drop for KillGroup {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("--")
+            .arg(format!("-{}", self.0.id()))
+            .status();
+        let _ = self.0.wait();
+    }
 }
 
 impl ShellResponder {
@@ -192,18 +206,9 @@ impl ShellResponder {
             .expect("start the mosquitto_sub/mosquitto_pub responder");
         // mosquitto_sub gives no sign that its SUBSCRIBE was granted; give it time to dial in.
         std::thread::sleep(Duration::from_millis(700));
-        Self { child }
-    }
-}
-
-impl Drop for ShellResponder {
-    fn drop(&mut self) {
-        // The pipeline's processes share the shell's process group: end them all.
-        let _ = Command::new("kill")
-            .arg("--")
-            .arg(format!("-{}", self.child.id()))
-            .status();
-        let _ = self.child.wait();
+        Self {
+            _pipeline: KillGroup(child),
+        }
     }
 }
 
