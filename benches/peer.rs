@@ -27,7 +27,7 @@ const KEEPALIVE: Duration = Duration::from_secs(30);
 const QOS: QoS = QoS::AtLeastOnce;
 const PAYLOADS: [&str; 3] = ["ON", "OFF", "TOGGLE"];
 /// At most this many clients connecting at once, as fleetsim's runner does.
-const DIAL_WINDOW: usize = 500;
+const DIAL_WINDOW: usize = 100;
 
 struct Args {
     port: u16,
@@ -37,8 +37,9 @@ struct Args {
 
 impl Args {
     fn parse() -> Self {
+        let mut port = None;
         let mut args = Args {
-            port: 1883,
+            port: 0,
             lights: 100,
             duration: Duration::from_secs(20),
         };
@@ -46,7 +47,7 @@ impl Args {
         while let Some(flag) = it.next() {
             let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
             match flag.as_str() {
-                "--port" => args.port = value().parse().expect("--port: a port number"),
+                "--port" => port = Some(value().parse().expect("--port: a port number")),
                 "--lights" => args.lights = value().parse().expect("--lights: a count"),
                 "--duration" => {
                     let text = value();
@@ -59,6 +60,14 @@ impl Args {
                 _ => {}
             }
         }
+        // No default port: the peer only runs against the broker scripts/bench starts.
+        let Some(port) = port else {
+            eprintln!(
+                "usage: cargo bench --bench peer -- --port PORT [--lights N] [--duration SECS]"
+            );
+            std::process::exit(2);
+        };
+        args.port = port;
         args
     }
 }
@@ -351,7 +360,7 @@ async fn send_requests(
     let topic = format!("bench/light-{n}/cmd");
     let reply_to = format!("bench/replies/{id}");
     let mut ticks = tokio::time::interval_at(first, EVERY);
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
     for seq in 1.. {
         let tick = tokio::select! {
             tick = ticks.tick() => tick,

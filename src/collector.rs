@@ -181,6 +181,7 @@ impl Collector {
                     });
                 }
             }
+            Event::FaultEffect { key, effect } => self.fault_effect(&key, || effect),
             Event::FaultInjected {
                 kind,
                 correlation,

@@ -61,7 +61,10 @@ pub enum Event {
     },
     /// A device that asked for Response Information connected for the first time.
     ResponseInfo(Arc<ResponseInfo>),
-    /// A request or responder fault was applied to the request with this Correlation Data.
+    /// What a fault led to, for the fault event known by `key`.
+    FaultEffect { key: Bytes, effect: String },
+    /// A fault was applied: to the request with this Correlation Data (request and responder
+    /// faults), or to the device's connection (network faults, with a key of their own).
     FaultInjected {
         kind: FaultKind,
         correlation: Bytes,

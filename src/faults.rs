@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::device::Chance;
-use crate::fleet::{FaultKind, FaultParams, Fleet, Schedule};
+use crate::fleet::{FaultClass, FaultKind, FaultParams, Fleet, Schedule};
 
 /// One fault hitting one device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +45,14 @@ pub fn schedule(fleet: &Fleet) -> Vec<Injection> {
     // Stable: equal times keep fleet order, then the order of the faults in the file.
     injections.sort_by_key(|i| (i.at, i.device));
     injections
+}
+
+/// Whether a network fault may act on `device`, which then connects through a proxy.
+pub fn proxied(fleet: &Fleet, device: usize) -> bool {
+    fleet
+        .faults
+        .iter()
+        .any(|f| f.kind.class() == FaultClass::Network && f.targets.contains(&device))
 }
 
 /// The faults `device` draws by probability, in file order.

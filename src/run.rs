@@ -83,8 +83,9 @@ pub enum RunError {
 }
 
 const POLL: Duration = Duration::from_millis(20);
-/// How many devices may be connecting (started, not yet ready) at once.
-const DIAL_WINDOW: u64 = 500;
+/// How many devices may be connecting (started, not yet ready) at once. Mosquitto's listen
+/// backlog is 100: beyond it, handshakes are dropped and each costs a 1 s SYN retry.
+const DIAL_WINDOW: u64 = 100;
 
 /// Runs a fleet to the end and returns its report. Blocks the calling thread.
 pub fn run(fleet: Fleet, options: &RunOptions) -> Result<Report, RunError> {
@@ -357,6 +358,7 @@ async fn dial_in(
                 events: cast.collector.clone().recipient(),
                 facts: Some(cast.supervisor.clone().recipient()),
                 chances: faults::chances(fleet, index),
+                proxied: faults::proxied(fleet, index),
             };
             let arbiter = &arbiters[index % arbiters.len()];
             cast.devices.push(DeviceActor::start_in_arbiter(

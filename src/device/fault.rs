@@ -29,9 +29,13 @@ impl Handler<Inject> for DeviceActor {
         if self.stopping {
             return;
         }
-        if fault.kind.class() != FaultClass::Connection {
-            self.armed.push((fault.kind, fault.params));
-            return;
+        match fault.kind.class() {
+            FaultClass::Connection => {}
+            FaultClass::Network => return self.inject_network(fault.kind, fault.params, ctx),
+            FaultClass::Request | FaultClass::Responder => {
+                self.armed.push((fault.kind, fault.params));
+                return;
+            }
         }
         if self.link != Link::Up || self.away.is_some() {
             let reason = match self.away {

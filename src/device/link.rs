@@ -62,15 +62,31 @@ impl DeviceActor {
         self.generation += 1;
         let generation = self.generation;
         let endpoint = self.endpoint.clone();
+        let proxied = self.proxied;
+        let seed = self.rng.random::<u64>();
         // TCP (TCP_NODELAY set: without it a small answer can wait ~40 ms for a delayed ACK),
-        // then the TLS handshake for mqtts://.
-        let attempt = async move { endpoint.connect(CONNECT_TIMEOUT).await };
+        // then the TLS handshake for mqtts://; through a network-fault proxy when one may act.
+        let attempt = async move {
+            if proxied {
+                let (read, write, control) =
+                    endpoint.connect_proxied(CONNECT_TIMEOUT, seed).await?;
+                Ok((read, write, Some(control)))
+            } else {
+                let (read, write) = endpoint.connect(CONNECT_TIMEOUT).await?;
+                Ok::<_, crate::transport::ConnectError>((read, write, None))
+            }
+        };
         ctx.spawn(attempt.into_actor(self).map(move |result, act, ctx| {
             if act.generation != generation || act.stopping {
                 return;
             }
             match result {
-                Ok((read, write)) => act.attach(read, write, ctx),
+                Ok((read, write, control)) => {
+                    if let Some(control) = control {
+                        act.attach_toxics(control);
+                    }
+                    act.attach(read, write, ctx);
+                }
                 Err(e) => act.connect_failed(e.to_string(), ctx),
             }
         }));
@@ -150,6 +166,7 @@ impl DeviceActor {
         if let Some(tick) = self.tick.take() {
             ctx.cancel_future(tick);
         }
+        self.toxics = None;
         self.subscribe_id = None;
         self.link = Link::Down;
         self.generation += 1;
@@ -172,6 +189,12 @@ impl DeviceActor {
             self.connect_failed(reason, ctx);
             return;
         }
+        self.network_effect(|after| {
+            format!(
+                "connection lost {:.1}s later: {reason}",
+                after.as_secs_f64()
+            )
+        });
         tracing::info!(device = %self.id, %reason, "connection lost, reconnecting");
         self.emit(Event::ConnectionLost { reason });
         self.failed_attempts = 0;
@@ -286,6 +309,7 @@ impl DeviceActor {
                 device: self.index,
                 at: Instant::now(),
             });
+            self.network_effect(|after| format!("reconnected {:.1}s later", after.as_secs_f64()));
         }
         let filters = self.subscriptions();
         if filters.is_empty() || (reconnect && session_present) {

@@ -4,6 +4,7 @@
 //! - `link`: the connection lifecycle every device shares: connect, subscribe, keepalive,
 //!   reconnect with backoff, packets in and out.
 //! - `fault`: connection faults injected on purpose (kill, stall, disconnect, flap).
+//! - `network`: network faults, as toxics on an in-process proxy to the broker.
 //! - `will`: the Will registered per connection, acks learned on reconnect, Will consumers.
 //! - `phone`, `light`, `sensor`: what a device does; `respond`: answering a request, shared by
 //!   lights and sensors (misbehaving on purpose, when a fault says so); `observer`: the
@@ -15,6 +16,7 @@
 mod fault;
 mod light;
 mod link;
+mod network;
 mod observer;
 mod phone;
 mod respond;
@@ -51,6 +53,8 @@ pub struct DeviceSetup {
     pub facts: Option<Recipient<WillFact>>,
     /// Request or responder faults applied to each request or answer with a probability.
     pub chances: Vec<Chance>,
+    /// Connect through a network-fault proxy (a network fault targets this device).
+    pub proxied: bool,
 }
 
 /// A fault applied to each request or answer with probability `p`.
@@ -110,6 +114,13 @@ pub struct DeviceActor {
     /// Request or responder faults fired by the schedule, waiting for the next request or answer.
     armed: Vec<(FaultKind, FaultParams)>,
     chances: Vec<Chance>,
+    /// Network faults: connect through a proxy; its control for the current connection; the
+    /// toxics in force; the fault whose effect on the connection is being watched.
+    proxied: bool,
+    toxics: Option<crate::transport::toxic::ToxicControl>,
+    active_toxics: Vec<network::ActiveToxic>,
+    watched_fault: Option<(bytes::Bytes, std::time::Instant)>,
+    network_faults: u32,
     rng: SmallRng,
     role: RoleState,
     next_tag: u64,
@@ -143,6 +154,7 @@ impl DeviceActor {
         actor.consumer = spec.consume_wills.clone();
         actor.facts = setup.facts;
         actor.chances = setup.chances;
+        actor.proxied = setup.proxied;
         actor
     }
 
@@ -229,6 +241,11 @@ impl DeviceActor {
             away: None,
             armed: Vec::new(),
             chances: Vec::new(),
+            proxied: false,
+            toxics: None,
+            active_toxics: Vec::new(),
+            watched_fault: None,
+            network_faults: 0,
             rng: SmallRng::seed_from_u64(seed ^ stream),
             role,
             next_tag: 0,

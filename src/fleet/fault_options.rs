@@ -1,18 +1,21 @@
-//! The options only some fault kinds take: `delay` (a `slow` answer's wait) and `size` (the
-//! payload of `huge_payload` and `binary_payload`), into the fault's [`FaultParams`].
+//! The options only some fault kinds take, into the fault's [`FaultParams`]: `delay` (a `slow`
+//! answer's wait), `size` (the payload of `huge_payload` and `binary_payload`), and the options
+//! of network faults (`direction`, `lasts`, `latency`, `jitter`, `rate`, `slice`,
+//! `slice_delay`, `limit`).
 
 use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
 use super::faults::ALL_KINDS;
-use super::model::{FaultKind, FaultParams};
+use super::model::{Direction, FaultClass, FaultKind, FaultParams};
 use super::raw::RawFault;
 use super::values::Problems;
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
 /// Large enough to test a backend's limits, small enough that a typo cannot exhaust memory.
+/// Also the bound of the other byte counts (`rate`, `slice`, `limit`).
 const MAX_SIZE: u64 = 16 * MIB;
 const BINARY_DEFAULT_SIZE: usize = 64;
 
@@ -30,7 +33,44 @@ pub(super) fn kinds_of(keep: impl Fn(FaultKind) -> bool, last: &str) -> String {
     }
 }
 
-/// `delay` and `size`, each only for the kinds that use it; the kind's defaults otherwise.
+fn takes_delay(k: FaultKind) -> bool {
+    k == FaultKind::Slow
+}
+
+fn takes_size(k: FaultKind) -> bool {
+    matches!(k, FaultKind::HugePayload | FaultKind::BinaryPayload)
+}
+
+/// A reset closes the whole connection, so it has no way to go.
+fn takes_direction(k: FaultKind) -> bool {
+    k.class() == FaultClass::Network && k != FaultKind::Reset
+}
+
+/// Not `reset` (instant) nor `limit_data` (it ends by closing the connection).
+fn takes_lasts(k: FaultKind) -> bool {
+    matches!(
+        k,
+        FaultKind::Latency | FaultKind::Bandwidth | FaultKind::Blackhole | FaultKind::Slicer
+    )
+}
+
+fn takes_latency(k: FaultKind) -> bool {
+    k == FaultKind::Latency
+}
+
+fn takes_rate(k: FaultKind) -> bool {
+    k == FaultKind::Bandwidth
+}
+
+fn takes_slice(k: FaultKind) -> bool {
+    k == FaultKind::Slicer
+}
+
+fn takes_limit(k: FaultKind) -> bool {
+    k == FaultKind::LimitData
+}
+
+/// Every option, each only for the kinds that use it; the kind's defaults otherwise.
 /// With a bad kind, values are still checked, but not whether the kind takes them.
 pub(super) fn check_params(
     problems: &mut Problems,
@@ -42,52 +82,129 @@ pub(super) fn check_params(
     if kind == Some(FaultKind::BinaryPayload) {
         params.size = BINARY_DEFAULT_SIZE;
     }
-    let mut ok = true;
-    let takes_delay = |k: FaultKind| k == FaultKind::Slow;
-    let takes_size = |k: FaultKind| matches!(k, FaultKind::HugePayload | FaultKind::BinaryPayload);
-    if let Some(raw) = &f.delay {
-        match option_for(kind, takes_delay, "delay").and_then(|()| delay_range(&raw.value)) {
-            Ok(delay) => params.delay = delay,
-            Err(message) => {
-                report(problems, raw, index, "delay", message);
-                ok = false;
-            }
+    let mut o = Options {
+        problems,
+        index,
+        kind,
+        ok: true,
+    };
+    if let Some(delay) = o.take(&f.delay, "delay", takes_delay, delay_range) {
+        params.delay = delay;
+    }
+    if let Some(size) = o.take(&f.size, "size", takes_size, |t| bytes_usize("size", t)) {
+        params.size = size;
+    }
+    if let Some(direction) = o.take(&f.direction, "direction", takes_direction, direction) {
+        params.direction = direction;
+    }
+    params.lasts = o.take(&f.lasts, "lasts", takes_lasts, |t| duration_of(t, true));
+    let latency = o.take(&f.latency, "latency", takes_latency, |t| {
+        duration_of(t, false)
+    });
+    if let Some(latency) = latency {
+        params.latency = latency;
+    }
+    let jitter = o.take(&f.jitter, "jitter", takes_latency, |t| {
+        duration_of(t, false)
+    });
+    // Only against a good latency (given or the default): a bad one is already a problem.
+    if let (Some(jitter), Some(raw)) = (jitter, &f.jitter)
+        && (f.latency.is_none() || latency.is_some())
+    {
+        if jitter <= params.latency {
+            params.jitter = jitter;
+        } else {
+            let default = if f.latency.is_none() {
+                ", the default"
+            } else {
+                ""
+            };
+            let message = format!(
+                "jitter must be at most latency ({}{default}), got `{}`",
+                humantime::format_duration(params.latency),
+                raw.value
+            );
+            o.report(raw, "jitter", message);
         }
     }
-    if let Some(raw) = &f.size {
-        match option_for(kind, takes_size, "size").and_then(|()| size(&raw.value)) {
-            Ok(size) => params.size = size,
-            Err(message) => {
-                report(problems, raw, index, "size", message);
-                ok = false;
-            }
-        }
+    if let Some(rate) = o.take(&f.rate, "rate", takes_rate, |t| bytes("rate", t)) {
+        params.rate = rate;
     }
-    ok.then_some(params)
+    if let Some(slice) = o.take(&f.slice, "slice", takes_slice, |t| bytes_usize("slice", t)) {
+        params.slice = slice;
+    }
+    let slice_delay = o.take(&f.slice_delay, "slice_delay", takes_slice, |t| {
+        duration_of(t, false)
+    });
+    if let Some(slice_delay) = slice_delay {
+        params.slice_delay = slice_delay;
+    }
+    if let Some(limit) = o.take(&f.limit, "limit", takes_limit, |t| bytes("limit", t)) {
+        params.limit = limit;
+    }
+    o.ok.then_some(params)
 }
 
-fn report(
-    problems: &mut Problems,
-    raw: &Spanned<String>,
+/// Reports the problems of one fault's options, remembering whether there was any.
+struct Options<'a> {
+    problems: &'a mut Problems,
     index: usize,
-    name: &str,
-    message: String,
-) {
-    problems.at(raw.referenced, format!("faults[{index}].{name}"), message);
+    kind: Option<FaultKind>,
+    ok: bool,
+}
+
+impl Options<'_> {
+    /// Option `name`'s value when given, fits the kind and parses; None otherwise (reported
+    /// unless absent).
+    fn take<T>(
+        &mut self,
+        raw: &Option<Spanned<String>>,
+        name: &str,
+        takes: fn(FaultKind) -> bool,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        let raw = raw.as_ref()?;
+        match option_for(self.kind, takes, name).and_then(|()| parse(&raw.value)) {
+            Ok(value) => Some(value),
+            Err(message) => {
+                self.report(raw, name, message);
+                None
+            }
+        }
+    }
+
+    fn report(&mut self, raw: &Spanned<String>, name: &str, message: String) {
+        self.problems.at(
+            raw.referenced,
+            format!("faults[{}].{name}", self.index),
+            message,
+        );
+        self.ok = false;
+    }
 }
 
 /// Err naming the kinds that take option `name`, when `kind` is known and is not one of them.
 fn option_for(
     kind: Option<FaultKind>,
-    takes: impl Fn(FaultKind) -> bool + Copy,
+    takes: fn(FaultKind) -> bool,
     name: &str,
 ) -> Result<(), String> {
     match kind {
-        Some(k) if !takes(k) => Err(format!(
-            "`{name}` is only for {}, not {}",
-            kinds_of(takes, "and"),
-            k.as_str()
-        )),
+        Some(k) if !takes(k) => {
+            let why = match (name, k) {
+                ("direction", FaultKind::Reset) => ": a reset closes the whole connection",
+                ("lasts", FaultKind::Reset) => ": a reset is instant",
+                ("lasts", FaultKind::LimitData) => {
+                    ": limit_data ends by closing the connection once `limit` bytes have passed"
+                }
+                _ => "",
+            };
+            Err(format!(
+                "`{name}` is only for {}, not {}{why}",
+                kinds_of(takes, "and"),
+                k.as_str()
+            ))
+        }
         _ => Ok(()),
     }
 }
@@ -112,8 +229,42 @@ fn delay_range(text: &str) -> Result<(Duration, Duration), String> {
     Ok((min, max))
 }
 
-/// Bytes: `64`, `512B`, `300KiB`, `1MiB`; more than 0, at most [`MAX_SIZE`].
+/// A duration, worded like the other durations of the file; zero only when not `positive`.
+fn duration_of(text: &str, positive: bool) -> Result<Duration, String> {
+    let parsed = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("invalid duration `{text}`: {e}"))?;
+    if positive && parsed.is_zero() {
+        return Err(format!("must be greater than 0, got `{text}`"));
+    }
+    Ok(parsed)
+}
+
+/// `upstream` (device to broker), `downstream` (broker to device) or `both`.
+fn direction(text: &str) -> Result<Direction, String> {
+    match text.trim() {
+        "upstream" => Ok(Direction::Upstream),
+        "downstream" => Ok(Direction::Downstream),
+        "both" => Ok(Direction::Both),
+        _ => Err(format!(
+            "direction must be upstream (device to broker), downstream (broker to device) or both, got `{text}`"
+        )),
+    }
+}
+
+/// The payload `size`.
+#[cfg(test)]
 fn size(text: &str) -> Result<usize, String> {
+    bytes_usize("size", text)
+}
+
+/// [`bytes`] as a `usize`, for sizes of buffers.
+fn bytes_usize(name: &str, text: &str) -> Result<usize, String> {
+    let n = bytes(name, text)?;
+    usize::try_from(n).map_err(|_| format!("{name} `{text}` is too big for this platform"))
+}
+
+/// Option `name` in bytes: `64`, `512B`, `300KiB`, `1MiB`; more than 0, at most [`MAX_SIZE`].
+fn bytes(name: &str, text: &str) -> Result<u64, String> {
     let trimmed = text.trim();
     let split = trimmed
         .find(|c: char| !c.is_ascii_digit())
@@ -127,24 +278,24 @@ fn size(text: &str) -> Result<usize, String> {
     };
     if digits.is_empty() || unit == 0 {
         return Err(format!(
-            "size must be a number of bytes, bare or with a unit B, KiB or MiB (like 64, 512B, 300KiB, 1MiB), got `{text}`"
+            "{name} must be a number of bytes, bare or with a unit B, KiB or MiB (like 64, 512B, 300KiB, 1MiB), got `{text}`"
         ));
     }
     // Only ASCII digits are left, so parsing fails on overflow alone: too big either way.
-    let bytes = digits
+    let n = digits
         .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(unit))
         .unwrap_or(u64::MAX);
-    if bytes == 0 {
-        return Err(format!("size must be greater than 0, got `{text}`"));
+    if n == 0 {
+        return Err(format!("{name} must be greater than 0, got `{text}`"));
     }
-    if bytes > MAX_SIZE {
+    if n > MAX_SIZE {
         return Err(format!(
-            "size must be at most 16MiB ({MAX_SIZE} bytes), got `{text}`"
+            "{name} must be at most 16MiB ({MAX_SIZE} bytes), got `{text}`"
         ));
     }
-    usize::try_from(bytes).map_err(|_| format!("size `{text}` is too big for this platform"))
+    Ok(n)
 }
 
 #[cfg(test)]

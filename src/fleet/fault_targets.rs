@@ -1,6 +1,7 @@
 //! What a fault needs from the devices it hits: a request fault only phones, a responder fault
-//! only lights and sensors; a stall and a flap must be able to do what they are for on every
-//! device, and a fault that publishes a Will must not come back as the Will falls due.
+//! only lights and sensors, a network fault any device; a stall and a flap must be able to do
+//! what they are for on every device, and a fault that publishes a Will must not come back as
+//! the Will falls due.
 //!
 //! A fault hitting many devices reports each kind of shortfall once, naming the first device
 //! (or, for a stall, the one needing the longest `down_for`) and how many others share it.
@@ -53,6 +54,8 @@ impl Hit<'_> {
                 |k| k != Kind::Phone,
                 "lights and sensors (it alters their answers)",
             ),
+            // The proxy sits on every device's connection, whatever the kind.
+            FaultClass::Network => {}
         }
     }
 

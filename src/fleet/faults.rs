@@ -17,7 +17,7 @@ use super::template::{glob_match, is_id_char};
 use super::values::{DurationRule, Problems, duration};
 
 /// Every kind, grouped by class, in the order messages list them.
-pub(super) const ALL_KINDS: [FaultKind; 17] = [
+pub(super) const ALL_KINDS: [FaultKind; 23] = [
     FaultKind::Kill,
     FaultKind::Stall,
     FaultKind::Disconnect,
@@ -35,6 +35,12 @@ pub(super) const ALL_KINDS: [FaultKind; 17] = [
     FaultKind::DuplicateAnswer,
     FaultKind::WrongTopic,
     FaultKind::ErrorPayload,
+    FaultKind::Latency,
+    FaultKind::Bandwidth,
+    FaultKind::Blackhole,
+    FaultKind::Reset,
+    FaultKind::Slicer,
+    FaultKind::LimitData,
 ];
 
 /// Check every fault; the list is only meaningful when no problem was recorded.
@@ -127,15 +133,27 @@ pub(super) fn check_faults(
     faults
 }
 
-/// "a connection fault (kill, ...), a request fault (...) or a responder fault (...)".
+/// "a connection fault (kill, ...), a request fault (...), a responder fault (...) or a
+/// network fault (...)".
 fn kinds_text() -> String {
     let class = |c: FaultClass| kinds_of(|k| k.class() == c, "or");
     format!(
-        "a connection fault ({}), a request fault ({}) or a responder fault ({})",
+        "a connection fault ({}), a request fault ({}), a responder fault ({}) or a network fault ({})",
         class(FaultClass::Connection),
         class(FaultClass::Request),
-        class(FaultClass::Responder)
+        class(FaultClass::Responder),
+        class(FaultClass::Network)
     )
+}
+
+/// The class as messages name it: "connection" (fault).
+fn class_name(class: FaultClass) -> &'static str {
+    match class {
+        FaultClass::Connection => "connection",
+        FaultClass::Request => "request",
+        FaultClass::Responder => "responder",
+        FaultClass::Network => "network",
+    }
 }
 
 fn check_kind(
@@ -181,7 +199,7 @@ fn check_down_for(
             );
             None
         }
-        (Some(FaultClass::Request | FaultClass::Responder), raw) => {
+        (Some(FaultClass::Request | FaultClass::Responder | FaultClass::Network), raw) => {
             if let Some(raw) = raw {
                 problems.at(
                     raw.referenced,
@@ -214,11 +232,16 @@ fn check_schedule(
     run_for: Option<Duration>,
 ) -> Option<Schedule> {
     let field = |name: &str| format!("faults[{index}].{name}");
-    if let (Some(FaultClass::Connection), Some(p)) = (class, &f.probability) {
+    if let (Some(c @ (FaultClass::Connection | FaultClass::Network)), Some(p)) =
+        (class, &f.probability)
+    {
         problems.at(
             p.referenced,
             field("probability"),
-            "`probability` is only for request and responder faults: connection faults need `at` or `every`",
+            format!(
+                "`probability` is only for request and responder faults: {} faults need `at` or `every`",
+                class_name(c)
+            ),
         );
         return None;
     }

@@ -19,9 +19,10 @@
 //! - `faults`: the top-level `faults:` list: kind, schedule (`at`/`every`/`probability`),
 //!   `down_for`, and matching each target against the expanded devices.
 //! - `fault_options`: the options of some fault kinds (`delay` of `slow`, `size` of
-//!   `huge_payload`/`binary_payload`) into `FaultParams`.
+//!   `huge_payload`/`binary_payload`, `direction`, `lasts`... of network faults) into
+//!   `FaultParams`.
 //! - `fault_targets`: what a fault needs from the devices it hits (right kind of device, stall
-//!   and flap needs, no race with a Will's due time).
+//!   and flap needs, no race with a Will's due time; network faults: any device).
 //! - `expect`: the top-level `expect:` mapping, metric -> `"OP NUMBER"`.
 //! - `validate`: the top level, tying the above together.
 //! - `model`: the validated result the rest of fleetsim runs.
@@ -55,6 +56,8 @@ mod tests_access;
 mod tests_expect;
 #[cfg(test)]
 mod tests_faults;
+#[cfg(test)]
+mod tests_network;
 
 use std::fmt;
 use std::io;

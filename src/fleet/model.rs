@@ -421,6 +421,28 @@ pub struct FaultParams {
     pub size: usize,
     /// `slow`: the answer waits a uniform draw from this range.
     pub delay: (Duration, Duration),
+    /// Network faults: which way the bytes are hurt.
+    pub direction: Direction,
+    /// Network faults: how long the toxic stays (None: to the end of the run). Not for `reset`.
+    pub lasts: Option<Duration>,
+    /// `latency`: added to each chunk, ± `jitter`.
+    pub latency: Duration,
+    pub jitter: Duration,
+    /// `bandwidth`: bytes a second.
+    pub rate: u64,
+    /// `slicer`: segment size in bytes, and the pause between segments.
+    pub slice: usize,
+    pub slice_delay: Duration,
+    /// `limit_data`: bytes allowed through before the connection is closed.
+    pub limit: u64,
+}
+
+/// Which way a network fault acts: device to broker, broker to device, or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Upstream,
+    Downstream,
+    Both,
 }
 
 impl Default for FaultParams {
@@ -428,6 +450,14 @@ impl Default for FaultParams {
         Self {
             size: 256 * 1024,
             delay: (Duration::from_millis(500), Duration::from_secs(2)),
+            direction: Direction::Both,
+            lasts: None,
+            latency: Duration::from_millis(100),
+            jitter: Duration::ZERO,
+            rate: 10 * 1024,
+            slice: 16,
+            slice_delay: Duration::from_millis(1),
+            limit: 1024,
         }
     }
 }
@@ -471,6 +501,20 @@ pub enum FaultKind {
     WrongTopic,
     /// Answered with an error payload.
     ErrorPayload,
+    // Network faults, Toxiproxy's toxics on an in-process proxy between the device and the
+    // broker, for `FaultParams::lasts` (or the rest of the run).
+    /// Each chunk waits `latency` ± `jitter`.
+    Latency,
+    /// At most `rate` bytes a second.
+    Bandwidth,
+    /// Stop forwarding but keep the socket open.
+    Blackhole,
+    /// Close the connection with a TCP RST, at once.
+    Reset,
+    /// Forward in segments of at most `slice` bytes, `slice_delay` apart.
+    Slicer,
+    /// Close the connection once `limit` more bytes have passed.
+    LimitData,
 }
 
 /// Where a fault acts.
@@ -482,6 +526,8 @@ pub enum FaultClass {
     Request,
     /// On a responder's next answer (lights and sensors only).
     Responder,
+    /// On the bytes between the device and the broker, through an in-process proxy.
+    Network,
 }
 
 impl FaultKind {
@@ -504,6 +550,12 @@ impl FaultKind {
             FaultKind::DuplicateAnswer => "duplicate_answer",
             FaultKind::WrongTopic => "wrong_topic",
             FaultKind::ErrorPayload => "error_payload",
+            FaultKind::Latency => "latency",
+            FaultKind::Bandwidth => "bandwidth",
+            FaultKind::Blackhole => "blackhole",
+            FaultKind::Reset => "reset",
+            FaultKind::Slicer => "slicer",
+            FaultKind::LimitData => "limit_data",
         }
     }
 
@@ -520,6 +572,7 @@ impl FaultKind {
             Slow | NoAnswer | WrongCorrelation | DuplicateAnswer | WrongTopic | ErrorPayload => {
                 FaultClass::Responder
             }
+            Latency | Bandwidth | Blackhole | Reset | Slicer | LimitData => FaultClass::Network,
         }
     }
 

@@ -301,6 +301,19 @@ pub(super) struct RawFault {
     pub delay: Option<Spanned<String>>,
     /// `64`, `300KiB`...: a bare integer arrives as its text too.
     pub size: Option<Spanned<String>>,
+    // Network faults; parsed by `fault_options` like `delay` and `size`.
+    /// `upstream`, `downstream` or `both`.
+    pub direction: Option<Spanned<String>>,
+    pub lasts: Option<Spanned<String>>,
+    pub latency: Option<Spanned<String>>,
+    pub jitter: Option<Spanned<String>>,
+    /// Bytes a second, in the syntax of `size`.
+    pub rate: Option<Spanned<String>>,
+    /// Bytes, in the syntax of `size`.
+    pub slice: Option<Spanned<String>>,
+    pub slice_delay: Option<Spanned<String>>,
+    /// Bytes, in the syntax of `size`.
+    pub limit: Option<Spanned<String>>,
 }
 
 /// `expect:`, metric name -> `"OP NUMBER"`, in the order written.

@@ -140,6 +140,7 @@ fn every_kind_is_accepted_on_the_devices_it_acts_on() {
             FaultClass::Connection => ("phone-1", ", down_for: 50s"),
             FaultClass::Request => ("\"phone-*\"", ""),
             FaultClass::Responder => ("\"*t*\"", ""),
+            FaultClass::Network => ("\"*\"", ""),
         };
         // Flap needs a Will delay; phones have none, so it goes to a light with one.
         let yaml = if kind == FaultKind::Flap {
@@ -269,7 +270,7 @@ fn bad_fault_entries_name_line_field_and_value() {
         (
             "  - { kind: crash, target: light-1, at: 1s }\n",
             "15:13: faults[0].kind:",
-            "fault kind must be a connection fault (kill, stall, disconnect, disconnect_with_will or flap), a request fault (no_response_topic, no_correlation_data, empty_correlation_data, wildcard_response_topic, huge_payload or binary_payload) or a responder fault (slow, no_answer, wrong_correlation, duplicate_answer, wrong_topic or error_payload), got `crash`",
+            "fault kind must be a connection fault (kill, stall, disconnect, disconnect_with_will or flap), a request fault (no_response_topic, no_correlation_data, empty_correlation_data, wildcard_response_topic, huge_payload or binary_payload), a responder fault (slow, no_answer, wrong_correlation, duplicate_answer, wrong_topic or error_payload) or a network fault (latency, bandwidth, blackhole, reset, slicer or limit_data), got `crash`",
         ),
         (
             "  - { kind: slow, target: light-1, every: 10s }\n",

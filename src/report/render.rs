@@ -188,11 +188,8 @@ impl fmt::Display for Table<'_> {
         }
         for e in &r.expectations {
             let mark = if e.ok { "ok  " } else { "FAIL" };
-            row(
-                f,
-                "expect",
-                format!("{mark} {} (actual {})", e.name, e.actual),
-            )?;
+            let actual = (e.actual * 10_000.0).round() / 10_000.0;
+            row(f, "expect", format!("{mark} {} (actual {actual})", e.name))?;
         }
         row(
             f,

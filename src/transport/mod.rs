@@ -3,6 +3,9 @@
 //! An [`Endpoint`] is built once per run (PEM files read and checked there, so a bad file stops
 //! the run before any device starts) and cloned into every device; `connect` hands back boxed
 //! read and write halves, so the codec and the actor do not care which transport is underneath.
+//! A device hit by network faults connects through [`toxic::proxy`] instead.
+
+pub mod toxic;
 
 use std::io;
 use std::net::SocketAddr;
@@ -152,7 +155,27 @@ impl Endpoint {
     /// With TLS 1.3 the client finishes its handshake before the server checks the client
     /// certificate, so a server refusing it is seen on the first read, not here.
     pub async fn connect(&self, timeout: Duration) -> Result<(BoxRead, BoxWrite), ConnectError> {
-        tokio::time::timeout(timeout, self.open())
+        let (read, write, _) = self.open_within(timeout, false).await?;
+        Ok((read, write))
+    }
+
+    /// Like [`Endpoint::connect`], through a network-fault proxy whose toxics the returned
+    /// control switches; `seed` drives its jitter.
+    pub async fn connect_proxied(
+        &self,
+        timeout: Duration,
+        seed: u64,
+    ) -> Result<(BoxRead, BoxWrite, toxic::ToxicControl), ConnectError> {
+        let (read, write, reset) = self.open_within(timeout, true).await?;
+        Ok(toxic::proxy(read, write, reset, seed))
+    }
+
+    async fn open_within(
+        &self,
+        timeout: Duration,
+        resettable: bool,
+    ) -> Result<(BoxRead, BoxWrite, Option<toxic::ResetHandle>), ConnectError> {
+        tokio::time::timeout(timeout, self.open(resettable))
             .await
             .map_err(|_| ConnectError::Timeout {
                 addr: self.addr,
@@ -160,15 +183,31 @@ impl Endpoint {
             })?
     }
 
-    async fn open(&self) -> Result<(BoxRead, BoxWrite), ConnectError> {
+    /// `resettable`: also hand out a [`toxic::ResetHandle`], for a proxy that may have to end
+    /// the connection with RST.
+    async fn open(
+        &self,
+        resettable: bool,
+    ) -> Result<(BoxRead, BoxWrite, Option<toxic::ResetHandle>), ConnectError> {
         let addr = self.addr;
         let tcp = |source| ConnectError::Tcp { addr, source };
         let stream = TcpStream::connect(addr).await.map_err(tcp)?;
         // Without NODELAY a small answer can wait ~40 ms for a delayed ACK.
         stream.set_nodelay(true).map_err(tcp)?;
+        let reset = if resettable {
+            Some(toxic::ResetHandle::from_tcp(&stream).map_err(tcp)?)
+        } else {
+            None
+        };
         let Some(tls) = &self.tls else {
+            if reset.is_some() {
+                // `into_split`'s write half sends a FIN when dropped, which would turn the
+                // proxy's RST into a clean close: keep one stream behind a shared split.
+                let (read, write) = tokio::io::split(stream);
+                return Ok((Box::new(read), Box::new(write), reset));
+            }
             let (read, write) = stream.into_split();
-            return Ok((Box::new(read), Box::new(write)));
+            return Ok((Box::new(read), Box::new(write), None));
         };
         let stream = TlsConnector::from(Arc::clone(&tls.config))
             .connect(tls.name.clone(), stream)
@@ -181,7 +220,7 @@ impl Endpoint {
         // One TLS session cannot be split into independent halves: `split` shares it behind a
         // lock, which costs nothing here since both halves live in the same actor.
         let (read, write) = tokio::io::split(stream);
-        Ok((Box::new(read), Box::new(write)))
+        Ok((Box::new(read), Box::new(write), reset))
     }
 }
 
