@@ -197,6 +197,11 @@ fn access_control(
     ))))
 }
 
+/// The embedded broker's Maximum Packet Size: a PUBLISH beyond it closes the connection, which
+/// is what an `oversize_packet` fault (2 MiB by default) tests. Its own default, 256 MiB, is no
+/// limit a test could meet.
+pub const MAX_PACKET_SIZE: usize = 1024 * 1024;
+
 fn config(port: u16) -> BrokerConfig {
     // Memory storage with persistence ON: with persistence off the mqtt5 broker forgets sessions
     // and fires Wills without their delay (docs/design.md, "Embedded broker").
@@ -207,7 +212,8 @@ fn config(port: u16) -> BrokerConfig {
         .with_bind_address(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
         .with_storage(storage)
         .with_sys_topics_enabled(false)
-        .with_max_clients(1_000_000);
+        .with_max_clients(1_000_000)
+        .with_max_packet_size(MAX_PACKET_SIZE);
     // Its default login rate limit locks a client id out after 5 attempts a minute; a fault run
     // reconnects far more often than that on purpose.
     config.auth_config.rate_limit.enabled = false;

@@ -163,3 +163,27 @@ faults:
     assert!(first.faults.injected > 0, "{:?}", first.faults);
     assert!(first.requests.timed_out > 0);
 }
+
+#[test]
+fn a_requester_that_dies_with_requests_in_flight_counts_their_answers_late() {
+    // The phone keeps a session: answers published while it is away wait there for it.
+    let report = run_fleet(fleet_from(
+        r#"
+name: requester-dies
+duration: 3s
+devices:
+  - { kind: light, id: lamp, delay: 100ms }
+  - { kind: phone, id: phone, targets: [lamp], every: 200ms, timeout: 500ms, session_expiry: 60s }
+faults:
+  - { kind: kill, target: phone, at: 1s, down_for: 1500ms }
+"#,
+    ));
+    assert_adds_up(&report);
+    let q = &report.requests;
+    assert!(q.late >= 1, "{q:?}");
+    assert_eq!(
+        q.unmatched_responses, 0,
+        "no answer is lost or stray: {q:?}"
+    );
+    assert_eq!(q.in_flight, 0, "{q:?}");
+}

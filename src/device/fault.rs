@@ -32,6 +32,7 @@ impl Handler<Inject> for DeviceActor {
         match fault.kind.class() {
             FaultClass::Connection => {}
             FaultClass::Network => return self.inject_network(fault.kind, fault.params, ctx),
+            FaultClass::Protocol => return self.inject_protocol(fault.kind, fault.params, ctx),
             FaultClass::Request | FaultClass::Responder => {
                 self.armed.push((fault.kind, fault.params));
                 return;

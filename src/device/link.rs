@@ -13,7 +13,7 @@ use tokio_util::codec::FramedRead;
 
 use super::{DeviceActor, Link, RoleState};
 use crate::events::{Event, Refused};
-use crate::mqtt::{CodecError, MqttCodec, Outgoing};
+use crate::mqtt::{CodecError, MqttCodec, Outbound, Outgoing};
 use crate::supervisor::WillFact;
 use crate::transport::{BoxRead, BoxWrite};
 
@@ -27,7 +27,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const READ_BUFFER: usize = 512;
 const MAX_PACKET: usize = 1024 * 1024;
 
-pub(super) type Writer = FramedWrite<Packet, BoxWrite, MqttCodec>;
+pub(super) type Writer = FramedWrite<Outbound, BoxWrite, MqttCodec>;
 
 /// A decoded packet, tagged with the connection it came from.
 pub(super) struct Frame {
@@ -37,12 +37,17 @@ pub(super) struct Frame {
 
 impl DeviceActor {
     pub(super) fn write(&mut self, packet: Packet) {
+        self.write_out(Outbound::Packet(packet));
+    }
+
+    /// Writes a packet or raw bytes, unless the device is away.
+    pub(super) fn write_out(&mut self, item: Outbound) {
         if self.away.is_some() {
             // Away (a stall keeps its socket): nothing goes out, PINGREQ and acks included.
             return;
         }
         if let Some(writer) = &mut self.writer {
-            writer.write(packet);
+            writer.write(item);
         }
     }
 

@@ -5,6 +5,7 @@
 //!   reconnect with backoff, packets in and out.
 //! - `fault`: connection faults injected on purpose (kill, stall, disconnect, flap).
 //! - `network`: network faults, as toxics on an in-process proxy to the broker.
+//! - `protocol`: protocol faults: acks held back, malformed and oversize packets.
 //! - `will`: the Will registered per connection, acks learned on reconnect, Will consumers.
 //! - `phone`, `light`, `sensor`: what a device does; `respond`: answering a request, shared by
 //!   lights and sensors (misbehaving on purpose, when a fault says so); `observer`: the
@@ -19,6 +20,7 @@ mod link;
 mod network;
 mod observer;
 mod phone;
+mod protocol;
 mod respond;
 mod sensor;
 mod will;
@@ -121,6 +123,8 @@ pub struct DeviceActor {
     active_toxics: Vec<network::ActiveToxic>,
     watched_fault: Option<(bytes::Bytes, std::time::Instant)>,
     network_faults: u32,
+    /// DUP redeliveries seen since a withhold_acks fault resumed the session.
+    redelivered: Option<u32>,
     rng: SmallRng,
     role: RoleState,
     next_tag: u64,
@@ -246,6 +250,7 @@ impl DeviceActor {
             active_toxics: Vec::new(),
             watched_fault: None,
             network_faults: 0,
+            redelivered: None,
             rng: SmallRng::seed_from_u64(seed ^ stream),
             role,
             next_tag: 0,
@@ -294,6 +299,7 @@ impl DeviceActor {
     }
 
     fn on_message(&mut self, publish: PublishPacket, ctx: &mut Context<Self>) {
+        self.note_redelivery(&publish);
         if self.is_own_will_ack(&publish.topic_name) {
             return self.learn_will_ack(&publish);
         }

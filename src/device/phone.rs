@@ -318,7 +318,9 @@ impl DeviceActor {
             },
             tag: 0,
         };
+        let mut twice = false;
         if let Some((kind, params)) = self.next_fault(FaultClass::Request) {
+            twice = kind == FaultKind::DuplicateRequest;
             let what = self.spoil_request(&mut msg, kind, params);
             self.emit(Event::FaultInjected {
                 kind,
@@ -326,8 +328,14 @@ impl DeviceActor {
                 what,
             });
         }
+        let again = twice.then(|| msg.clone());
         let published_tag = self.publish(msg);
         debug_assert_eq!(published_tag, tag);
+        if let Some(again) = again {
+            // The same request, Correlation Data and all: the backend should answer once, or
+            // the phone counts a duplicate answer.
+            self.publish(again);
+        }
         ctx.run_later(timeout, move |act, _| act.expire_request(seq));
         more
     }
@@ -370,6 +378,7 @@ impl DeviceActor {
                 msg.payload = Bytes::from(bytes);
                 format!("sent with {} random bytes as payload", params.size)
             }
+            FaultKind::DuplicateRequest => "sent twice with the same Correlation Data".into(),
             other => format!("{} does not apply to a request", other.as_str()),
         }
     }

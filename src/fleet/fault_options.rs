@@ -1,11 +1,12 @@
 //! The options only some fault kinds take, into the fault's [`FaultParams`]: `delay` (a `slow`
-//! answer's wait), `size` (the payload of `huge_payload` and `binary_payload`), and the options
-//! of network faults (`direction`, `lasts`, `latency`, `jitter`, `rate`, `slice`,
-//! `slice_delay`, `limit`).
+//! answer's wait), `size` (the payload of `huge_payload` and `binary_payload`, the packet of
+//! `oversize_packet`), the options of network faults (`direction`, `lasts`, `latency`,
+//! `jitter`, `rate`, `slice`, `slice_delay`, `limit`), and `lasts` of `withhold_acks`, which
+//! requires it.
 
 use std::time::Duration;
 
-use serde_saphyr::Spanned;
+use serde_saphyr::{Location, Spanned};
 
 use super::faults::ALL_KINDS;
 use super::model::{Direction, FaultClass, FaultKind, FaultParams};
@@ -18,6 +19,8 @@ const MIB: u64 = 1024 * KIB;
 /// Also the bound of the other byte counts (`rate`, `slice`, `limit`).
 const MAX_SIZE: u64 = 16 * MIB;
 const BINARY_DEFAULT_SIZE: usize = 64;
+/// Above the usual Maximum Packet Size of a broker, well within [`MAX_SIZE`].
+const OVERSIZE_DEFAULT_SIZE: usize = 2 * 1024 * 1024;
 
 /// The names of the kinds that pass `keep`, as "a, b and c" (or "a, b or c").
 pub(super) fn kinds_of(keep: impl Fn(FaultKind) -> bool, last: &str) -> String {
@@ -38,7 +41,10 @@ fn takes_delay(k: FaultKind) -> bool {
 }
 
 fn takes_size(k: FaultKind) -> bool {
-    matches!(k, FaultKind::HugePayload | FaultKind::BinaryPayload)
+    matches!(
+        k,
+        FaultKind::HugePayload | FaultKind::BinaryPayload | FaultKind::OversizePacket
+    )
 }
 
 /// A reset closes the whole connection, so it has no way to go.
@@ -46,11 +52,16 @@ fn takes_direction(k: FaultKind) -> bool {
     k.class() == FaultClass::Network && k != FaultKind::Reset
 }
 
-/// Not `reset` (instant) nor `limit_data` (it ends by closing the connection).
+/// Not `reset` (instant) nor `limit_data` (it ends by closing the connection); required by
+/// `withhold_acks` (see [`check_params`]).
 fn takes_lasts(k: FaultKind) -> bool {
     matches!(
         k,
-        FaultKind::Latency | FaultKind::Bandwidth | FaultKind::Blackhole | FaultKind::Slicer
+        FaultKind::Latency
+            | FaultKind::Bandwidth
+            | FaultKind::Blackhole
+            | FaultKind::Slicer
+            | FaultKind::WithholdAcks
     )
 }
 
@@ -72,15 +83,19 @@ fn takes_limit(k: FaultKind) -> bool {
 
 /// Every option, each only for the kinds that use it; the kind's defaults otherwise.
 /// With a bad kind, values are still checked, but not whether the kind takes them.
+/// A missing required option is reported at `fault_loc`, the entry.
 pub(super) fn check_params(
     problems: &mut Problems,
     f: &RawFault,
+    fault_loc: Location,
     index: usize,
     kind: Option<FaultKind>,
 ) -> Option<FaultParams> {
     let mut params = FaultParams::default();
-    if kind == Some(FaultKind::BinaryPayload) {
-        params.size = BINARY_DEFAULT_SIZE;
+    match kind {
+        Some(FaultKind::BinaryPayload) => params.size = BINARY_DEFAULT_SIZE,
+        Some(FaultKind::OversizePacket) => params.size = OVERSIZE_DEFAULT_SIZE,
+        _ => {}
     }
     let mut o = Options {
         problems,
@@ -98,6 +113,15 @@ pub(super) fn check_params(
         params.direction = direction;
     }
     params.lasts = o.take(&f.lasts, "lasts", takes_lasts, |t| duration_of(t, true));
+    // Withheld acks only come back with a reconnect, so there must be one.
+    if kind == Some(FaultKind::WithholdAcks) && f.lasts.is_none() {
+        o.problems.at(
+            fault_loc,
+            format!("faults[{index}].lasts"),
+            "withhold_acks needs `lasts`: how long acks are held back before the device reconnects",
+        );
+        o.ok = false;
+    }
     let latency = o.take(&f.latency, "latency", takes_latency, |t| {
         duration_of(t, false)
     });
@@ -196,6 +220,9 @@ fn option_for(
                 ("lasts", FaultKind::Reset) => ": a reset is instant",
                 ("lasts", FaultKind::LimitData) => {
                     ": limit_data ends by closing the connection once `limit` bytes have passed"
+                }
+                ("direction", k) if k.class() == FaultClass::Protocol => {
+                    ": a protocol fault acts on the device's own packets"
                 }
                 _ => "",
             };
@@ -341,6 +368,14 @@ mod tests {
                 "and"
             ),
             "huge_payload and binary_payload"
+        );
+        assert_eq!(
+            kinds_of(takes_size, "and"),
+            "huge_payload, binary_payload and oversize_packet"
+        );
+        assert_eq!(
+            kinds_of(|k| k.class() == FaultClass::Protocol, "or"),
+            "withhold_acks, malformed_packet or oversize_packet"
         );
         assert_eq!(kinds_of(|k| k == FaultKind::Slow, "or"), "slow");
     }

@@ -1,5 +1,5 @@
 //! What a fault needs from the devices it hits: a request fault only phones, a responder fault
-//! only lights and sensors, a network fault any device; a stall and a flap must be able to do
+//! only lights and sensors, a network or protocol fault any device; a stall and a flap must be able to do
 //! what they are for on every device, and a fault that publishes a Will must not come back as
 //! the Will falls due.
 //!
@@ -54,8 +54,9 @@ impl Hit<'_> {
                 |k| k != Kind::Phone,
                 "lights and sensors (it alters their answers)",
             ),
-            // The proxy sits on every device's connection, whatever the kind.
-            FaultClass::Network => {}
+            // The proxy sits on every device's connection, and every device speaks MQTT,
+            // whatever the kind.
+            FaultClass::Network | FaultClass::Protocol => {}
         }
     }
 

@@ -17,7 +17,7 @@ use super::template::{glob_match, is_id_char};
 use super::values::{DurationRule, Problems, duration};
 
 /// Every kind, grouped by class, in the order messages list them.
-pub(super) const ALL_KINDS: [FaultKind; 23] = [
+pub(super) const ALL_KINDS: [FaultKind; 27] = [
     FaultKind::Kill,
     FaultKind::Stall,
     FaultKind::Disconnect,
@@ -29,6 +29,7 @@ pub(super) const ALL_KINDS: [FaultKind; 23] = [
     FaultKind::WildcardResponseTopic,
     FaultKind::HugePayload,
     FaultKind::BinaryPayload,
+    FaultKind::DuplicateRequest,
     FaultKind::Slow,
     FaultKind::NoAnswer,
     FaultKind::WrongCorrelation,
@@ -41,6 +42,9 @@ pub(super) const ALL_KINDS: [FaultKind; 23] = [
     FaultKind::Reset,
     FaultKind::Slicer,
     FaultKind::LimitData,
+    FaultKind::WithholdAcks,
+    FaultKind::MalformedPacket,
+    FaultKind::OversizePacket,
 ];
 
 /// Check every fault; the list is only meaningful when no problem was recorded.
@@ -64,7 +68,7 @@ pub(super) fn check_faults(
         let class = kind.map(FaultKind::class);
         let schedule = check_schedule(problems, &f.value, f.referenced, i, class, run_for);
         let down_for = check_down_for(problems, &f.value, f.referenced, &at("down_for"), class);
-        let params = check_params(problems, &f.value, i, kind);
+        let params = check_params(problems, &f.value, f.referenced, i, kind);
         let Some(target) = &f.value.target else {
             problems.at(
                 f.referenced,
@@ -133,16 +137,17 @@ pub(super) fn check_faults(
     faults
 }
 
-/// "a connection fault (kill, ...), a request fault (...), a responder fault (...) or a
-/// network fault (...)".
+/// "a connection fault (kill, ...), a request fault (...), a responder fault (...), a network
+/// fault (...) or a protocol fault (...)".
 fn kinds_text() -> String {
     let class = |c: FaultClass| kinds_of(|k| k.class() == c, "or");
     format!(
-        "a connection fault ({}), a request fault ({}), a responder fault ({}) or a network fault ({})",
+        "a connection fault ({}), a request fault ({}), a responder fault ({}), a network fault ({}) or a protocol fault ({})",
         class(FaultClass::Connection),
         class(FaultClass::Request),
         class(FaultClass::Responder),
-        class(FaultClass::Network)
+        class(FaultClass::Network),
+        class(FaultClass::Protocol)
     )
 }
 
@@ -153,6 +158,7 @@ fn class_name(class: FaultClass) -> &'static str {
         FaultClass::Request => "request",
         FaultClass::Responder => "responder",
         FaultClass::Network => "network",
+        FaultClass::Protocol => "protocol",
     }
 }
 
@@ -199,7 +205,15 @@ fn check_down_for(
             );
             None
         }
-        (Some(FaultClass::Request | FaultClass::Responder | FaultClass::Network), raw) => {
+        (
+            Some(
+                FaultClass::Request
+                | FaultClass::Responder
+                | FaultClass::Network
+                | FaultClass::Protocol,
+            ),
+            raw,
+        ) => {
             if let Some(raw) = raw {
                 problems.at(
                     raw.referenced,
@@ -232,8 +246,10 @@ fn check_schedule(
     run_for: Option<Duration>,
 ) -> Option<Schedule> {
     let field = |name: &str| format!("faults[{index}].{name}");
-    if let (Some(c @ (FaultClass::Connection | FaultClass::Network)), Some(p)) =
-        (class, &f.probability)
+    if let (
+        Some(c @ (FaultClass::Connection | FaultClass::Network | FaultClass::Protocol)),
+        Some(p),
+    ) = (class, &f.probability)
     {
         problems.at(
             p.referenced,

@@ -19,10 +19,10 @@
 //! - `faults`: the top-level `faults:` list: kind, schedule (`at`/`every`/`probability`),
 //!   `down_for`, and matching each target against the expanded devices.
 //! - `fault_options`: the options of some fault kinds (`delay` of `slow`, `size` of
-//!   `huge_payload`/`binary_payload`, `direction`, `lasts`... of network faults) into
-//!   `FaultParams`.
+//!   `huge_payload`/`binary_payload`/`oversize_packet`, `direction`, `lasts`... of network
+//!   faults, `lasts` of `withhold_acks`) into `FaultParams`.
 //! - `fault_targets`: what a fault needs from the devices it hits (right kind of device, stall
-//!   and flap needs, no race with a Will's due time; network faults: any device).
+//!   and flap needs, no race with a Will's due time; network and protocol faults: any device).
 //! - `expect`: the top-level `expect:` mapping, metric -> `"OP NUMBER"`.
 //! - `validate`: the top level, tying the above together.
 //! - `model`: the validated result the rest of fleetsim runs.
@@ -58,6 +58,8 @@ mod tests_expect;
 mod tests_faults;
 #[cfg(test)]
 mod tests_network;
+#[cfg(test)]
+mod tests_protocol;
 
 use std::fmt;
 use std::io;

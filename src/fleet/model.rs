@@ -488,6 +488,8 @@ pub enum FaultKind {
     HugePayload,
     /// Sent with `FaultParams::size` random bytes as payload.
     BinaryPayload,
+    /// Sent twice, with the same Correlation Data.
+    DuplicateRequest,
     // Responder misbehaviour, for lights and sensors: how the next request is (mis)answered.
     /// Answered after a delay drawn from `FaultParams::delay`.
     Slow,
@@ -515,6 +517,15 @@ pub enum FaultKind {
     Slicer,
     /// Close the connection once `limit` more bytes have passed.
     LimitData,
+    // Protocol faults, on the device's own MQTT connection.
+    /// Send no PUBACK/PUBREC for incoming QoS 1/2 messages for `lasts`, then reconnect: the
+    /// broker must redeliver them with DUP set.
+    WithholdAcks,
+    /// Write a malformed packet: the broker must close this connection, and only this one.
+    MalformedPacket,
+    /// Write a PUBLISH larger than the broker's Maximum Packet Size (`size` bytes): the broker
+    /// must refuse it and close this connection.
+    OversizePacket,
 }
 
 /// Where a fault acts.
@@ -528,6 +539,8 @@ pub enum FaultClass {
     Responder,
     /// On the bytes between the device and the broker, through an in-process proxy.
     Network,
+    /// On the device's own MQTT packets.
+    Protocol,
 }
 
 impl FaultKind {
@@ -544,6 +557,7 @@ impl FaultKind {
             FaultKind::WildcardResponseTopic => "wildcard_response_topic",
             FaultKind::HugePayload => "huge_payload",
             FaultKind::BinaryPayload => "binary_payload",
+            FaultKind::DuplicateRequest => "duplicate_request",
             FaultKind::Slow => "slow",
             FaultKind::NoAnswer => "no_answer",
             FaultKind::WrongCorrelation => "wrong_correlation",
@@ -556,6 +570,9 @@ impl FaultKind {
             FaultKind::Reset => "reset",
             FaultKind::Slicer => "slicer",
             FaultKind::LimitData => "limit_data",
+            FaultKind::WithholdAcks => "withhold_acks",
+            FaultKind::MalformedPacket => "malformed_packet",
+            FaultKind::OversizePacket => "oversize_packet",
         }
     }
 
@@ -568,11 +585,13 @@ impl FaultKind {
             | EmptyCorrelationData
             | WildcardResponseTopic
             | HugePayload
-            | BinaryPayload => FaultClass::Request,
+            | BinaryPayload
+            | DuplicateRequest => FaultClass::Request,
             Slow | NoAnswer | WrongCorrelation | DuplicateAnswer | WrongTopic | ErrorPayload => {
                 FaultClass::Responder
             }
             Latency | Bandwidth | Blackhole | Reset | Slicer | LimitData => FaultClass::Network,
+            WithholdAcks | MalformedPacket | OversizePacket => FaultClass::Protocol,
         }
     }
 

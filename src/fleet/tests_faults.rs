@@ -141,6 +141,8 @@ fn every_kind_is_accepted_on_the_devices_it_acts_on() {
             FaultClass::Request => ("\"phone-*\"", ""),
             FaultClass::Responder => ("\"*t*\"", ""),
             FaultClass::Network => ("\"*\"", ""),
+            FaultClass::Protocol if kind == FaultKind::WithholdAcks => ("\"*\"", ", lasts: 1s"),
+            FaultClass::Protocol => ("\"*\"", ""),
         };
         // Flap needs a Will delay; phones have none, so it goes to a light with one.
         let yaml = if kind == FaultKind::Flap {
@@ -235,7 +237,7 @@ fn bad_fault_entries_name_line_field_and_value() {
         (
             "  - { kind: slow, target: light-1, at: 1s, size: 1KiB }\n",
             ": faults[0].size:",
-            "`size` is only for huge_payload and binary_payload, not slow",
+            "`size` is only for huge_payload, binary_payload and oversize_packet, not slow",
         ),
         (
             "  - { kind: huge_payload, target: phone-1, at: 1s, size: 20MiB }\n",
@@ -270,7 +272,7 @@ fn bad_fault_entries_name_line_field_and_value() {
         (
             "  - { kind: crash, target: light-1, at: 1s }\n",
             "15:13: faults[0].kind:",
-            "fault kind must be a connection fault (kill, stall, disconnect, disconnect_with_will or flap), a request fault (no_response_topic, no_correlation_data, empty_correlation_data, wildcard_response_topic, huge_payload or binary_payload), a responder fault (slow, no_answer, wrong_correlation, duplicate_answer, wrong_topic or error_payload) or a network fault (latency, bandwidth, blackhole, reset, slicer or limit_data), got `crash`",
+            "fault kind must be a connection fault (kill, stall, disconnect, disconnect_with_will or flap), a request fault (no_response_topic, no_correlation_data, empty_correlation_data, wildcard_response_topic, huge_payload, binary_payload or duplicate_request), a responder fault (slow, no_answer, wrong_correlation, duplicate_answer, wrong_topic or error_payload), a network fault (latency, bandwidth, blackhole, reset, slicer or limit_data) or a protocol fault (withhold_acks, malformed_packet or oversize_packet), got `crash`",
         ),
         (
             "  - { kind: slow, target: light-1, every: 10s }\n",

@@ -183,17 +183,17 @@ fn bad_network_fault_entries_name_line_field_and_value() {
         (
             "  - { kind: reset, target: lamp, at: 1s, lasts: 1s }\n",
             "8:49: faults[0].lasts:",
-            "`lasts` is only for latency, bandwidth, blackhole and slicer, not reset: a reset is instant",
+            "`lasts` is only for latency, bandwidth, blackhole, slicer and withhold_acks, not reset: a reset is instant",
         ),
         (
             "  - { kind: limit_data, target: lamp, at: 1s, lasts: 1s }\n",
             ": faults[0].lasts:",
-            "`lasts` is only for latency, bandwidth, blackhole and slicer, not limit_data: limit_data ends by closing the connection once `limit` bytes have passed",
+            "`lasts` is only for latency, bandwidth, blackhole, slicer and withhold_acks, not limit_data: limit_data ends by closing the connection once `limit` bytes have passed",
         ),
         (
             "  - { kind: kill, target: lamp, at: 1s, down_for: 2s, lasts: 1s }\n",
             ": faults[0].lasts:",
-            "`lasts` is only for latency, bandwidth, blackhole and slicer, not kill",
+            "`lasts` is only for latency, bandwidth, blackhole, slicer and withhold_acks, not kill",
         ),
         (
             "  - { kind: blackhole, target: lamp, at: 1s, lasts: 0s }\n",
@@ -303,7 +303,7 @@ fn bad_network_fault_entries_name_line_field_and_value() {
         (
             "  - { kind: reset, target: lamp, at: 1s, size: 1KiB }\n",
             ": faults[0].size:",
-            "`size` is only for huge_payload and binary_payload, not reset",
+            "`size` is only for huge_payload, binary_payload and oversize_packet, not reset",
         ),
     ];
     for (body, place, message) in cases {

@@ -4,7 +4,7 @@
 //! needs around that: waiting for a complete frame, refusing oversize frames before buffering
 //! them, and rejecting frames whose body has bytes the packet decoder did not consume.
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use mqtt5_protocol::packet::MqttPacket;
 use mqtt5_protocol::{FixedHeader, MqttError, Packet, PacketType};
 use tokio_util::codec::{Decoder, Encoder};
@@ -158,6 +158,28 @@ impl Encoder<Packet> for MqttCodec {
 
     fn encode(&mut self, packet: Packet, dst: &mut BytesMut) -> Result<(), CodecError> {
         encode(&packet, dst)
+    }
+}
+
+/// What a client writes: a packet, or raw bytes, for faults that must put on the wire what no
+/// well-formed packet would (a malformed packet, to see the broker close the connection).
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    Packet(Packet),
+    Raw(Bytes),
+}
+
+impl Encoder<Outbound> for MqttCodec {
+    type Error = CodecError;
+
+    fn encode(&mut self, item: Outbound, dst: &mut BytesMut) -> Result<(), CodecError> {
+        match item {
+            Outbound::Packet(packet) => encode(&packet, dst),
+            Outbound::Raw(bytes) => {
+                dst.extend_from_slice(&bytes);
+                Ok(())
+            }
+        }
     }
 }
 

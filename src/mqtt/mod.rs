@@ -1,5 +1,5 @@
 //! MQTT 5 on the wire: framing (`codec`) and the client protocol state machine (`session`), both sans-IO except the codec's tokio-util traits.
 pub mod codec;
 pub mod session;
-pub use codec::{CodecError, MqttCodec};
+pub use codec::{CodecError, MqttCodec, Outbound};
 pub use session::{Event, Outgoing, ProtocolError, PublishProperties, Session, SessionConfig};

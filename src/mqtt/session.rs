@@ -277,6 +277,10 @@ pub struct Session {
     pending_subscribes: HashMap<u16, usize>,
     /// Incoming QoS 2 packet ids we sent PUBREC for and have not seen PUBREL for.
     awaiting_pubrel: HashSet<u16>,
+    /// A fault on purpose: acknowledge no incoming QoS 1/2 message.
+    withhold_acks: bool,
+    /// Acknowledgements held back so far.
+    withheld: u32,
 }
 
 impl Session {
@@ -295,7 +299,16 @@ impl Session {
             queue: VecDeque::new(),
             pending_subscribes: HashMap::new(),
             awaiting_pubrel: HashSet::new(),
+            withhold_acks: false,
+            withheld: 0,
         }
+    }
+
+    /// Hold back (true) or send again (false) PUBACK/PUBREC for incoming QoS 1/2 messages, to
+    /// see the broker redeliver them. Returns how many were held back since the last call.
+    pub fn withhold_acks(&mut self, withhold: bool) -> u32 {
+        self.withhold_acks = withhold;
+        std::mem::take(&mut self.withheld)
     }
 
     /// The configured client id, or the one the server assigned in CONNACK.
@@ -644,6 +657,13 @@ impl Session {
                 "QoS 1/2 PUBLISH without packet id",
             ))
         };
+        if self.withhold_acks && publish.qos != QoS::AtMostOnce {
+            // A fault on purpose: no PUBACK/PUBREC, and no QoS 2 state either, so the broker
+            // keeps the message unacknowledged and must redeliver it (DUP) when we resume.
+            packet_id()?;
+            self.withheld += 1;
+            return Ok(Some(Event::Message(publish)));
+        }
         match publish.qos {
             QoS::AtMostOnce => {}
             QoS::AtLeastOnce => {

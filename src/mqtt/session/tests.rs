@@ -841,3 +841,23 @@ fn each_connect_carries_the_will_set_for_it() {
     assert_eq!(&correlation(&first)[..], b"dev#1");
     assert_eq!(&correlation(&second)[..], b"dev#2");
 }
+
+#[test]
+fn withheld_acks_deliver_the_message_but_acknowledge_nothing() {
+    let now = Instant::now();
+    let mut session = connected(None, now);
+    assert_eq!(session.withhold_acks(true), 0);
+    let mut publish = PublishPacket::new("cmd", Bytes::from_static(b"on"), QoS::AtLeastOnce);
+    publish.packet_id = Some(5);
+    let (event, out) = handle(&mut session, Packet::Publish(publish.clone()), now);
+    assert!(matches!(event, Some(Event::Message(_))));
+    assert!(out.is_empty(), "no PUBACK: {out:?}");
+    let mut qos2 = PublishPacket::new("cmd", Bytes::from_static(b"on"), QoS::ExactlyOnce);
+    qos2.packet_id = Some(6);
+    let (event, out) = handle(&mut session, Packet::Publish(qos2), now);
+    assert!(matches!(event, Some(Event::Message(_))));
+    assert!(out.is_empty(), "no PUBREC: {out:?}");
+    assert_eq!(session.withhold_acks(false), 2);
+    let (_, out) = handle(&mut session, Packet::Publish(publish), now);
+    assert!(matches!(&out[..], [Packet::PubAck(ack)] if ack.packet_id == 5));
+}
