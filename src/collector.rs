@@ -30,8 +30,9 @@ pub struct Collector {
     response_info: ResponseInfo,
     refusals: Refusals,
     faults: Faults,
-    /// Fault events still waiting for the outcome of their request, by Correlation Data.
-    fault_effects: HashMap<Bytes, usize>,
+    /// Fault events waiting for the outcome of their request, by Correlation Data (one
+    /// request may carry several faults: a spoiled request to a misbehaving responder).
+    fault_effects: HashMap<Bytes, Vec<usize>>,
     started: Instant,
     trace: ExchangeTrace,
 }
@@ -186,12 +187,19 @@ impl Collector {
                 kind,
                 correlation,
                 what,
+                applied,
             } => {
                 let f = &mut self.faults;
-                f.injected += 1;
-                *f.by_kind.entry(kind.as_str()).or_insert(0) += 1;
+                if applied {
+                    f.injected += 1;
+                    *f.by_kind.entry(kind.as_str()).or_insert(0) += 1;
+                }
                 if f.events.len() < Faults::TOLD {
-                    self.fault_effects.insert(correlation, f.events.len());
+                    // Empty Correlation Data names no request: nothing to wait for.
+                    if !correlation.is_empty() {
+                        let events = self.fault_effects.entry(correlation).or_default();
+                        events.push(f.events.len());
+                    }
                     let device = self.device_id(device).to_owned();
                     self.faults.events.push(FaultEvent {
                         at_s: self.started.elapsed().as_secs_f64(),
@@ -226,10 +234,14 @@ impl Collector {
     /// Adds what came of a fault's request to its event. An effect may come in steps (timed
     /// out, then answered late), so each is appended.
     fn fault_effect(&mut self, correlation: &Bytes, effect: impl FnOnce() -> String) {
-        if let Some(&i) = self.fault_effects.get(correlation)
-            && let Some(event) = self.faults.events.get_mut(i)
-        {
-            event.effect = format!("{} -> {}", event.effect, effect());
+        let Some(indexes) = self.fault_effects.get(correlation) else {
+            return;
+        };
+        let effect = effect();
+        for &i in indexes {
+            if let Some(event) = self.faults.events.get_mut(i) {
+                event.effect = format!("{} -> {effect}", event.effect);
+            }
         }
     }
 

@@ -70,6 +70,8 @@ pub enum Event {
         correlation: Bytes,
         /// What the device did, e.g. "sent without Response Topic".
         what: String,
+        /// False when the fault could not act (the device was not connected).
+        applied: bool,
     },
 }
 

@@ -187,3 +187,54 @@ faults:
     );
     assert_eq!(q.in_flight, 0, "{q:?}");
 }
+
+#[test]
+fn the_faults_demo_injects_every_kind_records_each_effect_and_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let report_path = dir.path().join("r.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+        .arg(repo_file("fleets/faults.yaml"))
+        .args(["-q", "--report"])
+        .arg(&report_path)
+        .output()
+        .expect("run fleetsim");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+    let by_kind = json["faults"]["by_kind"].as_object().unwrap();
+    assert_eq!(by_kind.len(), 27, "every fault kind: {by_kind:?}");
+    for event in json["faults"]["events"].as_array().unwrap() {
+        let effect = event["effect"].as_str().unwrap();
+        assert!(
+            effect.contains("->"),
+            "no observed effect recorded: {event}"
+        );
+    }
+    let r = &json["requests"];
+    let n = |k: &str| r[k].as_u64().unwrap();
+    assert_eq!(
+        n("sent"),
+        n("matched") + n("late") + n("timed_out") + n("failed") + n("in_flight")
+    );
+    assert!(
+        json["expectations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["ok"] == true)
+    );
+}
+
+#[test]
+fn failing_expectations_exit_1_and_are_named() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+        .arg(repo_file("fleets/faults-failing.yaml"))
+        .args(["-q", "--duration", "2s"])
+        .output()
+        .expect("run fleetsim");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("FAIL success_rate >= 0.99"), "{stdout}");
+    assert!(stdout.contains("expected timed_out == 0, got"), "{stdout}");
+}

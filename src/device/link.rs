@@ -180,7 +180,11 @@ impl DeviceActor {
     /// An established connection died under us: tell, clean up, come back (unless a fault
     /// keeps the device away; it comes back when the fault ends).
     pub(super) fn connection_lost(&mut self, reason: String, ctx: &mut Context<Self>) {
-        if self.stopping {
+        // Already handled: a dead socket is reported by its reader and its writer, the writer
+        // once per queued write.
+        let already_down =
+            self.link == Link::Down && self.reader.is_none() && self.writer.is_none();
+        if self.stopping || already_down {
             return;
         }
         let was = self.link;
@@ -394,8 +398,17 @@ impl StreamHandler<Frame> for DeviceActor {
 
 impl WriteHandler<CodecError> for DeviceActor {
     fn error(&mut self, err: CodecError, ctx: &mut Context<Self>) -> Running {
-        self.connection_lost(format!("write failed: {err}"), ctx);
-        Running::Continue
+        // This runs inside the writer's own poll: touching (or dropping) the writer here would
+        // borrow it twice. Handle the loss on the next turn instead.
+        let generation = self.generation;
+        let reason = format!("write failed: {err}");
+        ctx.run_later(Duration::ZERO, move |act, ctx| {
+            if act.generation == generation {
+                act.connection_lost(reason, ctx);
+            }
+        });
+        // Stop this writer: the connection is gone, and a new one gets a new writer.
+        Running::Stop
     }
 
     fn finished(&mut self, ctx: &mut Context<Self>) {

@@ -49,6 +49,7 @@ impl DeviceActor {
                 kind,
                 correlation: key,
                 what: format!("{what}: skipped, not connected"),
+                applied: false,
             });
             return;
         };
@@ -57,6 +58,7 @@ impl DeviceActor {
             kind,
             correlation: key.clone(),
             what,
+            applied: true,
         });
         control.set(direction, toxic.clone());
         // A reset or a data limit acts once, on this connection; the others stay in force.

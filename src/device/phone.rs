@@ -322,10 +322,15 @@ impl DeviceActor {
         if let Some((kind, params)) = self.next_fault(FaultClass::Request) {
             twice = kind == FaultKind::DuplicateRequest;
             let what = self.spoil_request(&mut msg, kind, params);
+            if kind == FaultKind::WildcardResponseTopic {
+                // What the broker makes of it shows on the connection.
+                self.watched_fault = Some((correlation.clone(), Instant::now()));
+            }
             self.emit(Event::FaultInjected {
                 kind,
                 correlation,
                 what,
+                applied: true,
             });
         }
         let again = twice.then(|| msg.clone());
@@ -366,6 +371,9 @@ impl DeviceActor {
                 let topic = format!("{}/#", props.response_topic.as_deref().unwrap_or("resp"));
                 let what = format!("sent with Response Topic {topic}");
                 props.response_topic = Some(topic);
+                // A broker may rightly close the connection for it. At QoS 1 the session would
+                // send it again on every reconnect, and be thrown out again, forever.
+                msg.qos = mqtt5_protocol::QoS::AtMostOnce;
                 what
             }
             FaultKind::HugePayload => {

@@ -44,6 +44,7 @@ impl DeviceActor {
                 kind,
                 correlation: key,
                 what: format!("{what}: skipped, not connected"),
+                applied: false,
             });
             return;
         }
@@ -52,6 +53,7 @@ impl DeviceActor {
             kind,
             correlation: key.clone(),
             what,
+            applied: true,
         });
         self.watched_fault = Some((key.clone(), std::time::Instant::now()));
         match kind {

@@ -46,10 +46,16 @@ impl DeviceActor {
                 FaultKind::ErrorPayload => "answered with an error payload".into(),
                 other => format!("{} does not apply to an answer", other.as_str()),
             };
+            let what = match &handled.correlation {
+                Some(_) => what,
+                // The requester's outcome is found by Correlation Data; without it, say so.
+                None => format!("{what} -> untraceable: the request carried no Correlation Data"),
+            };
             self.emit(Event::FaultInjected {
                 kind,
                 correlation: handled.correlation.clone().unwrap_or_default(),
                 what,
+                applied: true,
             });
         }
         let fault = fault.map(|(kind, _)| kind);
