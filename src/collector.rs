@@ -73,7 +73,9 @@ impl Collector {
 
     fn in_flight(&self) -> u64 {
         let q = &self.requests;
-        q.sent - q.matched - q.late - q.timed_out - q.failed
+        // Saturating, so a double count (a fleetsim bug) cannot wrap: `adds_up` then fails.
+        q.sent
+            .saturating_sub(q.matched + q.late + q.timed_out + q.failed)
     }
 
     fn record(&mut self, device: u32, event: Event) {

@@ -47,29 +47,36 @@ pub fn schedule(fleet: &Fleet) -> Vec<Injection> {
     injections
 }
 
-/// Whether a network fault may act on `device`, which then connects through a proxy.
-pub fn proxied(fleet: &Fleet, device: usize) -> bool {
-    fleet
-        .faults
-        .iter()
-        .any(|f| f.kind.class() == FaultClass::Network && f.targets.contains(&device))
+/// What a device needs to know of the faults before it starts.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceFaults {
+    /// Faults it draws by probability, per request or answer, in file order.
+    pub chances: Vec<Chance>,
+    /// A network fault may act on it: it connects through a proxy.
+    pub proxied: bool,
 }
 
-/// The faults `device` draws by probability, in file order.
-pub fn chances(fleet: &Fleet, device: usize) -> Vec<Chance> {
-    fleet
-        .faults
-        .iter()
-        .filter(|f| f.targets.contains(&device))
-        .filter_map(|f| match f.schedule {
-            Schedule::Probability(p) => Some(Chance {
-                kind: f.kind,
-                p,
-                params: f.params,
-            }),
-            _ => None,
-        })
-        .collect()
+/// [`DeviceFaults`] for every device, in one pass over the faults' targets.
+pub fn per_device(fleet: &Fleet) -> Vec<DeviceFaults> {
+    let mut devices = vec![DeviceFaults::default(); fleet.devices.len()];
+    for fault in &fleet.faults {
+        for &target in &fault.targets {
+            let Some(device) = devices.get_mut(target) else {
+                continue;
+            };
+            if fault.kind.class() == FaultClass::Network {
+                device.proxied = true;
+            }
+            if let Schedule::Probability(p) = fault.schedule {
+                device.chances.push(Chance {
+                    kind: fault.kind,
+                    p,
+                    params: fault.params,
+                });
+            }
+        }
+    }
+    devices
 }
 
 #[cfg(test)]
@@ -90,6 +97,13 @@ mod tests {
             tls: Default::default(),
             expect: Vec::new(),
         }
+    }
+
+    fn test_device() -> crate::fleet::Device {
+        crate::fleet::parse("name: d\ndevices:\n  - {kind: light, id: l}\n", "<test>")
+            .expect("valid")
+            .devices
+            .remove(0)
     }
 
     fn fault(kind: FaultKind, schedule: Schedule, targets: Vec<usize>) -> Fault {
@@ -184,10 +198,16 @@ mod tests {
         );
         let scheduled: Vec<FaultKind> = schedule(&f).iter().map(|i| i.kind).collect();
         assert_eq!(scheduled, [FaultKind::Slow]);
-        let drawn = chances(&f, 1);
+        let f = Fleet {
+            devices: vec![test_device(); 2],
+            ..f
+        };
+        let devices = per_device(&f);
+        let drawn = &devices[1].chances;
         assert_eq!(drawn.len(), 1);
         assert_eq!((drawn[0].kind, drawn[0].p), (FaultKind::NoAnswer, 0.3));
-        assert!(chances(&f, 0).is_empty());
+        assert!(devices[0].chances.is_empty());
+        assert!(!devices[1].proxied);
     }
 
     #[test]

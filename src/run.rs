@@ -240,7 +240,11 @@ async fn drive(
         broadcast(&cast.devices, || Begin);
         inject_faults(&fleet, &cast.devices, started);
         run_for(fleet.duration, options.handle_ctrl_c).await;
-        broadcast(&cast.devices, || Wind);
+        // Awaited, not just sent: a request a phone sends before it winds down is then queued
+        // at the collector ahead of the drain's first look at what is still in flight.
+        for device in &cast.devices {
+            let _ = device.send(Wind).await;
+        }
         drain(&cast, drain_limit(&fleet)).await;
         Ok(started.elapsed())
     }
@@ -281,21 +285,25 @@ async fn report(
     Ok(report)
 }
 
-/// Sends each scheduled fault to its device at its time.
+/// Sends each scheduled fault to its device at its time, walking the schedule with one timer.
 fn inject_faults(fleet: &Fleet, devices: &[Addr<DeviceActor>], started: Instant) {
-    for injection in faults::schedule(fleet) {
-        let Some(device) = devices.get(injection.device).cloned() else {
-            continue;
-        };
-        actix_rt::spawn(async move {
-            actix_rt::time::sleep_until((started + injection.at).into()).await;
-            device.do_send(Inject {
-                kind: injection.kind,
-                down_for: injection.down_for,
-                params: injection.params,
-            });
-        });
+    let schedule = faults::schedule(fleet);
+    if schedule.is_empty() {
+        return;
     }
+    let devices = devices.to_vec();
+    actix_rt::spawn(async move {
+        for injection in schedule {
+            actix_rt::time::sleep_until((started + injection.at).into()).await;
+            if let Some(device) = devices.get(injection.device) {
+                device.do_send(Inject {
+                    kind: injection.kind,
+                    down_for: injection.down_for,
+                    params: injection.params,
+                });
+            }
+        }
+    });
 }
 
 fn broadcast<M>(devices: &[Addr<DeviceActor>], message: impl Fn() -> M)
@@ -326,6 +334,7 @@ async fn dial_in(
 ) -> Result<(), RunError> {
     let addr = endpoint.addr();
     let total = fleet.devices.len() as u64;
+    let per_device = faults::per_device(fleet);
     // Generous: a device gets bounded retries with backoff; large fleets take a while to dial in.
     let limit = Duration::from_secs(60) + Duration::from_millis(total);
     let begun = Instant::now();
@@ -357,8 +366,8 @@ async fn dial_in(
                 seed: fleet.seed,
                 events: cast.collector.clone().recipient(),
                 facts: Some(cast.supervisor.clone().recipient()),
-                chances: faults::chances(fleet, index),
-                proxied: faults::proxied(fleet, index),
+                chances: per_device[index].chances.clone(),
+                proxied: per_device[index].proxied,
             };
             let arbiter = &arbiters[index % arbiters.len()];
             cast.devices.push(DeviceActor::start_in_arbiter(

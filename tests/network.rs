@@ -15,17 +15,6 @@ fn pair(every: &str, timeout: &str, requests: u32, faults: &str) -> Report {
     report
 }
 
-fn effect(report: &Report, kind: &str) -> String {
-    report
-        .faults
-        .events
-        .iter()
-        .find(|e| e.kind == kind)
-        .unwrap_or_else(|| panic!("no {kind} event: {:?}", report.faults))
-        .effect
-        .clone()
-}
-
 #[test]
 fn latency_delays_every_answer() {
     let report = pair(
@@ -37,7 +26,7 @@ fn latency_delays_every_answer() {
     let q = &report.requests;
     assert_eq!(q.matched, 5, "{q:?}");
     assert!(q.latency_ms.p50 >= 250.0, "{:?}", q.latency_ms);
-    assert!(effect(&report, "latency").contains("latency 250 ms"));
+    assert!(fault_effect(&report, "latency").contains("latency 250 ms"));
 }
 
 #[test]
@@ -81,7 +70,7 @@ fn blackhole_holds_requests_until_lifted() {
     assert!(q.late >= 1, "{q:?}");
     assert_eq!(q.matched + q.late + q.timed_out, 8, "{q:?}");
     assert!(
-        effect(&report, "blackhole").contains("lifted"),
+        fault_effect(&report, "blackhole").contains("lifted"),
         "{:?}",
         report.faults
     );
@@ -96,7 +85,7 @@ fn reset_drops_the_connection_and_the_device_comes_back() {
         "  - { kind: reset, target: lamp, at: 500ms }\n",
     );
     assert!(report.devices.reconnects >= 1, "{:?}", report.devices);
-    let e = effect(&report, "reset");
+    let e = fault_effect(&report, "reset");
     assert!(
         e.contains("connection lost") && e.contains("reconnected"),
         "{e}"
@@ -113,7 +102,7 @@ fn limit_data_closes_the_connection_after_so_many_bytes() {
         "  - { kind: limit_data, target: lamp, at: 500ms, limit: 100B, direction: upstream }\n",
     );
     assert!(report.devices.reconnects >= 1, "{:?}", report.devices);
-    let e = effect(&report, "limit_data");
+    let e = fault_effect(&report, "limit_data");
     assert!(
         e.contains("after 100 more bytes") && e.contains("connection lost"),
         "{e}"

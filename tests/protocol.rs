@@ -16,17 +16,6 @@ fn two_pairs(faults: &str) -> Report {
     report
 }
 
-fn effect(report: &Report, kind: &str) -> String {
-    report
-        .faults
-        .events
-        .iter()
-        .find(|e| e.kind == kind)
-        .unwrap_or_else(|| panic!("no {kind} event: {:?}", report.faults))
-        .effect
-        .clone()
-}
-
 #[test]
 fn a_malformed_packet_closes_that_connection_and_no_other() {
     let report = two_pairs("  - { kind: malformed_packet, target: lamp-1, at: 500ms }\n");
@@ -35,7 +24,7 @@ fn a_malformed_packet_closes_that_connection_and_no_other() {
         "only lamp-1: {:?}",
         report.devices
     );
-    let e = effect(&report, "malformed_packet");
+    let e = fault_effect(&report, "malformed_packet");
     assert!(
         e.contains("connection lost") && e.contains("reconnected"),
         "{e}"
@@ -48,7 +37,7 @@ fn a_malformed_packet_closes_that_connection_and_no_other() {
 fn an_oversize_packet_closes_that_connection() {
     let report = two_pairs("  - { kind: oversize_packet, target: phone-1, at: 500ms }\n");
     assert_eq!(report.devices.reconnects, 1, "{:?}", report.devices);
-    let e = effect(&report, "oversize_packet");
+    let e = fault_effect(&report, "oversize_packet");
     assert!(
         e.contains("2097152 byte PUBLISH") && e.contains("connection lost"),
         "{e}"
@@ -58,7 +47,7 @@ fn an_oversize_packet_closes_that_connection() {
 #[test]
 fn withheld_acks_are_redelivered_with_dup_when_the_session_resumes() {
     let report = two_pairs("  - { kind: withhold_acks, target: lamp-1, at: 300ms, lasts: 1s }\n");
-    let e = effect(&report, "withhold_acks");
+    let e = fault_effect(&report, "withhold_acks");
     assert!(e.contains("acks held back; reconnecting"), "{e}");
     let redelivered: u32 = e
         .split("redelivered ")
@@ -82,5 +71,5 @@ fn a_duplicate_request_draws_a_duplicate_answer() {
     let q = &report.requests;
     assert_eq!((q.sent, q.matched), (16, 16), "{q:?}");
     assert_eq!(q.duplicate_responses, 1, "{q:?}");
-    assert!(effect(&report, "duplicate_request").contains("then a duplicate answer"));
+    assert!(fault_effect(&report, "duplicate_request").contains("then a duplicate answer"));
 }

@@ -38,7 +38,7 @@ impl Handler<Inject> for DeviceActor {
                 return;
             }
         }
-        if self.link != Link::Up || self.away.is_some() {
+        if !self.can_inject() {
             let reason = match self.away {
                 Some(away) => format!("still away after {}", away.kind.as_str()),
                 None => "not connected".to_owned(),
@@ -63,7 +63,6 @@ impl Handler<Inject> for DeviceActor {
         match fault.kind {
             FaultKind::Kill | FaultKind::Flap => {
                 self.drop_link(ctx);
-                self.session.connection_lost();
             }
             FaultKind::Stall => {
                 // Keep the socket; `away` makes the device read and write nothing until the
@@ -103,7 +102,6 @@ impl DeviceActor {
             // A stall the broker has not noticed yet: drop the socket ourselves.
             tracing::debug!(device = %self.id, fault = away.kind.as_str(), "socket still open after the fault, dropping it");
             self.drop_link(ctx);
-            self.session.connection_lost();
         }
         self.failed_attempts = 0;
         self.connect(ctx);

@@ -164,7 +164,10 @@ impl DeviceActor {
         self.forget_link(ctx);
     }
 
+    /// Forgets the connection, socket and session state alike. In-flight publishes stay in the
+    /// session, to be resumed or resent on the next connection.
     fn forget_link(&mut self, ctx: &mut Context<Self>) {
+        self.session.connection_lost();
         if let Some(reader) = self.reader.take() {
             ctx.cancel_future(reader);
         }
@@ -189,7 +192,6 @@ impl DeviceActor {
         }
         let was = self.link;
         self.drop_link(ctx);
-        self.session.connection_lost();
         if let Some(away) = self.away {
             tracing::debug!(device = %self.id, fault = away.kind.as_str(), %reason, "connection closed during a fault");
             return;
@@ -319,9 +321,16 @@ impl DeviceActor {
                 at: Instant::now(),
             });
             self.network_effect(|after| format!("reconnected {:.1}s later", after.as_secs_f64()));
+            // The fault's effect on the connection is told; later drops are not its doing.
+            self.watched_fault = None;
+        }
+        if !session_present {
+            self.subscribed = false;
         }
         let filters = self.subscriptions();
-        if filters.is_empty() || (reconnect && session_present) {
+        // A resumed session keeps its subscriptions, but only those the broker acknowledged:
+        // a link lost before the first SUBACK leaves the session without them.
+        if filters.is_empty() || (session_present && self.subscribed) {
             self.link = Link::Up;
             self.now_ready();
         } else {
@@ -334,6 +343,7 @@ impl DeviceActor {
 
     fn on_subscribed(&mut self, reasons: &[SubAckReasonCode]) {
         self.subscribe_id = None;
+        self.subscribed = true;
         self.link = Link::Up;
         for ((filter, _), reason) in self.subscriptions().into_iter().zip(reasons) {
             if reason.is_success() {
@@ -398,6 +408,11 @@ impl StreamHandler<Frame> for DeviceActor {
 
 impl WriteHandler<CodecError> for DeviceActor {
     fn error(&mut self, err: CodecError, ctx: &mut Context<Self>) -> Running {
+        if self.away.is_some() || self.stopping {
+            // A writer closed on purpose (a disconnect fault, the goodbye) failing to flush:
+            // that connection is already given up.
+            return Running::Stop;
+        }
         // This runs inside the writer's own poll: touching (or dropping) the writer here would
         // borrow it twice. Handle the loss on the next turn instead.
         let generation = self.generation;

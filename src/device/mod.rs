@@ -108,6 +108,8 @@ pub struct DeviceActor {
     ever_ready: bool,
     failed_attempts: u32,
     subscribe_id: Option<u16>,
+    /// The broker acknowledged this device's subscriptions in the current session.
+    subscribed: bool,
     /// Set by `Begin`: the run is on, so the role's schedules may run.
     running: bool,
     /// Set by `Shutdown`: nothing is reconnected any more.
@@ -122,7 +124,8 @@ pub struct DeviceActor {
     toxics: Option<crate::transport::toxic::ToxicControl>,
     active_toxics: Vec<network::ActiveToxic>,
     watched_fault: Option<(bytes::Bytes, std::time::Instant)>,
-    network_faults: u32,
+    /// Faults applied to the connection so far, to key their report entries.
+    connection_faults: u32,
     /// DUP redeliveries seen since a withhold_acks fault resumed the session.
     redelivered: Option<u32>,
     rng: SmallRng,
@@ -240,6 +243,7 @@ impl DeviceActor {
             ever_ready: false,
             failed_attempts: 0,
             subscribe_id: None,
+            subscribed: false,
             running: false,
             stopping: false,
             away: None,
@@ -249,7 +253,7 @@ impl DeviceActor {
             toxics: None,
             active_toxics: Vec::new(),
             watched_fault: None,
-            network_faults: 0,
+            connection_faults: 0,
             redelivered: None,
             rng: SmallRng::seed_from_u64(seed ^ stream),
             role,
@@ -316,6 +320,11 @@ impl DeviceActor {
 
     /// The fault to apply to this request or answer, if any: one the schedule armed first,
     /// else one drawn by its probability (seeded).
+    /// Whether a fault acting on the connection can act now: connected, subscribed, not away.
+    fn can_inject(&self) -> bool {
+        self.link == Link::Up && self.away.is_none()
+    }
+
     fn next_fault(&mut self, class: FaultClass) -> Option<(FaultKind, FaultParams)> {
         if let Some(i) = self.armed.iter().position(|(k, _)| k.class() == class) {
             return Some(self.armed.remove(i));

@@ -27,8 +27,7 @@ impl DeviceActor {
         params: FaultParams,
         ctx: &mut Context<Self>,
     ) {
-        self.network_faults += 1;
-        let key = Bytes::from(format!("{}/network/{}", self.id, self.network_faults));
+        let key = self.fault_key("network");
         let direction = match params.direction {
             fleet::Direction::Upstream => toxic::Direction::Upstream,
             fleet::Direction::Downstream => toxic::Direction::Downstream,
@@ -44,26 +43,16 @@ impl DeviceActor {
             Some(lasts) => format!("{what}, {way}, for {}", humantime::format_duration(lasts)),
             None => format!("{what}, {way}"),
         };
-        let Some(control) = self.toxics.clone() else {
-            self.emit(Event::FaultInjected {
-                kind,
-                correlation: key,
-                what: format!("{what}: skipped, not connected"),
-                applied: false,
-            });
+        let control = self.toxics.clone().filter(|_| self.can_inject());
+        if !self.announce_fault(kind, &key, what, control.is_some()) {
+            return;
+        }
+        let Some(control) = control else {
             return;
         };
-        tracing::info!(device = %self.id, fault = kind.as_str(), %what, "injecting network fault");
-        self.emit(Event::FaultInjected {
-            kind,
-            correlation: key.clone(),
-            what,
-            applied: true,
-        });
         control.set(direction, toxic.clone());
         // A reset or a data limit acts once, on this connection; the others stay in force.
         if matches!(kind, FaultKind::Reset | FaultKind::LimitData) {
-            self.watched_fault = Some((key, Instant::now()));
             return;
         }
         self.active_toxics.push(ActiveToxic {
@@ -71,10 +60,44 @@ impl DeviceActor {
             toxic,
             key: key.clone(),
         });
-        self.watched_fault = Some((key.clone(), Instant::now()));
         if let Some(lasts) = params.lasts {
             ctx.run_later(lasts, move |act, _| act.lift_toxic(&key));
         }
+    }
+
+    /// A key for a fault on this device's connection, for its report entry.
+    pub(super) fn fault_key(&mut self, class: &str) -> Bytes {
+        self.connection_faults += 1;
+        Bytes::from(format!("{}/{class}/{}", self.id, self.connection_faults))
+    }
+
+    /// Reports a fault on the connection: applied (and its effects watched from now on), or
+    /// skipped when the device is not connected. Returns whether it applies.
+    pub(super) fn announce_fault(
+        &mut self,
+        kind: FaultKind,
+        key: &Bytes,
+        what: String,
+        connected: bool,
+    ) -> bool {
+        if !connected {
+            self.emit(Event::FaultInjected {
+                kind,
+                correlation: key.clone(),
+                what: format!("{what}: skipped, not connected"),
+                applied: false,
+            });
+            return false;
+        }
+        tracing::info!(device = %self.id, fault = kind.as_str(), %what, "injecting fault");
+        self.emit(Event::FaultInjected {
+            kind,
+            correlation: key.clone(),
+            what,
+            applied: true,
+        });
+        self.watched_fault = Some((key.clone(), Instant::now()));
+        true
     }
 
     fn lift_toxic(&mut self, key: &Bytes) {

@@ -20,7 +20,7 @@ const RESPONSE_INFO: &str = "{response_info}";
 
 /// How many finished requests a phone remembers, to tell a duplicate or late answer from one
 /// that names no request at all. Older ones are forgotten, keeping a phone's memory bounded.
-const REMEMBERED: u64 = 4096;
+const REMEMBERED: u64 = 512;
 
 /// Correlation bookkeeping for one phone, free of I/O so it is tested on its own.
 ///
@@ -77,9 +77,10 @@ impl RequestTracker {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.in_flight.insert(seq, InFlight { sent_at: now, tag });
-        let forget_below = seq.saturating_sub(REMEMBERED);
-        if forget_below > 0 {
-            self.finished.retain(|s, _| *s >= forget_below);
+        // Each request is remembered once it ends, and forgotten REMEMBERED requests later:
+        // one removal per request keeps the memory bounded without scanning it.
+        if let Some(old) = seq.checked_sub(REMEMBERED) {
+            self.finished.remove(&old);
         }
         (seq, Bytes::from(format!("{}{seq}", self.prefix)))
     }
@@ -419,6 +420,12 @@ impl DeviceActor {
                     payload: publish.payload,
                 },
             },
+            // A redelivery (DUP) is the broker keeping its QoS promise after a lost ack, not a
+            // responder answering twice.
+            Verdict::Duplicate if publish.dup => {
+                tracing::debug!(device = %self.id, "answer redelivered with DUP");
+                return;
+            }
             Verdict::Duplicate => Event::DuplicateResponse {
                 correlation: correlation.unwrap_or_default(),
             },

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use mqtt5_protocol::packet::publish::PublishPacket;
 use mqtt5_protocol::{Packet, QoS};
 
-use super::{DeviceActor, Link};
+use super::DeviceActor;
 use crate::events::Event;
 use crate::fleet::{FaultKind, FaultParams};
 use crate::mqtt::Outbound;
@@ -28,8 +28,7 @@ impl DeviceActor {
         params: FaultParams,
         ctx: &mut Context<Self>,
     ) {
-        self.network_faults += 1;
-        let key = Bytes::from(format!("{}/protocol/{}", self.id, self.network_faults));
+        let key = self.fault_key("protocol");
         let what = match kind {
             FaultKind::WithholdAcks => {
                 let lasts = params.lasts.unwrap_or(Duration::from_secs(1));
@@ -39,23 +38,9 @@ impl DeviceActor {
             FaultKind::OversizePacket => format!("wrote a {} byte PUBLISH", params.size),
             other => format!("{} is not a protocol fault", other.as_str()),
         };
-        if self.link != Link::Up {
-            self.emit(Event::FaultInjected {
-                kind,
-                correlation: key,
-                what: format!("{what}: skipped, not connected"),
-                applied: false,
-            });
+        if !self.announce_fault(kind, &key, what, self.can_inject()) {
             return;
         }
-        tracing::info!(device = %self.id, fault = kind.as_str(), %what, "injecting protocol fault");
-        self.emit(Event::FaultInjected {
-            kind,
-            correlation: key.clone(),
-            what,
-            applied: true,
-        });
-        self.watched_fault = Some((key.clone(), std::time::Instant::now()));
         match kind {
             FaultKind::WithholdAcks => {
                 self.session.withhold_acks(true);
@@ -88,12 +73,12 @@ impl DeviceActor {
             key: key.clone(),
             effect: format!("{withheld} acks held back; reconnecting to resume the session"),
         });
-        if self.stopping || self.link == Link::Down {
+        if self.stopping || !self.can_inject() {
+            // Gone already (or stalled): the next connection resumes the session anyway.
             return;
         }
         self.redelivered = Some(0);
         self.drop_link(ctx);
-        self.session.connection_lost();
         self.connect(ctx);
         ctx.run_later(REDELIVERY_WINDOW, move |act, _| {
             if let Some(count) = act.redelivered.take() {

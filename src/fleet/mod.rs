@@ -49,6 +49,8 @@ mod values;
 mod will;
 
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_access;

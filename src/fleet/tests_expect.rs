@@ -1,20 +1,12 @@
 //! Tests of `expect:`: good entries in file order, and bad metrics, operators and limits with
 //! their messages.
 
+use super::test_support::problems;
 use super::*;
 
 /// `expect:` is on line 4, so its first entry is on line 5.
 fn with_expect(body: &str) -> String {
     format!("name: t\ndevices:\n  - {{kind: light, id: l}}\nexpect:\n{body}")
-}
-
-fn problems(yaml: &str) -> Vec<String> {
-    match parse(yaml, "t.yaml") {
-        Err(FleetError::Invalid { problems, .. }) => {
-            problems.iter().map(ToString::to_string).collect()
-        }
-        other => panic!("expected Invalid, got {other:?}"),
-    }
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::test_support::{fleet, problems};
 use super::*;
 
 /// Devices in fleet order: light-1 (0), light-2 (1), sensor (2), phone-1 (3), phone-2 (4).
@@ -26,23 +27,6 @@ faults:
 
 fn with_faults(body: &str) -> String {
     format!("{FLEET}{body}")
-}
-
-fn fleet(yaml: &str) -> Fleet {
-    match parse(yaml, "t.yaml") {
-        Ok(f) => f,
-        Err(e) => panic!("expected a valid fleet, got:\n{e}"),
-    }
-}
-
-/// Each problem as printed, without the origin.
-fn problems(yaml: &str) -> Vec<String> {
-    match parse(yaml, "t.yaml") {
-        Err(FleetError::Invalid { problems, .. }) => {
-            problems.iter().map(ToString::to_string).collect()
-        }
-        other => panic!("expected Invalid, got {other:?}"),
-    }
 }
 
 #[test]

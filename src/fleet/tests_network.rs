@@ -4,40 +4,8 @@
 
 use std::time::Duration;
 
+use super::test_support::{fleet, problems, with_faults};
 use super::*;
-
-/// Devices in fleet order: lamp (0), temp (1), phone (2). `faults:` is on line 7, so the first
-/// entry starts on line 8.
-const FLEET: &str = "\
-name: t
-duration: 10s
-devices:
-  - { kind: light, id: lamp }
-  - { kind: sensor, id: temp }
-  - { kind: phone, id: phone, targets: [lamp] }
-faults:
-";
-
-fn with_faults(body: &str) -> String {
-    format!("{FLEET}{body}")
-}
-
-fn fleet(yaml: &str) -> Fleet {
-    match parse(yaml, "t.yaml") {
-        Ok(f) => f,
-        Err(e) => panic!("expected a valid fleet, got:\n{e}"),
-    }
-}
-
-/// Each problem as printed, without the origin.
-fn problems(yaml: &str) -> Vec<String> {
-    match parse(yaml, "t.yaml") {
-        Err(FleetError::Invalid { problems, .. }) => {
-            problems.iter().map(ToString::to_string).collect()
-        }
-        other => panic!("expected Invalid, got {other:?}"),
-    }
-}
 
 #[test]
 fn network_faults_take_their_options_and_defaults() {

@@ -87,15 +87,22 @@ pub struct OutageBook {
     start: Instant,
     ack_timeout: Duration,
     devices: Vec<Watched>,
+    by_id: std::collections::HashMap<String, usize>,
     outages: Vec<Outage>,
     unexpected: Vec<Unexpected>,
 }
 
 impl OutageBook {
     pub fn new(devices: Vec<Watched>, ack_timeout: Duration, start: Instant) -> Self {
+        let by_id = devices
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.id.clone(), i))
+            .collect();
         Self {
             start,
             ack_timeout,
+            by_id,
             devices,
             outages: Vec::new(),
             unexpected: Vec::new(),
@@ -108,7 +115,7 @@ impl OutageBook {
     }
 
     pub fn device_index(&self, id: &str) -> Option<usize> {
-        self.devices.iter().position(|d| d.id == id)
+        self.by_id.get(id).copied()
     }
 
     fn timing(&self, device: usize) -> Option<&WillTiming> {

@@ -57,6 +57,18 @@ pub fn assert_adds_up(report: &Report) {
     );
 }
 
+/// The effect recorded for the first fault of `kind`.
+pub fn fault_effect(report: &Report, kind: &str) -> String {
+    report
+        .faults
+        .events
+        .iter()
+        .find(|e| e.kind == kind)
+        .unwrap_or_else(|| panic!("no {kind} event: {:?}", report.faults))
+        .effect
+        .clone()
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");

@@ -1,0 +1,37 @@
+//! What the fleet-file tests share: parsing a test fleet that must be valid, or the problems
+//! of one that must not be.
+
+use super::*;
+
+/// The fleet of a text that must be valid.
+pub(super) fn fleet(yaml: &str) -> Fleet {
+    match parse(yaml, "t.yaml") {
+        Ok(f) => f,
+        Err(e) => panic!("expected a valid fleet, got:\n{e}"),
+    }
+}
+
+/// Each problem of a text that must be invalid, as printed, without the origin.
+pub(super) fn problems(yaml: &str) -> Vec<String> {
+    match parse(yaml, "t.yaml") {
+        Err(FleetError::Invalid { problems, .. }) => {
+            problems.iter().map(ToString::to_string).collect()
+        }
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+}
+
+/// The small fleet the network and protocol tests hit: lamp (0), temp (1), phone (2).
+/// `faults:` is on line 7, so the first entry starts on line 8.
+pub(super) fn with_faults(body: &str) -> String {
+    const FLEET: &str = "\
+name: t
+duration: 10s
+devices:
+  - { kind: light, id: lamp }
+  - { kind: sensor, id: temp }
+  - { kind: phone, id: phone, targets: [lamp] }
+faults:
+";
+    format!("{FLEET}{body}")
+}
