@@ -108,3 +108,35 @@ fn limit_data_closes_the_connection_after_so_many_bytes() {
         "{e}"
     );
 }
+
+#[test]
+fn a_will_device_dropped_by_a_network_fault_tells_its_will_story_without_failing() {
+    let report = run_fleet(fleet_from(
+        r#"
+name: drop-will
+duration: 3s
+devices:
+  - { kind: light, id: lamp, will: {} }
+  - { kind: phone, id: phone, targets: [lamp], every: 300ms, consume_wills: status/+ }
+faults:
+  - { kind: reset, target: lamp, at: 1s }
+"#,
+    ));
+    assert_adds_up(&report);
+    let w = &report.wills;
+    assert_eq!((w.unexpected, w.expected), (0, 0), "{w:#?}");
+    let o = &w.outages[0];
+    assert_eq!((o.fault, o.outcome), ("dropped", "dropped"));
+    assert_eq!(
+        o.acked_by,
+        ["phone"],
+        "the Will of the dropped connection was consumed"
+    );
+    assert_eq!(report.faults.by_kind.get("reset"), Some(&1));
+    assert_eq!(
+        report.faults.by_kind.get("dropped"),
+        None,
+        "a drop is an effect, not a fault"
+    );
+    assert!(report.ok, "{:?}", report.problems);
+}

@@ -206,10 +206,23 @@ impl DeviceActor {
                 after.as_secs_f64()
             )
         });
+        self.tell_dropped();
         tracing::info!(device = %self.id, %reason, "connection lost, reconnecting");
         self.emit(Event::ConnectionLost { reason });
         self.failed_attempts = 0;
         self.reconnect_later(ctx);
+    }
+
+    /// A device with a Will tells the supervisor its connection dropped unplanned: the broker
+    /// may publish that connection's Will, and that is no surprise.
+    pub(super) fn tell_dropped(&self) {
+        if self.will.is_some() {
+            self.tell_supervisor(WillFact::Dropped {
+                device: self.index,
+                incarnation: self.incarnation,
+                at: Instant::now(),
+            });
+        }
     }
 
     pub(super) fn schedule_tick(&mut self, ctx: &mut Context<Self>) {

@@ -78,6 +78,8 @@ impl DeviceActor {
             return;
         }
         self.redelivered = Some(0);
+        // Dropped without DISCONNECT: the broker may publish this connection's Will.
+        self.tell_dropped();
         self.drop_link(ctx);
         self.connect(ctx);
         ctx.run_later(REDELIVERY_WINDOW, move |act, _| {

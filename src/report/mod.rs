@@ -66,7 +66,8 @@ impl Faults {
 
     /// Connection faults are told by the supervisor's outage stories.
     pub fn add_outages(&mut self, wills: &Wills) {
-        for o in &wills.outages {
+        // Unplanned drops are the effects of other faults (or of the network), not faults.
+        for o in wills.outages.iter().filter(|o| o.outcome != "dropped") {
             if o.outcome != "skipped" {
                 self.injected += 1;
                 *self.by_kind.entry(o.fault).or_insert(0) += 1;

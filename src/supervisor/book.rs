@@ -33,6 +33,9 @@ pub struct Watched {
 struct Outage {
     device: usize,
     kind: FaultKind,
+    /// Not a fault of the schedule: the connection dropped (a network or protocol fault, a
+    /// keepalive timeout, the broker). Its Will may or may not come; either is right.
+    unplanned: bool,
     incarnation: u32,
     began: Instant,
     /// How long the fault keeps the device away.
@@ -90,6 +93,8 @@ pub struct OutageBook {
     by_id: std::collections::HashMap<String, usize>,
     outages: Vec<Outage>,
     unexpected: Vec<Unexpected>,
+    /// Acks seen before the outage they answer was known (see [`OutageBook::dropped`]).
+    early_acks: Vec<(usize, u32, String, Instant)>,
 }
 
 impl OutageBook {
@@ -106,6 +111,7 @@ impl OutageBook {
             devices,
             outages: Vec::new(),
             unexpected: Vec::new(),
+            early_acks: Vec::new(),
         }
     }
 
@@ -140,6 +146,7 @@ impl OutageBook {
             incarnation,
             began: at,
             down_for,
+            unplanned: false,
             expect_will,
             skipped: None,
             will_at: None,
@@ -155,6 +162,32 @@ impl OutageBook {
         if let Some(outage) = self.outages.last_mut() {
             outage.expect_will = false;
             outage.skipped = Some(reason);
+        }
+    }
+
+    /// Connection `incarnation` of `device` dropped without a scheduled fault.
+    ///
+    /// The broker publishes the Will as it drops the connection, and the supervisor's own
+    /// connection may see it (and its ack) before the device, noticing the drop, says so:
+    /// what was filed as unexpected for this connection is adopted here.
+    pub fn dropped(&mut self, device: usize, incarnation: u32, at: Instant) {
+        // `Kill` is what it looks like to the broker: a socket gone without DISCONNECT.
+        self.began(device, FaultKind::Kill, incarnation, Duration::ZERO, at);
+        let same = |d: usize, i: u32| d == device && i == incarnation;
+        let early_will = self
+            .unexpected
+            .iter()
+            .position(|u| same(u.device, u.incarnation) && u.after.is_none())
+            .map(|i| self.unexpected.remove(i).at);
+        let (acks, others): (Vec<_>, Vec<_>) = std::mem::take(&mut self.early_acks)
+            .into_iter()
+            .partition(|(d, i, _, _)| same(*d, *i));
+        self.early_acks = others;
+        if let Some(outage) = self.outages.last_mut() {
+            outage.unplanned = true;
+            outage.expect_will = false;
+            outage.will_at = early_will;
+            outage.acks = acks.into_iter().map(|(_, _, by, at)| (by, at)).collect();
         }
     }
 
@@ -185,6 +218,9 @@ impl OutageBook {
                 // A QoS 1 Will may arrive twice; the first publication is the one that counts.
                 outage.will_at.get_or_insert(at);
             }
+            Some(outage) if outage.unplanned => {
+                outage.will_at.get_or_insert(at);
+            }
             Some(outage) => {
                 let after = Some(outage.kind);
                 outage.will_at.get_or_insert(at);
@@ -206,10 +242,14 @@ impl OutageBook {
 
     /// Someone acked the Will of connection `incarnation` of `device`.
     pub fn ack_seen(&mut self, device: usize, incarnation: u32, by: String, at: Instant) {
-        if let Some(outage) = self.outage_mut(device, incarnation)
-            && !outage.acks.iter().any(|(who, _)| *who == by)
-        {
-            outage.acks.push((by, at));
+        match self.outage_mut(device, incarnation) {
+            Some(outage) => {
+                if !outage.acks.iter().any(|(who, _)| *who == by) {
+                    outage.acks.push((by, at));
+                }
+            }
+            // Its outage may not be known yet (see `dropped`).
+            None => self.early_acks.push((device, incarnation, by, at)),
         }
     }
 
@@ -298,7 +338,11 @@ impl OutageBook {
             let report = OutageReport {
                 device: device.clone(),
                 incarnation: o.incarnation,
-                fault: o.kind.as_str(),
+                fault: if o.unplanned {
+                    "dropped"
+                } else {
+                    o.kind.as_str()
+                },
                 at_s: self.since_start(o.began),
                 will_expected: o.expect_will,
                 outcome,
@@ -334,6 +378,9 @@ impl OutageBook {
         if o.skipped.is_some() {
             return "skipped";
         }
+        if o.unplanned {
+            return "dropped";
+        }
         if self.timing(o.device).is_none() {
             return "no_will";
         }
@@ -356,6 +403,8 @@ fn story(o: &OutageReport, skipped: Option<&str>, ack_timeout: Duration) -> Stri
     }
     match (o.outcome, o.will_after_s) {
         ("no_will", _) => s += " -> no Will registered",
+        ("dropped", None) => s += " -> no Will (back in time, or none due)",
+        ("dropped", Some(after)) => s += &format!(" -> will {}", offset(after)),
         ("missing", _) => s += " -> Will never published (missing)",
         ("suppressed", _) => s += " -> no Will, as expected (suppressed)",
         ("unexpected", Some(after)) => {
@@ -527,6 +576,42 @@ mod tests {
         assert_eq!(w.outages[1].outcome, "unexpected");
         assert_eq!(w.unexpected_wills[0].after_fault, Some("flap"));
         assert_eq!(w.unexpected_wills[0].incarnation, 2);
+    }
+
+    #[test]
+    fn an_unplanned_drop_tells_its_story_without_counting_as_expected_or_unexpected() {
+        let t0 = Instant::now();
+        let mut b = book(t0);
+        b.dropped(0, 1, t0 + S(2));
+        b.will_seen(0, 1, t0 + S(2) + MS(1));
+        b.ack_seen(0, 1, "phone".into(), t0 + S(2) + MS(3));
+        b.back(0, t0 + S(2) + MS(200));
+        b.learned(0, 1, t0 + S(2) + MS(201));
+        let w = b.report();
+        assert_eq!(
+            (w.expected, w.published, w.unexpected, w.unconsumed),
+            (0, 0, 0, 0)
+        );
+        let o = &w.outages[0];
+        assert_eq!((o.fault, o.outcome), ("dropped", "dropped"));
+        assert_eq!(o.acked_by, ["phone"]);
+        assert_eq!(
+            o.story,
+            "dropped@2.0s -> will +1.0ms -> acked by phone +2.0ms -> learned on reconnect @2.2s"
+        );
+    }
+
+    #[test]
+    fn a_will_and_ack_seen_before_the_drop_is_reported_are_adopted_by_it() {
+        let t0 = Instant::now();
+        let mut b = book(t0);
+        b.will_seen(0, 2, t0 + MS(1));
+        b.ack_seen(0, 2, "phone".into(), t0 + MS(2));
+        b.dropped(0, 2, t0 + MS(5));
+        let w = b.report();
+        assert_eq!(w.unexpected, 0, "{w:#?}");
+        assert_eq!(w.outages[0].outcome, "dropped");
+        assert_eq!(w.outages[0].acked_by, ["phone"]);
     }
 
     #[test]

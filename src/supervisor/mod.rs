@@ -54,6 +54,12 @@ pub enum WillFact {
         at: Instant,
         reason: String,
     },
+    /// Connection number `incarnation` dropped without a scheduled connection fault.
+    Dropped {
+        device: DeviceIndex,
+        incarnation: u32,
+        at: Instant,
+    },
     /// The device is connected again after an outage.
     Back { device: DeviceIndex, at: Instant },
     /// The device received the ack of the Will of its connection `incarnation`.
@@ -146,6 +152,11 @@ impl Handler<WillFact> for Supervisor {
                 at,
                 reason,
             } => book.skipped(device as usize, kind, at, reason),
+            WillFact::Dropped {
+                device,
+                incarnation,
+                at,
+            } => book.dropped(device as usize, incarnation, at),
             WillFact::Back { device, at } => book.back(device as usize, at),
             WillFact::Learned {
                 device,
