@@ -54,37 +54,7 @@ fn response_information_is_received_and_used_and_a_made_up_topic_is_refused() {
 
 #[test]
 fn on_mosquitto_the_fallback_prefix_is_used_and_counted() {
-    let Some(mosquitto) = Mosquitto::start_with(|dir, _| {
-        let passwords = dir.join("passwords");
-        for (user, password) in [
-            ("lamp", "lamp-secret"),
-            ("phone-ri", "ri-secret"),
-            ("phone-guess", "guess-secret"),
-        ] {
-            let mut command = Command::new("mosquitto_passwd");
-            if !passwords.exists() {
-                command.arg("-c");
-            }
-            let status = command
-                .arg("-b")
-                .arg(&passwords)
-                .args([user, password])
-                .status()
-                .expect("mosquitto_passwd");
-            assert!(status.success());
-        }
-        let acl = dir.join("acl");
-        std::fs::write(
-            &acl,
-            "pattern readwrite resp/%u\npattern readwrite cmnd/#\nuser lamp\ntopic write resp/#\n",
-        )
-        .expect("write acl");
-        format!(
-            "allow_anonymous false\npassword_file {}\nacl_file {}\n",
-            passwords.display(),
-            acl.display()
-        )
-    }) else {
+    let Some(mosquitto) = Mosquitto::start_with(|dir, _| mosquitto_users_and_acl(dir)) else {
         return;
     };
     let report = run_fleet(repo_fleet(
@@ -287,4 +257,72 @@ fn a_missing_ca_file_exits_2_naming_it() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("/no/such/ca.pem"), "{stderr}");
+}
+
+/// The passwords and pattern ACL of the response-info demo, for Mosquitto: each user may use
+/// only its own resp/<user>; the lamp may answer anyone.
+fn mosquitto_users_and_acl(dir: &std::path::Path) -> String {
+    let passwords = dir.join("passwords");
+    for (user, password) in [
+        ("lamp", "lamp-secret"),
+        ("phone-ri", "ri-secret"),
+        ("phone-guess", "guess-secret"),
+    ] {
+        let mut command = Command::new("mosquitto_passwd");
+        if !passwords.exists() {
+            command.arg("-c");
+        }
+        let status = command
+            .arg("-b")
+            .arg(&passwords)
+            .args([user, password])
+            .status()
+            .expect("mosquitto_passwd");
+        assert!(status.success());
+    }
+    let acl = dir.join("acl");
+    std::fs::write(
+        &acl,
+        "pattern readwrite resp/%u\npattern readwrite cmnd/#\nuser lamp\ntopic write resp/#\n",
+    )
+    .expect("write acl");
+    format!(
+        "allow_anonymous false\npassword_file {}\nacl_file {}\n",
+        passwords.display(),
+        acl.display()
+    )
+}
+
+#[test]
+fn the_response_info_requests_work_on_mosquitto_over_tls_with_credentials_through_the_fallback() {
+    let mut ca = None;
+    let Some(mosquitto) = Mosquitto::start_with(|dir, _| {
+        let files = Pki::write_to(dir);
+        let tls = format!(
+            "cafile {}\ncertfile {}\nkeyfile {}\n",
+            files.ca.display(),
+            files.server_cert.display(),
+            files.server_key.display()
+        );
+        ca = Some(files.ca);
+        tls + &mosquitto_users_and_acl(dir)
+    }) else {
+        return;
+    };
+    let mut fleet = repo_fleet(
+        "fleets/response-info.yaml",
+        fleetsim::fleet::BrokerTarget::External {
+            host: "127.0.0.1".into(),
+            port: mosquitto.port,
+            tls: true,
+        },
+        Duration::from_secs(2),
+    );
+    fleet.tls.ca_file = ca;
+    let report = run_fleet(fleet);
+    assert_refused_and_allowed_side_by_side(&report);
+    let ri = &report.response_info;
+    assert_eq!((ri.requested, ri.received, ri.fallback), (1, 0, 1));
+    assert_eq!(ri.devices[0].topics, ["resp/phone-ri"]);
+    assert!(report.broker.starts_with("mqtts://"), "{}", report.broker);
 }

@@ -155,8 +155,17 @@ impl RequestTracker {
     }
 }
 
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    every: Duration,
+    jitter: Duration,
+    timeout: Duration,
+    max_requests: Option<u64>,
+}
+
 pub(super) struct PhoneState {
-    spec: fleet::Phone,
+    /// The phone's pace: all it keeps of its spec besides the targets (fleets are large).
+    pace: Pace,
     tracker: RequestTracker,
     /// Targets with their topics shared, so each request's trace event costs no string copies.
     targets: Vec<TargetTopics>,
@@ -188,7 +197,12 @@ impl PhoneState {
             })
             .collect();
         Self {
-            spec: spec.clone(),
+            pace: Pace {
+                every: spec.every,
+                jitter: spec.jitter,
+                timeout: spec.timeout,
+                max_requests: spec.max_requests,
+            },
             tracker: RequestTracker::new(id),
             targets,
         }
@@ -244,8 +258,8 @@ impl DeviceActor {
         let Some(phone) = self.phone() else {
             return;
         };
-        let every = phone.spec.every.as_secs_f64();
-        let jitter = phone.spec.jitter.as_secs_f64();
+        let every = phone.pace.every.as_secs_f64();
+        let jitter = phone.pace.jitter.as_secs_f64();
         let wait = if first {
             self.rng.random_range(0.0..every)
         } else if jitter > 0.0 {
@@ -269,7 +283,7 @@ impl DeviceActor {
             return false;
         };
         let sent = state.tracker.sent();
-        let spec = &state.spec;
+        let spec = &state.pace;
         if spec.max_requests.is_some_and(|max| sent >= max) || state.targets.is_empty() {
             return false;
         }
@@ -285,7 +299,7 @@ impl DeviceActor {
             payload: target.payloads[(round % target.payloads.len() as u64) as usize].clone(),
         };
         let (seq, correlation) = state.tracker.open(tag, Instant::now());
-        let more = state.spec.max_requests.is_none_or(|max| seq < max);
+        let more = state.pace.max_requests.is_none_or(|max| seq < max);
         let exchange = Arc::new(Exchange {
             correlation: correlation.clone(),
             ..exchange
