@@ -241,3 +241,21 @@ devices:
     assert_eq!(report.responders.answered, 0);
     assert!(report.ok, "{:?}", report.problems);
 }
+
+#[test]
+fn qos_2_requests_and_answers_complete_their_flows_exactly_once() {
+    let report = run_fleet(fleet_from(
+        r#"
+name: exactly-once
+duration: 2s
+devices:
+  - { kind: light, id: lamp, qos: 2 }
+  - { kind: phone, id: phone, targets: [lamp], qos: 2, every: 100ms, requests: 10 }
+"#,
+    ));
+    assert_adds_up(&report);
+    let q = &report.requests;
+    assert_eq!((q.sent, q.matched), (10, 10), "{q:?}");
+    assert_eq!((q.duplicate_responses, q.unmatched_responses), (0, 0), "{q:?}");
+    assert_eq!(report.responders.received, 10, "each request delivered once");
+}
