@@ -96,6 +96,7 @@ mod tests {
             embedded: Default::default(),
             tls: Default::default(),
             expect: Vec::new(),
+            supervisor: None,
         }
     }
 

@@ -122,7 +122,15 @@ pub fn run(fleet: Fleet, options: &RunOptions) -> Result<Report, RunError> {
     let endpoint = endpoint(&fleet, addr)?;
 
     let system = System::new();
-    let login = supervisor_login.map(|l| (l.username, Secret::new(l.password)));
+    // The supervisor's own account on a locked-down embedded broker, or the fleet's login for
+    // it on an external one.
+    let login = match supervisor_login {
+        Some(l) => Some((l.username, Secret::new(l.password))),
+        None => fleet.supervisor.as_ref().map(|l| {
+            let password = l.password.clone().unwrap_or_else(|| Secret::new(""));
+            (l.username.clone(), password)
+        }),
+    };
     let result = system.block_on(drive(
         Arc::new(fleet),
         endpoint,

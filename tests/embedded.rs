@@ -256,6 +256,13 @@ devices:
     assert_adds_up(&report);
     let q = &report.requests;
     assert_eq!((q.sent, q.matched), (10, 10), "{q:?}");
-    assert_eq!((q.duplicate_responses, q.unmatched_responses), (0, 0), "{q:?}");
-    assert_eq!(report.responders.received, 10, "each request delivered once");
+    assert_eq!(
+        (q.duplicate_responses, q.unmatched_responses),
+        (0, 0),
+        "{q:?}"
+    );
+    assert_eq!(
+        report.responders.received, 10,
+        "each request delivered once"
+    );
 }

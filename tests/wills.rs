@@ -235,3 +235,49 @@ devices:
     assert_eq!(w.unexpected_wills[0].after_fault, None);
     assert!(!report.ok);
 }
+
+#[test]
+fn on_a_broker_that_wants_logins_the_supervisor_uses_the_fleets_supervisor_login() {
+    let Some(mosquitto) = Mosquitto::start_with(|dir, _| {
+        let passwords = dir.join("passwords");
+        for (i, (user, password)) in [("lamp", "l"), ("phone", "p"), ("watcher", "w")]
+            .into_iter()
+            .enumerate()
+        {
+            let mut command = std::process::Command::new("mosquitto_passwd");
+            if i == 0 {
+                command.arg("-c");
+            }
+            let status = command
+                .arg("-b")
+                .arg(&passwords)
+                .args([user, password])
+                .status()
+                .expect("mosquitto_passwd");
+            assert!(status.success());
+        }
+        format!(
+            "allow_anonymous false\npassword_file {}\n",
+            passwords.display()
+        )
+    }) else {
+        return;
+    };
+    let mut fleet = fleet_from(
+        r#"
+name: locked-wills
+duration: 4s
+supervisor: { username: watcher, password: w }
+devices:
+  - { kind: light, id: lamp, username: lamp, password: l, will: {} }
+  - { kind: phone, id: phone, username: phone, password: p, targets: [lamp], consume_wills: status/+ }
+faults:
+  - { kind: kill, target: lamp, at: 1s, down_for: 2s }
+"#,
+    );
+    fleet.broker = mosquitto.target();
+    let report = run_fleet(fleet);
+    let w = &report.wills;
+    assert_eq!((w.expected, w.published, w.consumed), (1, 1, 1), "{w:#?}");
+    assert!(report.ok, "{:?}", report.problems);
+}

@@ -9,8 +9,8 @@ use serde_saphyr::{Location, Spanned};
 
 use super::expand::Entry;
 use super::group::{GroupPlan, Located};
-use super::model::{Access, AclRule, EmbeddedSettings, Secret, User};
-use super::raw::{RawAclRule, RawEmbedded, RawGroup, RawSecret, RawUser};
+use super::model::{self, Access, AclRule, EmbeddedSettings, Secret, User};
+use super::raw::{RawAclRule, RawEmbedded, RawGroup, RawSecret, RawSupervisor, RawUser};
 use super::response_info::check_prefix;
 use super::secret::{Env, expand_secret};
 use super::template::{Template, Var, Vars, check_filter};
@@ -229,6 +229,39 @@ fn required<'a, T>(
         );
     }
     value.as_ref()
+}
+
+/// `supervisor:`: a user name (required, non-empty) and an optional password.
+pub(super) fn check_supervisor(
+    problems: &mut Problems,
+    raw: Option<&Spanned<RawSupervisor>>,
+    env: Env<'_>,
+) -> Option<model::Login> {
+    let raw = raw?;
+    let username = match &raw.value.username {
+        None => {
+            problems.at(
+                raw.referenced,
+                "supervisor",
+                "missing required field `username`",
+            );
+            return None;
+        }
+        Some(name) if name.value.is_empty() || name.value.contains('\0') => {
+            problems.at(
+                name.referenced,
+                "supervisor.username",
+                "user name must be non-empty and without NUL",
+            );
+            return None;
+        }
+        Some(name) => name.value.clone(),
+    };
+    let password = match &raw.value.password {
+        Some(p) => Some(secret(problems, p, "supervisor.password", env)?),
+        None => None,
+    };
+    Some(model::Login { username, password })
 }
 
 /// A password with its `${VAR}`s replaced; every problem is recorded at the value, none

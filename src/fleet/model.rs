@@ -25,6 +25,16 @@ pub struct Fleet {
     pub tls: TlsFiles,
     /// What the run must achieve; when non-empty, these alone decide whether it is ok.
     pub expect: Vec<Expectation>,
+    /// How the supervisor logs in to an external broker that wants a user name (the embedded
+    /// broker gives it an account of its own).
+    pub supervisor: Option<Login>,
+}
+
+/// A user name, and the password if any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Login {
+    pub username: String,
+    pub password: Option<Secret>,
 }
 
 /// One `expect:` entry, e.g. `success_rate >= 0.95`.

@@ -87,6 +87,15 @@ pub(super) struct RawFleet {
     pub faults: Option<Spanned<Vec<Spanned<RawFault>>>>,
     pub tls: Option<Spanned<RawTls>>,
     pub expect: Option<Spanned<RawExpect>>,
+    pub supervisor: Option<Spanned<RawSupervisor>>,
+}
+
+/// `supervisor:`, the login of the supervisor's own connection on an external broker.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSupervisor {
+    pub username: Option<Spanned<String>>,
+    pub password: Option<Spanned<RawSecret>>,
 }
 
 /// `tls:`, client-side certificate files for `mqtts://` brokers.

@@ -639,3 +639,22 @@ fn mutated_access_files_never_panic() {
         }
     }
 }
+
+#[test]
+fn the_supervisor_login_is_read_and_a_missing_user_name_is_a_problem() {
+    use super::test_support::{fleet as valid, problems};
+    let f = valid(
+        "name: s\nsupervisor: { username: watcher, password: w }\ndevices: [{kind: light, id: l}]\n",
+    );
+    let login = f.supervisor.expect("a supervisor login");
+    assert_eq!(login.username, "watcher");
+    assert_eq!(
+        login.password.map(|p| p.expose().to_owned()).as_deref(),
+        Some("w")
+    );
+    let found = problems("name: s\nsupervisor: { password: w }\ndevices: [{kind: light, id: l}]\n");
+    assert_eq!(
+        found,
+        ["2:13: supervisor: missing required field `username`"]
+    );
+}

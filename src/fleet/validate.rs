@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_saphyr::Spanned;
 
 use super::Problem;
-use super::access::{check_embedded, check_usernames};
+use super::access::{check_embedded, check_supervisor, check_usernames};
 use super::expand::expand;
 use super::expect::check_expect;
 use super::faults::check_faults;
@@ -119,6 +119,7 @@ pub(super) fn validate(raw: Spanned<RawFleet>, ctx: &Context<'_>) -> Result<Flee
         expanded.as_ref().and_then(|e| e.entries.as_deref()),
     );
     let expect = check_expect(&mut problems, f.expect.as_ref());
+    let supervisor = check_supervisor(&mut problems, f.supervisor.as_ref(), ctx.env);
     let devices = expanded.map(|e| e.devices).unwrap_or_default();
 
     match (name, broker, run_for, will_ack_timeout) {
@@ -136,6 +137,7 @@ pub(super) fn validate(raw: Spanned<RawFleet>, ctx: &Context<'_>) -> Result<Flee
                 embedded,
                 tls,
                 expect,
+                supervisor,
             })
         }
         _ => Err(problems.into_sorted()),
