@@ -35,3 +35,15 @@ faults:
 ";
     format!("{FLEET}{body}")
 }
+
+/// Each `(body, place, message)`: the fleet `build(body)` has a problem at `place` (e.g.
+/// `8:13: faults[0].kind:`) saying `message`.
+pub(super) fn assert_each_problem(build: impl Fn(&str) -> String, cases: &[(&str, &str, &str)]) {
+    for (body, place, message) in cases {
+        let p = problems(&build(body));
+        assert!(
+            p.iter().any(|p| p.contains(place) && p.contains(message)),
+            "{body}: want `{place} ... {message}` in {p:#?}"
+        );
+    }
+}

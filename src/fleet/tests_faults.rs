@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::test_support::{fleet, problems};
+use super::test_support::{assert_each_problem, fleet, problems};
 use super::*;
 
 /// Devices in fleet order: light-1 (0), light-2 (1), sensor (2), phone-1 (3), phone-2 (4).
@@ -264,13 +264,7 @@ fn bad_fault_entries_name_line_field_and_value() {
             "would never fire",
         ),
     ];
-    for (body, place, message) in cases {
-        let p = problems(&with_faults(body));
-        assert!(
-            p.iter().any(|p| p.contains(place) && p.contains(message)),
-            "{body}: want `{place} ... {message}` in {p:#?}"
-        );
-    }
+    assert_each_problem(with_faults, &cases);
 }
 
 #[test]

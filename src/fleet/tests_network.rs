@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::test_support::{fleet, problems, with_faults};
+use super::test_support::{assert_each_problem, fleet, problems, with_faults};
 use super::*;
 
 #[test]
@@ -274,13 +274,7 @@ fn bad_network_fault_entries_name_line_field_and_value() {
             "`size` is only for huge_payload, binary_payload and oversize_packet, not reset",
         ),
     ];
-    for (body, place, message) in cases {
-        let p = problems(&with_faults(body));
-        assert!(
-            p.iter().any(|p| p.contains(place) && p.contains(message)),
-            "{body}: want `{place} ... {message}` in {p:#?}"
-        );
-    }
+    assert_each_problem(with_faults, &cases);
 }
 
 #[test]

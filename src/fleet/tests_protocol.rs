@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::test_support::{fleet, problems, with_faults};
+use super::test_support::{assert_each_problem, fleet, problems, with_faults};
 use super::*;
 
 #[test]
@@ -199,13 +199,7 @@ fn bad_protocol_fault_entries_name_line_field_and_value() {
             "), a network fault (latency, bandwidth, blackhole, reset, slicer or limit_data) or a protocol fault (withhold_acks, malformed_packet or oversize_packet), got `withhold`",
         ),
     ];
-    for (body, place, message) in cases {
-        let p = problems(&with_faults(body));
-        assert!(
-            p.iter().any(|p| p.contains(place) && p.contains(message)),
-            "{body}: want `{place} ... {message}` in {p:#?}"
-        );
-    }
+    assert_each_problem(with_faults, &cases);
 }
 
 #[test]
