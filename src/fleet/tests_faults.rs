@@ -264,7 +264,7 @@ fn bad_fault_entries_name_line_field_and_value() {
             "would never fire",
         ),
     ];
-    assert_each_problem(with_faults, &cases);
+    assert_each_problem(with_faults, cases);
 }
 
 #[test]

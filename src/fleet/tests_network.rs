@@ -274,7 +274,7 @@ fn bad_network_fault_entries_name_line_field_and_value() {
             "`size` is only for huge_payload, binary_payload and oversize_packet, not reset",
         ),
     ];
-    assert_each_problem(with_faults, &cases);
+    assert_each_problem(with_faults, cases);
 }
 
 #[test]

@@ -199,7 +199,7 @@ fn bad_protocol_fault_entries_name_line_field_and_value() {
             "), a network fault (latency, bandwidth, blackhole, reset, slicer or limit_data) or a protocol fault (withhold_acks, malformed_packet or oversize_packet), got `withhold`",
         ),
     ];
-    assert_each_problem(with_faults, &cases);
+    assert_each_problem(with_faults, cases);
 }
 
 #[test]
