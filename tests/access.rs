@@ -262,24 +262,14 @@ fn a_missing_ca_file_exits_2_naming_it() {
 /// The passwords and pattern ACL of the response-info demo, for Mosquitto: each user may use
 /// only its own resp/<user>; the lamp may answer anyone.
 fn mosquitto_users_and_acl(dir: &std::path::Path) -> String {
-    let passwords = dir.join("passwords");
-    for (user, password) in [
-        ("lamp", "lamp-secret"),
-        ("phone-ri", "ri-secret"),
-        ("phone-guess", "guess-secret"),
-    ] {
-        let mut command = Command::new("mosquitto_passwd");
-        if !passwords.exists() {
-            command.arg("-c");
-        }
-        let status = command
-            .arg("-b")
-            .arg(&passwords)
-            .args([user, password])
-            .status()
-            .expect("mosquitto_passwd");
-        assert!(status.success());
-    }
+    let passwords = password_file(
+        dir,
+        &[
+            ("lamp", "lamp-secret"),
+            ("phone-ri", "ri-secret"),
+            ("phone-guess", "guess-secret"),
+        ],
+    );
     let acl = dir.join("acl");
     std::fs::write(
         &acl,

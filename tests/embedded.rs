@@ -188,12 +188,7 @@ devices:
     let runner = std::thread::spawn(move || run_fleet(fleet));
     std::thread::sleep(Duration::from_millis(600));
     // Another client with the lamp's client id: the broker disconnects the lamp (0x8E).
-    let status = std::process::Command::new("mosquitto_pub")
-        .args(["-V", "mqttv5", "-h", "127.0.0.1", "-p", &port.to_string()])
-        .args(["-i", "lamp", "-t", "intruder", "-m", "hello"])
-        .status()
-        .expect("mosquitto_pub");
-    assert!(status.success());
+    mosquitto_pub(port, &["-i", "lamp", "-t", "intruder", "-m", "hello"]);
     let report = runner.join().expect("run thread");
     assert_adds_up(&report);
     assert_eq!(report.devices.reconnects, 1, "{:?}", report.devices);
@@ -219,21 +214,7 @@ devices:
     let runner = std::thread::spawn(move || run_fleet(fleet));
     std::thread::sleep(Duration::from_millis(700));
     for command in ["ON", "TOGGLE"] {
-        let status = std::process::Command::new("mosquitto_pub")
-            .args([
-                "-V",
-                "mqttv5",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-q",
-                "1",
-            ])
-            .args(["-t", "cmnd/lamp/power", "-m", command])
-            .status()
-            .expect("mosquitto_pub");
-        assert!(status.success());
+        mosquitto_pub(port, &["-t", "cmnd/lamp/power", "-m", command]);
     }
     let report = runner.join().expect("run thread");
     assert_eq!(report.responders.received, 2);

@@ -211,22 +211,19 @@ devices:
     fleet.broker = loopback(port);
     let runner = std::thread::spawn(move || run_fleet(fleet));
     std::thread::sleep(Duration::from_millis(800));
-    let status = std::process::Command::new("mosquitto_pub")
-        .args([
-            "-V",
-            "mqttv5",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-q",
-            "1",
-        ])
-        .args(["-t", "status/lamp", "-m", "offline"])
-        .args(["-D", "publish", "correlation-data", "lamp#1"])
-        .status()
-        .expect("mosquitto_pub");
-    assert!(status.success());
+    mosquitto_pub(
+        port,
+        &[
+            "-t",
+            "status/lamp",
+            "-m",
+            "offline",
+            "-D",
+            "publish",
+            "correlation-data",
+            "lamp#1",
+        ],
+    );
     let report = runner.join().expect("run thread");
     let w = &report.wills;
     assert_eq!(w.unexpected, 1, "{w:#?}");
@@ -239,23 +236,7 @@ devices:
 #[test]
 fn on_a_broker_that_wants_logins_the_supervisor_uses_the_fleets_supervisor_login() {
     let Some(mosquitto) = Mosquitto::start_with(|dir, _| {
-        let passwords = dir.join("passwords");
-        for (i, (user, password)) in [("lamp", "l"), ("phone", "p"), ("watcher", "w")]
-            .into_iter()
-            .enumerate()
-        {
-            let mut command = std::process::Command::new("mosquitto_passwd");
-            if i == 0 {
-                command.arg("-c");
-            }
-            let status = command
-                .arg("-b")
-                .arg(&passwords)
-                .args([user, password])
-                .status()
-                .expect("mosquitto_passwd");
-            assert!(status.success());
-        }
+        let passwords = password_file(dir, &[("lamp", "l"), ("phone", "p"), ("watcher", "w")]);
         format!(
             "allow_anonymous false\npassword_file {}\n",
             passwords.display()

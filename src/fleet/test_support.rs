@@ -1,6 +1,8 @@
 //! What the fleet-file tests share: parsing a test fleet that must be valid, or the problems
 //! of one that must not be.
 
+use std::time::Duration;
+
 use super::*;
 
 /// The fleet of a text that must be valid.
@@ -46,4 +48,14 @@ pub(super) fn assert_each_problem(build: impl Fn(&str) -> String, cases: &[(&str
             "{body}: want `{place} ... {message}` in {p:#?}"
         );
     }
+}
+
+/// The checked faults as comparable rows: kind, schedule, targets, `down_for`, params.
+pub(super) fn fault_rows(
+    f: &Fleet,
+) -> Vec<(FaultKind, Schedule, Vec<usize>, Duration, FaultParams)> {
+    f.faults
+        .iter()
+        .map(|f| (f.kind, f.schedule, f.targets.clone(), f.down_for, f.params))
+        .collect()
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::test_support::{assert_each_problem, fleet, problems};
+use super::test_support::{assert_each_problem, fault_rows, fleet, problems};
 use super::*;
 
 /// Devices in fleet order: light-1 (0), light-2 (1), sensor (2), phone-1 (3), phone-2 (4).
@@ -43,11 +43,7 @@ fn request_and_responder_faults_take_their_options_and_defaults() {
     ));
     let ms = Duration::from_millis;
     let defaults = FaultParams::default();
-    let got: Vec<_> = f
-        .faults
-        .iter()
-        .map(|f| (f.kind, f.schedule, f.targets.clone(), f.down_for, f.params))
-        .collect();
+    let got = fault_rows(&f);
     assert_eq!(
         got,
         [

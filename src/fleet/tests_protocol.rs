@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::test_support::{assert_each_problem, fleet, problems, with_faults};
+use super::test_support::{assert_each_problem, fault_rows, fleet, problems, with_faults};
 use super::*;
 
 #[test]
@@ -20,11 +20,7 @@ fn protocol_faults_take_their_options_and_defaults() {
     ));
     let ms = Duration::from_millis;
     let d = FaultParams::default();
-    let got: Vec<_> = f
-        .faults
-        .iter()
-        .map(|f| (f.kind, f.schedule, f.targets.clone(), f.down_for, f.params))
-        .collect();
+    let got = fault_rows(&f);
     assert_eq!(
         got,
         [

@@ -69,6 +69,45 @@ pub fn fault_effect(report: &Report, kind: &str) -> String {
         .clone()
 }
 
+/// Publishes with mosquitto_pub (MQTT 5, QoS 1) to a broker on a loopback port; `args` add
+/// topic, message, properties. Panics unless it succeeds.
+pub fn mosquitto_pub(port: u16, args: &[&str]) {
+    let status = Command::new("mosquitto_pub")
+        .args([
+            "-V",
+            "mqttv5",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-q",
+            "1",
+        ])
+        .args(args)
+        .status()
+        .expect("mosquitto_pub");
+    assert!(status.success(), "mosquitto_pub {args:?} failed");
+}
+
+/// A Mosquitto password file in `dir` with these users, for `password_file`.
+pub fn password_file(dir: &std::path::Path, users: &[(&str, &str)]) -> PathBuf {
+    let path = dir.join("passwords");
+    for (i, (user, password)) in users.iter().enumerate() {
+        let mut command = Command::new("mosquitto_passwd");
+        if i == 0 {
+            command.arg("-c");
+        }
+        let status = command
+            .arg("-b")
+            .arg(&path)
+            .args([user, password])
+            .status()
+            .expect("mosquitto_passwd");
+        assert!(status.success(), "mosquitto_passwd for {user} failed");
+    }
+    path
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
