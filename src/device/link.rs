@@ -7,7 +7,7 @@ use actix::io::{FramedWrite, WriteHandler};
 use actix::prelude::*;
 use futures_util::StreamExt;
 use mqtt5_protocol::packet::suback::SubAckReasonCode;
-use mqtt5_protocol::{Packet, ReasonCode};
+use mqtt5_protocol::{Packet, QoS, ReasonCode};
 use rand::Rng;
 use tokio_util::codec::FramedRead;
 
@@ -175,7 +175,7 @@ impl DeviceActor {
             ctx.cancel_future(tick);
         }
         self.toxics = None;
-        self.subscribe_id = None;
+        self.pending_subscribe = None;
         self.link = Link::Down;
         self.generation += 1;
     }
@@ -295,11 +295,10 @@ impl DeviceActor {
                     self.connect_failed(reason, ctx);
                 }
             }
-            S::Subscribed { packet_id, reasons } => {
-                if Some(packet_id) == self.subscribe_id {
-                    self.on_subscribed(&reasons);
-                }
-            }
+            S::Subscribed { packet_id, reasons } => match self.pending_subscribe.take() {
+                Some((id, filters)) if id == packet_id => self.on_subscribed(filters, &reasons),
+                other => self.pending_subscribe = other,
+            },
             S::Message(publish) => self.on_message(publish, ctx),
             S::Delivered { .. } | S::PingResponse => {}
             S::Refused {
@@ -349,16 +348,16 @@ impl DeviceActor {
         } else {
             self.link = Link::Subscribing;
             let (id, packet) = self.session.subscribe(&filters, Instant::now());
-            self.subscribe_id = Some(id);
+            self.pending_subscribe = Some((id, filters));
             self.write(packet);
         }
     }
 
-    fn on_subscribed(&mut self, reasons: &[SubAckReasonCode]) {
-        self.subscribe_id = None;
+    /// The SUBACK for `filters`, one reason code each, in order.
+    fn on_subscribed(&mut self, filters: Vec<(String, QoS)>, reasons: &[SubAckReasonCode]) {
         self.subscribed = true;
         self.link = Link::Up;
-        for ((filter, _), reason) in self.subscriptions().into_iter().zip(reasons) {
+        for ((filter, _), reason) in filters.into_iter().zip(reasons) {
             if reason.is_success() {
                 continue;
             }

@@ -107,7 +107,8 @@ pub struct DeviceActor {
     ever_connected: bool,
     ever_ready: bool,
     failed_attempts: u32,
-    subscribe_id: Option<u16>,
+    /// The SUBSCRIBE awaiting its SUBACK: packet id and the filters it asked for.
+    pending_subscribe: Option<(u16, Vec<(String, QoS)>)>,
     /// The broker acknowledged this device's subscriptions in the current session.
     subscribed: bool,
     /// Set by `Begin`: the run is on, so the role's schedules may run.
@@ -242,7 +243,7 @@ impl DeviceActor {
             ever_connected: false,
             ever_ready: false,
             failed_attempts: 0,
-            subscribe_id: None,
+            pending_subscribe: None,
             subscribed: false,
             running: false,
             stopping: false,
