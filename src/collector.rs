@@ -289,11 +289,29 @@ impl Collector {
 /// A JSON object with an `error` field, as fleetsim's responders and many backends answer a
 /// request they could not carry out.
 fn is_error_answer(payload: &[u8]) -> bool {
-    // Only small JSON objects are looked into: parsing every large payload is not worth it.
+    // The collector is one actor for the whole fleet: only small JSON objects that mention
+    // the key at all are parsed.
     payload.len() <= 4096
         && payload.first() == Some(&b'{')
+        && payload.windows(7).any(|w| w == b"\"error\"")
         && serde_json::from_slice::<serde_json::Value>(payload)
             .is_ok_and(|v| v.get("error").is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_error_answer;
+
+    #[test]
+    fn only_json_objects_with_an_error_field_are_error_answers() {
+        assert!(is_error_answer(
+            br#"{"power":"OFF","error":"unknown command"}"#
+        ));
+        assert!(!is_error_answer(br#"{"power":"ON"}"#));
+        assert!(!is_error_answer(br#"{"note":"no \"error\" here"}"#));
+        assert!(!is_error_answer(b"error"));
+        assert!(!is_error_answer(&[b'{'; 5000]));
+    }
 }
 
 impl Actor for Collector {
