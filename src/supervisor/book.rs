@@ -140,6 +140,19 @@ impl OutageBook {
         let expect_will = self
             .timing(device)
             .is_some_and(|t| t.expected_after(kind, down_for));
+        self.open(device, kind, incarnation, down_for, at)
+            .expect_will = expect_will;
+    }
+
+    /// A new outage that expects no Will, for the callers to fill in.
+    fn open(
+        &mut self,
+        device: usize,
+        kind: FaultKind,
+        incarnation: u32,
+        down_for: Duration,
+        at: Instant,
+    ) -> &mut Outage {
         self.outages.push(Outage {
             device,
             kind,
@@ -147,22 +160,20 @@ impl OutageBook {
             began: at,
             down_for,
             unplanned: false,
-            expect_will,
+            expect_will: false,
             skipped: None,
             will_at: None,
             acks: Vec::new(),
             back_at: None,
             learned_at: None,
         });
+        let last = self.outages.len() - 1;
+        &mut self.outages[last]
     }
 
     /// A fault was due but the device was not connected.
     pub fn skipped(&mut self, device: usize, kind: FaultKind, at: Instant, reason: String) {
-        self.began(device, kind, 0, Duration::ZERO, at);
-        if let Some(outage) = self.outages.last_mut() {
-            outage.expect_will = false;
-            outage.skipped = Some(reason);
-        }
+        self.open(device, kind, 0, Duration::ZERO, at).skipped = Some(reason);
     }
 
     /// Connection `incarnation` of `device` dropped without a scheduled fault.
@@ -171,8 +182,6 @@ impl OutageBook {
     /// connection may see it (and its ack) before the device, noticing the drop, says so:
     /// what was filed as unexpected for this connection is adopted here.
     pub fn dropped(&mut self, device: usize, incarnation: u32, at: Instant) {
-        // `Kill` is what it looks like to the broker: a socket gone without DISCONNECT.
-        self.began(device, FaultKind::Kill, incarnation, Duration::ZERO, at);
         let same = |d: usize, i: u32| d == device && i == incarnation;
         let early_will = self
             .unexpected
@@ -183,12 +192,11 @@ impl OutageBook {
             .into_iter()
             .partition(|(d, i, _, _)| same(*d, *i));
         self.early_acks = others;
-        if let Some(outage) = self.outages.last_mut() {
-            outage.unplanned = true;
-            outage.expect_will = false;
-            outage.will_at = early_will;
-            outage.acks = acks.into_iter().map(|(_, _, by, at)| (by, at)).collect();
-        }
+        // `Kill` is what it looks like to the broker: a socket gone without DISCONNECT.
+        let outage = self.open(device, FaultKind::Kill, incarnation, Duration::ZERO, at);
+        outage.unplanned = true;
+        outage.will_at = early_will;
+        outage.acks = acks.into_iter().map(|(_, _, by, at)| (by, at)).collect();
     }
 
     /// The device is connected again after its latest outage.
