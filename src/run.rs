@@ -245,7 +245,9 @@ async fn drive(
         let started = Instant::now();
         cast.supervisor.do_send(RunStarted { at: started });
         cast.collector.do_send(RunStarted { at: started });
-        broadcast(&cast.devices, || Begin);
+        for device in &cast.devices {
+            device.do_send(Begin);
+        }
         inject_faults(&fleet, &cast.devices, started);
         run_for(fleet.duration, options.handle_ctrl_c).await;
         // Awaited, not just sent: a request a phone sends before it winds down is then queued
@@ -311,16 +313,6 @@ fn inject_faults(fleet: &Fleet, devices: &[Addr<DeviceActor>], started: Instant)
             }
         }
     });
-}
-
-fn broadcast<M>(devices: &[Addr<DeviceActor>], message: impl Fn() -> M)
-where
-    M: Message<Result = ()> + Send + 'static,
-    DeviceActor: Handler<M>,
-{
-    for device in devices {
-        device.do_send(message());
-    }
 }
 
 async fn progress(collector: &Addr<Collector>) -> Progress {
