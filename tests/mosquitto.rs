@@ -136,3 +136,36 @@ fn the_backend_walkthrough_works_as_written() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_request_with_a_wildcard_response_topic_is_not_answered_and_loops_nothing() {
+    // Mosquitto forwards a request whose Response Topic has a wildcard. Publishing there would
+    // get the light thrown out, and its session would resend the answer on every reconnect.
+    let Some(mosquitto) = Mosquitto::start() else {
+        return;
+    };
+    let mut fleet =
+        fleet_from("name: wild\nduration: 2s\ndevices:\n  - { kind: light, id: lamp }\n");
+    fleet.broker = mosquitto.target();
+    let port = mosquitto.port;
+    let runner = std::thread::spawn(move || run_fleet(fleet));
+    std::thread::sleep(Duration::from_millis(700));
+    mosquitto_pub(
+        port,
+        &[
+            "-t",
+            "cmnd/lamp/power",
+            "-m",
+            "ON",
+            "-D",
+            "publish",
+            "response-topic",
+            "resp/x/#",
+        ],
+    );
+    let report = runner.join().expect("run thread");
+    assert_eq!(report.responders.received, 1);
+    assert_eq!(report.responders.rejected, 1);
+    assert_eq!(report.responders.answered, 0);
+    assert_eq!(report.devices.reconnects, 0, "{:?}", report.devices);
+}

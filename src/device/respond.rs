@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::Bytes;
+use mqtt5_protocol::is_valid_topic_name;
 use rand::Rng;
 
 use super::DeviceActor;
@@ -73,6 +74,15 @@ impl DeviceActor {
             self.emit(Event::Handled(Arc::new(handled)));
             return;
         };
+        if !is_valid_topic_name(&topic) {
+            // A Response Topic with a wildcard (or empty) is no topic to publish to: a broker
+            // would close the connection for it, and the session would resend it forever.
+            tracing::warn!(device = %self.id, %topic, "request with an invalid Response Topic: not answered");
+            handled.rejected = true;
+            handled.response_topic = None;
+            self.emit(Event::Handled(Arc::new(handled)));
+            return;
+        }
         let mut correlation = handled.correlation.clone();
         let mut payload = answer;
         match fault {
