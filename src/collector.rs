@@ -22,7 +22,9 @@ pub struct Collector {
     connected: Vec<bool>,
     ready: u64,
     connect_failures: Vec<(String, String)>,
-    reconnects: u64,
+    /// Connection counts; `total`, `connected` and `by_kind` are filled in by the report.
+    links: Devices,
+    disconnected: Duration,
     requests: Requests,
     latency: DurationHistogram,
     responders: Responders,
@@ -50,7 +52,8 @@ impl Collector {
             connected: vec![false; devices],
             ready: 0,
             connect_failures: Vec::new(),
-            reconnects: 0,
+            links: Devices::default(),
+            disconnected: Duration::ZERO,
             requests: Requests::default(),
             latency: DurationHistogram::default(),
             responders: Responders::default(),
@@ -80,12 +83,13 @@ impl Collector {
 
     fn record(&mut self, device: u32, event: Event) {
         match event {
-            Event::Connected { reconnect, .. } => {
+            Event::Connected { back, .. } => {
                 if let Some(seen) = self.connected.get_mut(device as usize) {
                     *seen = true;
                 }
-                if reconnect {
-                    self.reconnects += 1;
+                if let Some(back) = back {
+                    self.links.reconnects += 1;
+                    self.disconnected += back.unplanned;
                 }
             }
             Event::Ready => self.ready += 1,
@@ -93,8 +97,18 @@ impl Collector {
                 let id = self.device_id(device).to_owned();
                 self.connect_failures.push((id, reason));
             }
-            Event::ConnectionLost { reason } => {
-                tracing::warn!(device = self.device_id(device), %reason, "connection lost");
+            Event::Dropped { reason, planned } => {
+                let links = &mut self.links;
+                if planned {
+                    links.planned_drops += 1;
+                } else {
+                    links.unplanned_drops += 1;
+                    *links.drops_by_reason.entry(reason.key()).or_insert(0) += 1;
+                }
+            }
+            Event::OfflineAtEnd(outage) => {
+                self.links.offline_at_end += 1;
+                self.disconnected += outage.unplanned;
             }
             Event::RequestSent(exchange) => {
                 self.requests.sent += 1;
@@ -257,7 +271,8 @@ impl Collector {
             total: fleet.devices.len() as u64,
             connected: self.connected.iter().filter(|c| **c).count() as u64,
             by_kind,
-            reconnects: self.reconnects,
+            disconnected_s: (self.disconnected.as_secs_f64() * 1000.0).round() / 1000.0,
+            ..self.links.clone()
         };
         let requests = Requests {
             in_flight: self.in_flight(),

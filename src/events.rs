@@ -21,17 +21,20 @@ pub struct DeviceEvent {
 
 #[derive(Debug, Clone)]
 pub enum Event {
-    /// CONNACK success. `reconnect` is false for the first connection of the run.
+    /// CONNACK success. `back` tells the outage it ends: none for the first connection.
     Connected {
-        reconnect: bool,
         session_present: bool,
+        back: Option<Back>,
     },
     /// Connected and every subscription granted: the device can take part in the run.
     Ready,
     /// The device gave up connecting before it was ever ready (broker unreachable or refusing).
     ConnectFailed { reason: String },
-    /// An established connection ended unexpectedly; the device will reconnect.
-    ConnectionLost { reason: String },
+    /// An established connection (CONNACK received) ended: `planned` when a fault did it on
+    /// purpose (a connection fault, or a network or protocol fault acting on that connection).
+    Dropped { reason: DropReason, planned: bool },
+    /// The run is over and this device was not connected: the outage still going on.
+    OfflineAtEnd(Back),
     /// A phone published a request.
     RequestSent(Arc<Exchange>),
     /// A request reached its end.
@@ -73,6 +76,55 @@ pub enum Event {
         /// False when the fault could not act (the device was not connected).
         applied: bool,
     },
+}
+
+/// An outage of a device's connection, told when it ends (or the run does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Back {
+    /// The drop was a fault's doing.
+    pub planned: bool,
+    /// Time disconnected while the run was on, for an unplanned drop (zero for a planned one).
+    pub unplanned: Duration,
+}
+
+/// Why an established connection ended, as the report counts drops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The broker closed the socket without a DISCONNECT.
+    Closed,
+    /// The broker sent DISCONNECT with this reason code.
+    ServerDisconnect(u8),
+    /// No PINGRESP within the keepalive.
+    KeepaliveTimeout,
+    /// A packet MQTT does not allow here: an ack for an unknown packet id, a SUBACK with the
+    /// wrong number of reason codes, a Topic Alias we never allowed...
+    ProtocolError,
+    /// Bytes that are no valid MQTT packet (an invalid UTF-8 topic, a bad length...).
+    Malformed,
+    /// A packet over the Maximum Packet Size this device announced.
+    TooLarge,
+    /// The socket failed (reset, write error).
+    Io,
+    /// A connection fault ended it on purpose.
+    Fault(FaultKind),
+}
+
+impl DropReason {
+    /// The key drops are counted under in the report (`devices.drops_by_reason`).
+    pub fn key(self) -> String {
+        match self {
+            DropReason::Closed => "broker_closed".into(),
+            // MQTT 5 section 3.14.2.1: another connection took the client id over.
+            DropReason::ServerDisconnect(0x8E) => "session_taken_over".into(),
+            DropReason::ServerDisconnect(code) => format!("server_disconnect_0x{code:02X}"),
+            DropReason::KeepaliveTimeout => "keepalive_timeout".into(),
+            DropReason::ProtocolError => "protocol_error".into(),
+            DropReason::Malformed => "malformed_packet".into(),
+            DropReason::TooLarge => "packet_too_large".into(),
+            DropReason::Io => "socket_error".into(),
+            DropReason::Fault(kind) => format!("fault_{}", kind.as_str()),
+        }
+    }
 }
 
 /// What the broker refused.

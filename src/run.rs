@@ -334,6 +334,7 @@ async fn dial_in(
     let addr = endpoint.addr();
     let total = fleet.devices.len() as u64;
     let per_device = faults::per_device(fleet);
+    let reconnect_window = crate::device::reconnect_window(fleet.devices.len());
     // Generous: a device gets bounded retries with backoff; large fleets take a while to dial in.
     let limit = Duration::from_secs(60) + Duration::from_millis(total);
     let begun = Instant::now();
@@ -367,6 +368,7 @@ async fn dial_in(
                 facts: Some(cast.supervisor.clone().recipient()),
                 chances: per_device[index].chances.clone(),
                 proxied: per_device[index].proxied,
+                reconnect_window,
             };
             let arbiter = &arbiters[index % arbiters.len()];
             cast.devices.push(DeviceActor::start_in_arbiter(

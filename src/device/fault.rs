@@ -8,6 +8,7 @@ use actix::prelude::*;
 use mqtt5_protocol::ReasonCode;
 
 use super::{Away, DeviceActor, Link};
+use crate::events::{DropReason, Event};
 use crate::fleet::{FaultClass, FaultKind, FaultParams};
 use crate::supervisor::WillFact;
 
@@ -53,6 +54,11 @@ impl Handler<Inject> for DeviceActor {
             return;
         }
         tracing::info!(device = %self.id, fault = fault.kind.as_str(), down_for = ?fault.down_for, "injecting fault");
+        self.downtime.down(at, true);
+        self.emit(Event::Dropped {
+            reason: DropReason::Fault(fault.kind),
+            planned: true,
+        });
         self.tell_supervisor(WillFact::OutageBegan {
             device: self.index,
             kind: fault.kind,
@@ -103,7 +109,7 @@ impl DeviceActor {
             tracing::debug!(device = %self.id, fault = away.kind.as_str(), "socket still open after the fault, dropping it");
             self.drop_link(ctx);
         }
-        self.failed_attempts = 0;
+        self.backoff.reset();
         self.connect(ctx);
     }
 }

@@ -12,7 +12,7 @@ use rand::Rng;
 use tokio_util::codec::FramedRead;
 
 use super::{DeviceActor, Link, RoleState};
-use crate::events::{Event, Refused};
+use crate::events::{DropReason, Event, Refused};
 use crate::mqtt::{CodecError, MqttCodec, Outbound, Outgoing};
 use crate::supervisor::WillFact;
 use crate::transport::{BoxRead, BoxWrite};
@@ -21,8 +21,6 @@ use crate::transport::{BoxRead, BoxWrite};
 /// Later drops are retried for as long as the run lasts.
 pub(super) const FIRST_CONNECT_ATTEMPTS: u32 = 5;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const BACKOFF_START: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Read buffer to start with; it grows for larger packets. Small, because fleets are large.
 const READ_BUFFER: usize = 512;
 const MAX_PACKET: usize = 1024 * 1024;
@@ -119,31 +117,34 @@ impl DeviceActor {
         self.write(connect);
     }
 
-    /// A connection attempt failed before CONNACK. The first connection gets a bounded number
-    /// of tries (the run cannot start without it); later ones retry until the run ends.
+    /// A connection attempt failed before CONNACK. Until the device has been ready once, it
+    /// gets a bounded number of tries (the run cannot start without it); later ones retry
+    /// until the run ends.
     pub(super) fn connect_failed(&mut self, reason: String, ctx: &mut Context<Self>) {
         self.link = Link::Down;
-        self.failed_attempts += 1;
-        if !self.ever_connected && self.failed_attempts >= FIRST_CONNECT_ATTEMPTS {
-            tracing::error!(device = %self.id, %reason, "giving up connecting");
-            self.emit(Event::ConnectFailed { reason });
-            ctx.stop();
-            return;
-        }
-        tracing::debug!(device = %self.id, %reason, attempt = self.failed_attempts, "connect failed, retrying");
-        self.reconnect_later(ctx);
+        let wait = self.backoff.failed(&mut self.rng);
+        self.retry_after(wait, reason, ctx);
     }
 
-    /// Exponential backoff with seeded jitter, capped.
-    fn reconnect_later(&mut self, ctx: &mut Context<Self>) {
-        let exp = self.failed_attempts.min(16);
-        let cap = BACKOFF_START.saturating_mul(1 << exp).min(BACKOFF_MAX);
-        let delay = cap.mul_f64(self.rng.random_range(0.5..=1.0));
-        ctx.run_later(delay, |act, ctx| {
+    /// Dials again after `wait`, unless the device has used up the tries of its first
+    /// connection: then the run stops, naming `reason`, the last thing that went wrong.
+    fn retry_after(&mut self, wait: Duration, reason: String, ctx: &mut Context<Self>) {
+        if !self.ever_ready && self.backoff.attempts() >= FIRST_CONNECT_ATTEMPTS {
+            return self.give_up(reason, ctx);
+        }
+        tracing::debug!(device = %self.id, %reason, attempt = self.backoff.attempts(), ?wait, "dialling again");
+        ctx.run_later(wait, |act, ctx| {
             if !act.stopping && act.away.is_none() && act.link == Link::Down {
                 act.connect(ctx);
             }
         });
+    }
+
+    /// The first connection cannot be made: tell the runner, which stops the run (exit 3).
+    fn give_up(&mut self, reason: String, ctx: &mut Context<Self>) {
+        tracing::error!(device = %self.id, %reason, "giving up connecting");
+        self.emit(Event::ConnectFailed { reason });
+        ctx.stop();
     }
 
     /// Closes the socket at once, without a DISCONNECT, and forgets the connection.
@@ -181,8 +182,14 @@ impl DeviceActor {
     }
 
     /// An established connection died under us: tell, clean up, come back (unless a fault
-    /// keeps the device away; it comes back when the fault ends).
-    pub(super) fn connection_lost(&mut self, reason: String, ctx: &mut Context<Self>) {
+    /// keeps the device away; it comes back when the fault ends). A drop on a connection a
+    /// network or protocol fault acts on is that fault's doing (planned); any other is not.
+    pub(super) fn connection_lost(
+        &mut self,
+        reason: DropReason,
+        detail: String,
+        ctx: &mut Context<Self>,
+    ) {
         // Already handled: a dead socket is reported by its reader and its writer, the writer
         // once per queued write.
         let already_down =
@@ -193,24 +200,31 @@ impl DeviceActor {
         let was = self.link;
         self.drop_link(ctx);
         if let Some(away) = self.away {
-            tracing::debug!(device = %self.id, fault = away.kind.as_str(), %reason, "connection closed during a fault");
+            tracing::debug!(device = %self.id, fault = away.kind.as_str(), %detail, "connection closed during a fault");
             return;
         }
         if was == Link::Connecting {
-            self.connect_failed(reason, ctx);
+            self.connect_failed(detail, ctx);
             return;
         }
+        let planned = self.watched_fault.is_some();
         self.network_effect(|after| {
             format!(
-                "connection lost {:.1}s later: {reason}",
+                "connection lost {:.1}s later: {detail}",
                 after.as_secs_f64()
             )
         });
         self.tell_dropped();
-        tracing::info!(device = %self.id, %reason, "connection lost, reconnecting");
-        self.emit(Event::ConnectionLost { reason });
-        self.failed_attempts = 0;
-        self.reconnect_later(ctx);
+        let now = Instant::now();
+        self.downtime.down(now, planned);
+        self.emit(Event::Dropped { reason, planned });
+        if planned {
+            tracing::info!(device = %self.id, %detail, "connection lost to a fault, reconnecting");
+        } else {
+            tracing::warn!(device = %self.id, %detail, "connection lost, reconnecting");
+        }
+        let wait = self.backoff.dropped(now, &mut self.rng);
+        self.retry_after(wait, detail, ctx);
     }
 
     /// A device with a Will tells the supervisor its connection dropped unplanned: the broker
@@ -239,7 +253,13 @@ impl DeviceActor {
                 match act.session.tick(Instant::now()) {
                     Ok(Some(ping)) => act.write(ping),
                     Ok(None) => {}
-                    Err(e) => return act.connection_lost(e.to_string(), ctx),
+                    Err(e) => {
+                        return act.connection_lost(
+                            DropReason::KeepaliveTimeout,
+                            e.to_string(),
+                            ctx,
+                        );
+                    }
                 }
                 act.schedule_tick(ctx);
             }));
@@ -262,7 +282,7 @@ impl DeviceActor {
         }
         if let Err(e) = result {
             tracing::warn!(device = %self.id, error = %e, "protocol error, dropping connection");
-            self.connection_lost(e.to_string(), ctx);
+            self.connection_lost(DropReason::ProtocolError, e.to_string(), ctx);
         }
     }
 
@@ -285,14 +305,12 @@ impl DeviceActor {
                     reason: why.clone(),
                 });
                 self.drop_link(ctx);
-                if self.ever_connected {
+                if self.ever_ready {
                     self.connect_failed(format!("CONNACK refused: {why}"), ctx);
                 } else {
                     // Credentials or bans do not fix themselves: fail fast on the first connect.
-                    self.failed_attempts = FIRST_CONNECT_ATTEMPTS;
                     let addr = self.endpoint.addr();
-                    let reason = format!("{addr} refused the connection: {why}");
-                    self.connect_failed(reason, ctx);
+                    self.give_up(format!("{addr} refused the connection: {why}"), ctx);
                 }
             }
             S::Subscribed { packet_id, reasons } => match self.pending_subscribe.take() {
@@ -312,7 +330,8 @@ impl DeviceActor {
                 reason_string,
             } => {
                 let why = describe(reason, reason_string.as_deref());
-                self.connection_lost(format!("server sent DISCONNECT: {why}"), ctx);
+                let code = DropReason::ServerDisconnect(reason as u8);
+                self.connection_lost(code, format!("server sent DISCONNECT: {why}"), ctx);
             }
         }
         self.schedule_tick(ctx);
@@ -322,10 +341,12 @@ impl DeviceActor {
         let reconnect = self.ever_connected;
         self.apply_response_info(response_information, !reconnect);
         self.ever_connected = true;
-        self.failed_attempts = 0;
+        let now = Instant::now();
+        self.backoff.connected(now);
+        let back = self.downtime.up(now);
         self.emit(Event::Connected {
-            reconnect,
             session_present,
+            back,
         });
         if reconnect {
             self.tell_supervisor(WillFact::Back {
@@ -404,7 +425,14 @@ impl StreamHandler<Frame> for DeviceActor {
             Ok(packet) => self.on_packet(packet, ctx),
             // Before CONNACK this is often the broker turning us away at the TLS level (e.g. a
             // missing client certificate shows only on the first read, after the handshake).
-            Err(e) => self.connection_lost(format!("bad data from the broker: {e}"), ctx),
+            Err(e) => {
+                let reason = match e {
+                    CodecError::Io(_) => DropReason::Io,
+                    CodecError::Malformed(_) => DropReason::Malformed,
+                    CodecError::TooLarge { .. } => DropReason::TooLarge,
+                };
+                self.connection_lost(reason, format!("bad data from the broker: {e}"), ctx);
+            }
         }
     }
 
@@ -413,7 +441,8 @@ impl StreamHandler<Frame> for DeviceActor {
         // current connection's end matters: `forget_link` has already moved past older ones.
         if self.reader.is_some() {
             self.reader = None;
-            self.connection_lost("the broker closed the connection".into(), ctx);
+            let detail = "the broker closed the connection".to_owned();
+            self.connection_lost(DropReason::Closed, detail, ctx);
         }
     }
 }
@@ -431,7 +460,7 @@ impl WriteHandler<CodecError> for DeviceActor {
         let reason = format!("write failed: {err}");
         ctx.run_later(Duration::ZERO, move |act, ctx| {
             if act.generation == generation {
-                act.connection_lost(reason, ctx);
+                act.connection_lost(DropReason::Io, reason, ctx);
             }
         });
         // Stop this writer: the connection is gone, and a new one gets a new writer.

@@ -14,6 +14,7 @@
 //! The MQTT rules themselves are in the sans-IO [`crate::mqtt::Session`]; the actor only moves
 //! packets and keeps timers.
 
+mod backoff;
 mod fault;
 mod light;
 mod link;
@@ -39,6 +40,7 @@ use crate::mqtt::{Session, SessionConfig};
 use crate::supervisor::{Seen, WillFact};
 use crate::transport::Endpoint;
 
+pub use backoff::{Backoff, Downtime, reconnect_window};
 pub use fault::Inject;
 pub use light::{LightState, UnknownCommand};
 pub use phone::{RequestTracker, Verdict};
@@ -57,6 +59,9 @@ pub struct DeviceSetup {
     pub chances: Vec<Chance>,
     /// Connect through a network-fault proxy (a network fault targets this device).
     pub proxied: bool,
+    /// How long after a broker blip the fleet's reconnects are spread over
+    /// ([`reconnect_window`]).
+    pub reconnect_window: std::time::Duration,
 }
 
 /// A fault applied to each request or answer with probability `p`.
@@ -106,7 +111,8 @@ pub struct DeviceActor {
     tick: Option<SpawnHandle>,
     ever_connected: bool,
     ever_ready: bool,
-    failed_attempts: u32,
+    backoff: Backoff,
+    downtime: Downtime,
     /// The SUBSCRIBE awaiting its SUBACK: packet id and the filters it asked for.
     pending_subscribe: Option<(u16, Vec<(String, QoS)>)>,
     /// The broker acknowledged this device's subscriptions in the current session.
@@ -163,6 +169,7 @@ impl DeviceActor {
         actor.facts = setup.facts;
         actor.chances = setup.chances;
         actor.proxied = setup.proxied;
+        actor.backoff = Backoff::new(setup.reconnect_window, spec.connection.keepalive);
         actor
     }
 
@@ -242,7 +249,8 @@ impl DeviceActor {
             tick: None,
             ever_connected: false,
             ever_ready: false,
-            failed_attempts: 0,
+            backoff: Backoff::new(reconnect_window(1), connection.keepalive),
+            downtime: Downtime::default(),
             pending_subscribe: None,
             subscribed: false,
             running: false,
@@ -403,6 +411,7 @@ impl Handler<Begin> for DeviceActor {
 
     fn handle(&mut self, _: Begin, ctx: &mut Context<Self>) {
         self.running = true;
+        self.downtime.begin(std::time::Instant::now());
         match self.role {
             RoleState::Phone(_) => self.schedule_request(ctx, true),
             RoleState::Sensor(_) => self.schedule_telemetry(ctx),
@@ -436,6 +445,9 @@ impl Handler<Shutdown> for DeviceActor {
     fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
         self.running = false;
         self.stopping = true;
+        if let Some(outage) = self.downtime.outage(std::time::Instant::now()) {
+            self.emit(Event::OfflineAtEnd(outage));
+        }
         if self.link != Link::Up || self.away.is_some() {
             ctx.stop();
             return;

@@ -80,6 +80,11 @@ impl DeviceActor {
         self.redelivered = Some(0);
         // Dropped without DISCONNECT: the broker may publish this connection's Will.
         self.tell_dropped();
+        self.downtime.down(std::time::Instant::now(), true);
+        self.emit(Event::Dropped {
+            reason: crate::events::DropReason::Fault(FaultKind::WithholdAcks),
+            planned: true,
+        });
         self.drop_link(ctx);
         self.connect(ctx);
         ctx.run_later(REDELIVERY_WINDOW, move |act, _| {

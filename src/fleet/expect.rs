@@ -26,7 +26,9 @@ enum Measure {
 
 fn measure(metric: Metric) -> Measure {
     match metric {
-        Metric::SuccessRate | Metric::WillsConsumedRate => Measure::Rate,
+        Metric::SuccessRate | Metric::WillsConsumedRate | Metric::DisconnectedShare => {
+            Measure::Rate
+        }
         Metric::LatencyP50Ms
         | Metric::LatencyP90Ms
         | Metric::LatencyP99Ms
@@ -42,7 +44,10 @@ fn measure(metric: Metric) -> Measure {
         | Metric::WillsMissing
         | Metric::WillsUnexpected
         | Metric::Refusals
-        | Metric::FaultsInjected => Measure::Count,
+        | Metric::FaultsInjected
+        | Metric::Reconnects
+        | Metric::UnplannedDrops
+        | Metric::OfflineAtEnd => Measure::Count,
     }
 }
 

@@ -69,6 +69,14 @@ pub enum Metric {
     /// All refusals: connect, subscribe and publish.
     Refusals,
     FaultsInjected,
+    /// Connections re-established after a drop, planned or not.
+    Reconnects,
+    /// Connections dropped without a fault doing it.
+    UnplannedDrops,
+    /// Devices not connected when the run ended.
+    OfflineAtEnd,
+    /// Time disconnected after unplanned drops over devices x run time (0 to 1).
+    DisconnectedShare,
 }
 
 impl Metric {
@@ -93,10 +101,26 @@ impl Metric {
             Metric::WillsUnexpected => "wills_unexpected",
             Metric::Refusals => "refusals",
             Metric::FaultsInjected => "faults_injected",
+            Metric::Reconnects => "reconnects",
+            Metric::UnplannedDrops => "unplanned_drops",
+            Metric::OfflineAtEnd => "offline_at_end",
+            Metric::DisconnectedShare => "disconnected_share",
         }
     }
 
-    pub const ALL: [Metric; 18] = [
+    /// Metrics about connections: naming one in `expect:` replaces the default verdict's
+    /// connectivity check it stands for (see `Report::judge`).
+    pub fn is_connectivity(self) -> bool {
+        matches!(
+            self,
+            Metric::Reconnects
+                | Metric::UnplannedDrops
+                | Metric::OfflineAtEnd
+                | Metric::DisconnectedShare
+        )
+    }
+
+    pub const ALL: [Metric; 22] = [
         Metric::SuccessRate,
         Metric::LatencyP50Ms,
         Metric::LatencyP90Ms,
@@ -115,6 +139,10 @@ impl Metric {
         Metric::WillsUnexpected,
         Metric::Refusals,
         Metric::FaultsInjected,
+        Metric::Reconnects,
+        Metric::UnplannedDrops,
+        Metric::OfflineAtEnd,
+        Metric::DisconnectedShare,
     ];
 }
 

@@ -3,17 +3,11 @@
 
 mod histogram;
 mod render;
+mod verdict;
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-
-use crate::fleet::{Expectation, Metric};
-
-/// Up to 4 decimals, as people read rates and milliseconds.
-fn round(value: f64) -> f64 {
-    (value * 10_000.0).round() / 10_000.0
-}
 
 /// Everything a run measured. Field names are the JSON report's; see docs/report.md.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -150,8 +144,20 @@ pub struct Devices {
     /// Devices that completed at least one CONNECT/CONNACK.
     pub connected: u64,
     pub by_kind: BTreeMap<&'static str, u64>,
-    /// Connections re-established after an unexpected drop.
+    /// Connections re-established after a drop, planned or not.
     pub reconnects: u64,
+    /// Connections that dropped without a fault doing it: the broker closed them, sent
+    /// DISCONNECT, took the session over, sent bad data, stopped answering PINGREQ...
+    pub unplanned_drops: u64,
+    /// Unplanned drops by reason (`broker_closed`, `session_taken_over`, ...).
+    pub drops_by_reason: BTreeMap<String, u64>,
+    /// Connections a fault ended on purpose.
+    pub planned_drops: u64,
+    /// Devices not connected when the run ended.
+    pub offline_at_end: u64,
+    /// Seconds devices spent disconnected after unplanned drops while the run was on, summed
+    /// over devices.
+    pub disconnected_s: f64,
 }
 
 /// Requester-side accounting. `sent == matched + late + timed_out + failed + in_flight` always.
@@ -272,116 +278,6 @@ pub struct UnexpectedWill {
 }
 
 impl Report {
-    /// The value an expectation compares, from this report.
-    pub fn metric(&self, metric: Metric) -> f64 {
-        let (q, w) = (&self.requests, &self.wills);
-        let rate = |part: u64, whole: u64| {
-            if whole == 0 {
-                1.0
-            } else {
-                part as f64 / whole as f64
-            }
-        };
-        match metric {
-            Metric::SuccessRate => rate(q.matched, q.sent),
-            Metric::LatencyP50Ms => q.latency_ms.p50,
-            Metric::LatencyP90Ms => q.latency_ms.p90,
-            Metric::LatencyP99Ms => q.latency_ms.p99,
-            Metric::LatencyMaxMs => q.latency_ms.max,
-            Metric::Sent => q.sent as f64,
-            Metric::Matched => q.matched as f64,
-            Metric::TimedOut => q.timed_out as f64,
-            Metric::Late => q.late as f64,
-            Metric::Failed => q.failed as f64,
-            Metric::Unmatched => q.unmatched_responses as f64,
-            Metric::Duplicate => q.duplicate_responses as f64,
-            Metric::WillsConsumedRate => rate(w.consumed, w.expected),
-            Metric::WillsUnconsumed => w.unconsumed as f64,
-            Metric::WillsMissing => w.missing as f64,
-            Metric::WillsUnexpected => w.unexpected as f64,
-            Metric::Refusals => self.refusals.total() as f64,
-            Metric::FaultsInjected => self.faults.injected as f64,
-        }
-    }
-
-    /// Sets `ok`, `problems` and `expectations`. With expectations, they alone decide (a run
-    /// with faults on purpose is judged by what it promised); without, any timeout, refusal,
-    /// stray answer or Will gone wrong fails the run. Documented in docs/report.md.
-    pub fn judge(&mut self, expect: &[Expectation]) {
-        if expect.is_empty() {
-            self.judge_strictly();
-            return;
-        }
-        self.expectations = expect
-            .iter()
-            .map(|e| {
-                let actual = self.metric(e.metric);
-                ExpectationResult {
-                    name: format!("{} {} {}", e.metric.as_str(), e.op.as_str(), e.limit),
-                    ok: e.op.holds(actual, e.limit),
-                    actual,
-                    limit: e.limit,
-                }
-            })
-            .collect();
-        let mut problems: Vec<String> = self
-            .expectations
-            .iter()
-            .filter(|e| !e.ok)
-            .map(|e| format!("expected {}, got {}", e.name, round(e.actual)))
-            .collect();
-        if !self.requests.adds_up() {
-            problems.push("request accounting does not add up (a fleetsim bug)".into());
-        }
-        self.ok = problems.is_empty();
-        self.problems = problems;
-    }
-
-    fn judge_strictly(&mut self) {
-        let (d, q, w) = (&self.devices, &self.requests, &self.wills);
-        let mut problems = Vec::new();
-        if d.connected < d.total {
-            problems.push(format!(
-                "{} of {} devices never connected",
-                d.total - d.connected,
-                d.total
-            ));
-        }
-        let counts = [
-            (q.timed_out, "requests timed out"),
-            (q.late, "requests were answered only after their timeout"),
-            (
-                q.failed,
-                "requests failed (refused by the broker, or their Response Topic was)",
-            ),
-            (q.in_flight, "requests were still unanswered at the end"),
-            (q.unmatched_responses, "answers matched no request"),
-            (q.duplicate_responses, "duplicate answers arrived"),
-            (w.missing, "expected Wills were never published"),
-            (w.unconsumed, "published Wills were never acked"),
-            (
-                w.unexpected,
-                "Wills were published when none should have been",
-            ),
-        ];
-        for (count, what) in counts {
-            if count > 0 {
-                problems.push(format!("{count} {what}"));
-            }
-        }
-        let refused = self.refusals.total();
-        if refused > 0 {
-            problems.push(format!(
-                "the broker refused {refused} connects, subscriptions or publishes"
-            ));
-        }
-        if !q.adds_up() {
-            problems.push("request accounting does not add up (a fleetsim bug)".into());
-        }
-        self.ok = problems.is_empty();
-        self.problems = problems;
-    }
-
     pub fn to_json(&self) -> String {
         // Serialising plain structs of numbers and strings cannot fail.
         serde_json::to_string_pretty(self).unwrap_or_default()

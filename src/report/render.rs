@@ -29,6 +29,25 @@ impl fmt::Display for Table<'_> {
                 r.devices.reconnects
             ),
         )?;
+        let d = &r.devices;
+        let reasons: Vec<String> = d
+            .drops_by_reason
+            .iter()
+            .map(|(reason, n)| format!("{n} {reason}"))
+            .collect();
+        let reasons = if reasons.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", reasons.join(", "))
+        };
+        row(
+            f,
+            "connections",
+            format!(
+                "{} unplanned drops{reasons}, {} planned; {:.1} s disconnected; {} offline at the end",
+                d.unplanned_drops, d.planned_drops, d.disconnected_s, d.offline_at_end
+            ),
+        )?;
         let q = &r.requests;
         row(
             f,

@@ -199,7 +199,8 @@ impl Handler<DeviceEvent> for Supervisor {
         match msg.event {
             Event::Ready => self.ready = true,
             Event::ConnectFailed { reason } => self.failure = Some(reason),
-            Event::ConnectionLost { reason } => {
+            Event::Dropped { reason, .. } => {
+                let reason = reason.key();
                 tracing::warn!(%reason, "the supervisor's connection dropped: Wills published meanwhile are missed");
             }
             _ => {}

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: fleets from text, a Mosquitto on a free port.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod fake;
+
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

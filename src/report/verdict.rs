@@ -1,0 +1,285 @@
+//! The verdict: the value of each metric an expectation can name, and whether the run is ok.
+
+use super::{ExpectationResult, Report};
+use crate::fleet::{Expectation, Metric};
+
+/// Up to 4 decimals, as people read rates and milliseconds.
+fn round(value: f64) -> f64 {
+    (value * 10_000.0).round() / 10_000.0
+}
+
+impl Report {
+    /// The value an expectation compares, from this report.
+    pub fn metric(&self, metric: Metric) -> f64 {
+        let (q, w) = (&self.requests, &self.wills);
+        let rate = |part: u64, whole: u64| {
+            if whole == 0 {
+                1.0
+            } else {
+                part as f64 / whole as f64
+            }
+        };
+        match metric {
+            Metric::SuccessRate => rate(q.matched, q.sent),
+            Metric::LatencyP50Ms => q.latency_ms.p50,
+            Metric::LatencyP90Ms => q.latency_ms.p90,
+            Metric::LatencyP99Ms => q.latency_ms.p99,
+            Metric::LatencyMaxMs => q.latency_ms.max,
+            Metric::Sent => q.sent as f64,
+            Metric::Matched => q.matched as f64,
+            Metric::TimedOut => q.timed_out as f64,
+            Metric::Late => q.late as f64,
+            Metric::Failed => q.failed as f64,
+            Metric::Unmatched => q.unmatched_responses as f64,
+            Metric::Duplicate => q.duplicate_responses as f64,
+            Metric::WillsConsumedRate => rate(w.consumed, w.expected),
+            Metric::WillsUnconsumed => w.unconsumed as f64,
+            Metric::WillsMissing => w.missing as f64,
+            Metric::WillsUnexpected => w.unexpected as f64,
+            Metric::Refusals => self.refusals.total() as f64,
+            Metric::FaultsInjected => self.faults.injected as f64,
+            Metric::Reconnects => self.devices.reconnects as f64,
+            Metric::UnplannedDrops => self.devices.unplanned_drops as f64,
+            Metric::OfflineAtEnd => self.devices.offline_at_end as f64,
+            Metric::DisconnectedShare => {
+                let device_seconds = self.devices.total as f64 * self.duration_s;
+                if device_seconds > 0.0 {
+                    (self.devices.disconnected_s / device_seconds).min(1.0)
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
+
+    /// Sets `ok`, `problems` and `expectations`. With expectations, they decide what they
+    /// measure (a run with faults on purpose is judged by what it promised); without, any
+    /// timeout, refusal, stray answer or Will gone wrong fails the run. Either way, a device
+    /// offline at the end or a connection dropped without a fault doing it fails the run,
+    /// unless an expectation on that measure (`offline_at_end`; `unplanned_drops`,
+    /// `reconnects` or `disconnected_share`) says what is acceptable. Documented in
+    /// docs/report.md.
+    pub fn judge(&mut self, expect: &[Expectation]) {
+        let mut problems = if expect.is_empty() {
+            self.strict_problems()
+        } else {
+            self.expectation_problems(expect)
+        };
+        problems.extend(self.connectivity_problems(expect));
+        if !self.requests.adds_up() {
+            problems.push("request accounting does not add up (a fleetsim bug)".into());
+        }
+        self.ok = problems.is_empty();
+        self.problems = problems;
+    }
+
+    fn expectation_problems(&mut self, expect: &[Expectation]) -> Vec<String> {
+        self.expectations = expect
+            .iter()
+            .map(|e| {
+                let actual = self.metric(e.metric);
+                ExpectationResult {
+                    name: format!("{} {} {}", e.metric.as_str(), e.op.as_str(), e.limit),
+                    ok: e.op.holds(actual, e.limit),
+                    actual,
+                    limit: e.limit,
+                }
+            })
+            .collect();
+        self.expectations
+            .iter()
+            .filter(|e| !e.ok)
+            .map(|e| format!("expected {}, got {}", e.name, round(e.actual)))
+            .collect()
+    }
+
+    /// The default connectivity checks the fleet's expectations leave in force.
+    fn connectivity_problems(&self, expect: &[Expectation]) -> Vec<String> {
+        let d = &self.devices;
+        let names = |metrics: &[Metric]| expect.iter().any(|e| metrics.contains(&e.metric));
+        let mut problems = Vec::new();
+        if d.offline_at_end > 0 && !names(&[Metric::OfflineAtEnd]) {
+            problems.push(format!(
+                "{} of {} devices were offline at the end",
+                d.offline_at_end, d.total
+            ));
+        }
+        let drop_metrics = [
+            Metric::UnplannedDrops,
+            Metric::Reconnects,
+            Metric::DisconnectedShare,
+        ];
+        if d.unplanned_drops > 0 && !names(&drop_metrics) {
+            let reasons: Vec<String> = d
+                .drops_by_reason
+                .iter()
+                .map(|(reason, n)| format!("{n} {reason}"))
+                .collect();
+            problems.push(format!(
+                "{} connections dropped without a fault doing it ({}); {:.1} s disconnected",
+                d.unplanned_drops,
+                reasons.join(", "),
+                d.disconnected_s
+            ));
+        }
+        problems
+    }
+
+    fn strict_problems(&self) -> Vec<String> {
+        let (d, q, w) = (&self.devices, &self.requests, &self.wills);
+        let mut problems = Vec::new();
+        if d.connected < d.total {
+            problems.push(format!(
+                "{} of {} devices never connected",
+                d.total - d.connected,
+                d.total
+            ));
+        }
+        let counts = [
+            (q.timed_out, "requests timed out"),
+            (q.late, "requests were answered only after their timeout"),
+            (
+                q.failed,
+                "requests failed (refused by the broker, or their Response Topic was)",
+            ),
+            (q.in_flight, "requests were still unanswered at the end"),
+            (q.unmatched_responses, "answers matched no request"),
+            (q.duplicate_responses, "duplicate answers arrived"),
+            (w.missing, "expected Wills were never published"),
+            (w.unconsumed, "published Wills were never acked"),
+            (
+                w.unexpected,
+                "Wills were published when none should have been",
+            ),
+        ];
+        for (count, what) in counts {
+            if count > 0 {
+                problems.push(format!("{count} {what}"));
+            }
+        }
+        let refused = self.refusals.total();
+        if refused > 0 {
+            problems.push(format!(
+                "the broker refused {refused} connects, subscriptions or publishes"
+            ));
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::Op;
+    use crate::report::{
+        Devices, Faults, Refusals, Requests, Responders, ResponseInfo, Telemetry, Wills,
+    };
+
+    fn report() -> Report {
+        Report {
+            fleet: "t".into(),
+            broker: "b".into(),
+            seed: 0,
+            duration_s: 10.0,
+            ok: false,
+            problems: Vec::new(),
+            devices: Devices {
+                total: 4,
+                connected: 4,
+                ..Devices::default()
+            },
+            requests: Requests {
+                sent: 10,
+                matched: 10,
+                ..Requests::default()
+            },
+            responders: Responders::default(),
+            telemetry: Telemetry::default(),
+            response_info: ResponseInfo::default(),
+            refusals: Refusals::default(),
+            wills: Wills::default(),
+            faults: Faults::default(),
+            expectations: Vec::new(),
+        }
+    }
+
+    fn expect(metric: Metric, op: Op, limit: f64) -> Expectation {
+        Expectation { metric, op, limit }
+    }
+
+    fn dropped(r: &mut Report) {
+        r.devices.unplanned_drops = 2;
+        r.devices.drops_by_reason.insert("broker_closed".into(), 2);
+        r.devices.disconnected_s = 4.0;
+    }
+
+    #[test]
+    fn a_clean_run_is_ok() {
+        let mut r = report();
+        r.judge(&[]);
+        assert!(r.ok, "{:?}", r.problems);
+    }
+
+    #[test]
+    fn unplanned_drops_fail_the_default_verdict_and_name_their_reasons() {
+        let mut r = report();
+        dropped(&mut r);
+        r.judge(&[]);
+        assert!(!r.ok);
+        assert!(
+            r.problems[0].contains("2 connections dropped")
+                && r.problems[0].contains("2 broker_closed"),
+            "{:?}",
+            r.problems
+        );
+        // Expectations on something else leave the connectivity check in force.
+        let mut r = report();
+        dropped(&mut r);
+        r.judge(&[expect(Metric::SuccessRate, Op::AtLeast, 0.9)]);
+        assert!(!r.ok, "{:?}", r.problems);
+    }
+
+    #[test]
+    fn planned_drops_do_not_fail_the_run() {
+        let mut r = report();
+        r.devices.planned_drops = 3;
+        r.devices.reconnects = 3;
+        r.judge(&[]);
+        assert!(r.ok, "{:?}", r.problems);
+    }
+
+    #[test]
+    fn an_expectation_on_drops_replaces_the_default_check() {
+        for metric in [Metric::UnplannedDrops, Metric::Reconnects] {
+            let mut r = report();
+            dropped(&mut r);
+            r.judge(&[expect(metric, Op::AtMost, 5.0)]);
+            assert!(r.ok, "{metric:?}: {:?}", r.problems);
+        }
+        let mut r = report();
+        dropped(&mut r);
+        // 4 s over 4 devices x 10 s is a tenth of the run.
+        assert!((r.metric(Metric::DisconnectedShare) - 0.1).abs() < 1e-9);
+        r.judge(&[expect(Metric::DisconnectedShare, Op::Below, 0.05)]);
+        assert!(!r.ok);
+        assert_eq!(
+            r.problems.len(),
+            1,
+            "only the expectation: {:?}",
+            r.problems
+        );
+    }
+
+    #[test]
+    fn devices_offline_at_the_end_fail_unless_expected() {
+        let mut r = report();
+        r.devices.offline_at_end = 1;
+        r.judge(&[]);
+        assert!(!r.ok);
+        assert!(r.problems[0].contains("1 of 4 devices were offline at the end"));
+        let mut r = report();
+        r.devices.offline_at_end = 1;
+        r.judge(&[expect(Metric::OfflineAtEnd, Op::AtMost, 1.0)]);
+        assert!(r.ok, "{:?}", r.problems);
+    }
+}
