@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use actix::{Actor, Context, Handler, Message, MessageResult};
 use bytes::Bytes;
 
-use crate::events::{DeviceEvent, Event, Outcome, Refused};
+use crate::events::{DeviceEvent, Event, Outcome, Refused, Skip};
 use crate::fleet::Fleet;
 use crate::report::{
     Devices, DurationHistogram, FaultEvent, Faults, Refusal, Refusals, Report, Requests,
@@ -176,6 +176,13 @@ impl Collector {
                 self.trace.handled(&id, handled);
             }
             Event::TelemetryPublished => self.telemetry.published += 1,
+            Event::Skipped(skip) => match skip {
+                Skip::RequestOffline => self.requests.skipped_offline += 1,
+                Skip::RequestBacklog => self.requests.skipped_backlog += 1,
+                Skip::ReadingOffline => self.telemetry.skipped_offline += 1,
+                Skip::ReadingBacklog => self.telemetry.skipped_backlog += 1,
+                Skip::QueueOverflow => self.links.queue_overflows += 1,
+            },
             Event::Refusal {
                 what,
                 topic,

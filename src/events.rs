@@ -55,6 +55,8 @@ pub enum Event {
     Handled(Arc<Handled>),
     /// A sensor published a reading.
     TelemetryPublished,
+    /// Something the device was due to publish was not: see [`Skip`].
+    Skipped(Skip),
     /// The broker refused something this device asked for.
     Refusal {
         what: Refused,
@@ -125,6 +127,21 @@ impl DropReason {
             DropReason::Fault(kind) => format!("fault_{}", kind.as_str()),
         }
     }
+}
+
+/// Why something a device was due to publish was not published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// A request due while the phone was disconnected: not sent, so not counted as sent.
+    RequestOffline,
+    /// A request due while the phone's session already held `MAX_QUEUED` unsent publishes.
+    RequestBacklog,
+    /// A reading due while the sensor was disconnected.
+    ReadingOffline,
+    /// A reading due while the sensor's session queue was full.
+    ReadingBacklog,
+    /// Any other publish (an answer, a Will ack) refused because the session queue was full.
+    QueueOverflow,
 }
 
 /// What the broker refused.

@@ -173,3 +173,50 @@ fn a_request_with_a_wildcard_response_topic_is_not_answered_and_loops_nothing() 
     assert_eq!(report.responders.answered, 0);
     assert_eq!(report.devices.reconnects, 0, "{:?}", report.devices);
 }
+
+#[test]
+fn while_the_broker_is_dead_nothing_is_sent_and_the_run_is_not_ok() {
+    let Some(mut mosquitto) = Mosquitto::start() else {
+        return;
+    };
+    let mut fleet = fleet_from(
+        r#"
+name: outage
+duration: 4s
+devices:
+  - { kind: sensor, id: "sensor-{n}", count: 3, every: 100ms }
+  - { kind: light, id: lamp }
+  - { kind: phone, id: phone, targets: [lamp], every: 100ms, timeout: 1s }
+"#,
+    );
+    fleet.broker = mosquitto.target();
+    let runner = std::thread::spawn(move || run_fleet(fleet));
+    std::thread::sleep(Duration::from_millis(1000));
+    mosquitto.restart(Duration::from_millis(1500));
+    let report = runner.join().expect("run thread");
+    assert_adds_up(&report);
+    let d = &report.devices;
+    assert_eq!((d.unplanned_drops, d.reconnects), (5, 5), "{d:?}");
+    assert_eq!(d.drops_by_reason.get("broker_closed"), Some(&5), "{d:?}");
+    // Five devices down for at least the 1.5 s the broker was.
+    assert!(d.disconnected_s >= 5.0 * 1.4, "{d:?}");
+    // Readings and requests due meanwhile were skipped, not counted as published or sent:
+    // 3 sensors and a phone at 10 a second, over about 1.5 s.
+    let t = &report.telemetry;
+    assert!(t.skipped_offline >= 30, "{t:?}");
+    assert!(
+        report.requests.skipped_offline >= 10,
+        "{:?}",
+        report.requests
+    );
+    assert!(t.published + t.skipped_offline <= 3 * 40 + 3, "{t:?}");
+    assert!(!report.ok);
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("5 broker_closed")),
+        "{:?}",
+        report.problems
+    );
+}

@@ -12,8 +12,8 @@ use rand::Rng;
 use tokio_util::codec::FramedRead;
 
 use super::{DeviceActor, Link, RoleState};
-use crate::events::{DropReason, Event, Refused};
-use crate::mqtt::{CodecError, MqttCodec, Outbound, Outgoing};
+use crate::events::{DropReason, Event, Refused, Skip};
+use crate::mqtt::{CodecError, MqttCodec, Outbound, Outgoing, PublishError};
 use crate::supervisor::WillFact;
 use crate::transport::{BoxRead, BoxWrite};
 
@@ -50,14 +50,28 @@ impl DeviceActor {
     }
 
     /// Hands a publish to the session (which may queue it under Receive Maximum) and writes
-    /// whatever it releases. Returns the tag that `Delivered`/`Refused` will name.
-    pub(super) fn publish(&mut self, mut msg: Outgoing) -> u64 {
+    /// whatever it releases. Returns the tag that `Delivered`/`Refused` will name, or why the
+    /// session would not take it.
+    pub(super) fn publish(&mut self, mut msg: Outgoing) -> Result<u64, PublishError> {
         self.next_tag += 1;
         msg.tag = self.next_tag;
-        if let Some(packet) = self.session.publish(msg, Instant::now()) {
+        if let Some(packet) = self.session.publish(msg, Instant::now())? {
             self.write(packet);
         }
-        self.next_tag
+        Ok(self.next_tag)
+    }
+
+    /// Publishes what no request waits on (an answer, a Will ack): a refusal is counted.
+    pub(super) fn publish_counted(&mut self, msg: Outgoing) {
+        if let Err(e) = self.publish(msg) {
+            tracing::debug!(device = %self.id, error = %e, "not published");
+            self.emit(Event::Skipped(Skip::QueueOverflow));
+        }
+    }
+
+    /// Connected, and not kept away by a fault: what the device publishes goes out now.
+    pub(super) fn online(&self) -> bool {
+        self.session.is_connected() && self.away.is_none()
     }
 
     pub(super) fn connect(&mut self, ctx: &mut Context<Self>) {

@@ -11,7 +11,7 @@ use mqtt5_protocol::packet::publish::PublishPacket;
 use rand::Rng;
 
 use super::{DeviceActor, RoleState, correlation_of};
-use crate::events::{Event, Exchange, Outcome};
+use crate::events::{Event, Exchange, Outcome, Skip};
 use crate::fleet::{self, FaultClass, FaultKind, FaultParams};
 use crate::mqtt::{Outgoing, PublishProperties};
 
@@ -274,11 +274,20 @@ impl DeviceActor {
         });
     }
 
-    /// Sends one request; false when the phone has sent all it was asked to.
+    /// Sends one request; false when the phone has sent all it was asked to. A request due
+    /// while the phone is offline, or while its session already holds as many unsent
+    /// publishes as it may, is skipped and counted as such: it was never sent.
     fn send_request(&mut self, ctx: &mut Context<Self>) -> bool {
         let qos = self.qos;
         // The tag `publish` will give this request's PUBLISH, so a refusal finds the request.
         let tag = self.next_tag + 1;
+        let skip = if !self.online() {
+            Some(Skip::RequestOffline)
+        } else if self.session.queue_full() {
+            Some(Skip::RequestBacklog)
+        } else {
+            None
+        };
         let Some(state) = self.phone() else {
             return false;
         };
@@ -286,6 +295,10 @@ impl DeviceActor {
         let spec = &state.pace;
         if spec.max_requests.is_some_and(|max| sent >= max) || state.targets.is_empty() {
             return false;
+        }
+        if let Some(skip) = skip {
+            self.emit(Event::Skipped(skip));
+            return true;
         }
         let timeout = spec.timeout;
         let target = &state.targets[(sent % state.targets.len() as u64) as usize];
@@ -349,12 +362,15 @@ impl DeviceActor {
             });
         }
         let again = twice.then(|| msg.clone());
-        let published_tag = self.publish(msg);
-        debug_assert_eq!(published_tag, tag);
+        if let Err(e) = self.publish(msg) {
+            // The queue had room a moment ago: only a refusal of this very message gets here.
+            self.phone_refused(tag, e.to_string());
+            return more;
+        }
         if let Some(again) = again {
             // The same request, Correlation Data and all: the backend should answer once, or
             // the phone counts a duplicate answer.
-            self.publish(again);
+            self.publish_counted(again);
         }
         ctx.run_later(timeout, move |act, _| act.expire_request(seq));
         more

@@ -114,9 +114,9 @@ impl DeviceActor {
             tag: 0,
         };
         if fault == Some(FaultKind::DuplicateAnswer) {
-            self.publish(msg.clone());
+            self.publish_counted(msg.clone());
         }
-        self.publish(msg);
+        self.publish_counted(msg);
         handled.answer = Some(payload);
         self.emit(Event::Handled(Arc::new(handled)));
     }

@@ -7,7 +7,7 @@ use mqtt5_protocol::packet::publish::PublishPacket;
 use rand::Rng;
 
 use super::{DeviceActor, RoleState, correlation_of, response_topic_of};
-use crate::events::{Event, Handled};
+use crate::events::{Event, Handled, Skip};
 use crate::fleet::{self, Signal};
 use crate::mqtt::{Outgoing, PublishProperties};
 
@@ -84,7 +84,19 @@ impl DeviceActor {
         });
     }
 
+    /// Publishes the next reading; one due while the sensor is offline (or its session's
+    /// queue is full) is skipped and counted, not queued: a reading is only worth its time.
     fn publish_reading(&mut self) {
+        let skip = if !self.online() {
+            Some(Skip::ReadingOffline)
+        } else if self.session.queue_full() {
+            Some(Skip::ReadingBacklog)
+        } else {
+            None
+        };
+        if let Some(skip) = skip {
+            return self.emit(Event::Skipped(skip));
+        }
         let RoleState::Sensor(SensorState { spec, signal }) = &mut self.role else {
             return;
         };
@@ -100,8 +112,10 @@ impl DeviceActor {
             },
             tag: 0,
         };
-        self.publish(msg);
-        self.emit(Event::TelemetryPublished);
+        match self.publish(msg) {
+            Ok(_) => self.emit(Event::TelemetryPublished),
+            Err(_) => self.emit(Event::Skipped(Skip::ReadingBacklog)),
+        }
     }
 
     pub(super) fn sensor_request(&mut self, publish: PublishPacket, ctx: &mut Context<Self>) {

@@ -112,10 +112,10 @@ impl DeviceActor {
         };
         tracing::info!(device = %self.id, will = %publish.topic_name, "acking a Will");
         if consumer.ack_delay.is_zero() {
-            self.publish(ack);
+            self.publish_counted(ack);
         } else {
             ctx.run_later(consumer.ack_delay, move |act, _| {
-                act.publish(ack);
+                act.publish_counted(ack);
             });
         }
     }

@@ -2,4 +2,7 @@
 pub mod codec;
 pub mod session;
 pub use codec::{CodecError, MqttCodec, Outbound};
-pub use session::{Event, Outgoing, ProtocolError, PublishProperties, Session, SessionConfig};
+pub use session::{
+    Event, MAX_QUEUED, Outgoing, ProtocolError, PublishError, PublishProperties, Session,
+    SessionConfig,
+};

@@ -33,6 +33,10 @@ use mqtt5_protocol::{
 /// Receive Maximum when the server does not send one (MQTT 5 section 3.2.2.3.3).
 const DEFAULT_RECEIVE_MAXIMUM: u16 = u16::MAX;
 
+/// Publishes waiting to be sent (not connected, or the server's Receive Maximum reached) that a
+/// session keeps at most; see [`Session::publish`].
+pub const MAX_QUEUED: usize = 1000;
+
 /// Packet ids publishes may occupy. The rest stay free for SUBSCRIBE, so `subscribe` can always
 /// hand out an unused id even when a server allows 65535 publishes in flight.
 const MAX_PUBLISH_IDS: usize = u16::MAX as usize - 1024;
@@ -220,6 +224,13 @@ pub enum Event {
     PingResponse,
 }
 
+/// Why [`Session::publish`] refused a message: it is not sent, now or later.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    #[error("{MAX_QUEUED} publishes already wait to be sent")]
+    QueueFull,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProtocolError {
     #[error("no PINGRESP within {0:?}")]
@@ -353,7 +364,14 @@ impl Session {
     ///
     /// The packet id is taken when the PUBLISH is actually sent, so a long queue does not use up
     /// the id space. Anything queued keeps its place: a new publish never overtakes the queue.
-    pub fn publish(&mut self, msg: Outgoing, now: Instant) -> Option<Packet> {
+    ///
+    /// The queue holds at most [`MAX_QUEUED`] publishes: beyond that the message is refused
+    /// (`QueueFull`), so a long outage or a broker that acks slowly cannot grow memory without
+    /// bound. Publishes in flight that a lost session puts back are not refused.
+    pub fn publish(&mut self, msg: Outgoing, now: Instant) -> Result<Option<Packet>, PublishError> {
+        if self.queue.len() >= MAX_QUEUED {
+            return Err(PublishError::QueueFull);
+        }
         let mut publish = PublishPacket::new(msg.topic, msg.payload, msg.qos);
         publish.retain = msg.retain;
         publish.properties = msg.properties.into();
@@ -366,10 +384,10 @@ impl Session {
             || !self.has_room(pending.publish.qos)
         {
             self.queue.push_back(pending);
-            return None;
+            return Ok(None);
         }
         self.last_sent = Some(now);
-        Some(self.start(pending))
+        Ok(Some(self.start(pending)))
     }
 
     /// SUBSCRIBE with these filters, each with the given QoS and otherwise default options
@@ -496,6 +514,11 @@ impl Session {
     /// Publishes waiting locally (Receive Maximum reached, or not connected).
     pub fn queued(&self) -> usize {
         self.queue.len()
+    }
+
+    /// Whether [`Session::publish`] would refuse a message for want of room.
+    pub fn queue_full(&self) -> bool {
+        self.queue.len() >= MAX_QUEUED
     }
 
     /// Forgets what only made sense on the connection that ended.

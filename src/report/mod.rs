@@ -158,6 +158,9 @@ pub struct Devices {
     /// Seconds devices spent disconnected after unplanned drops while the run was on, summed
     /// over devices.
     pub disconnected_s: f64,
+    /// Answers and Will acks not published because their session's queue was full
+    /// (`MAX_QUEUED` unsent publishes).
+    pub queue_overflows: u64,
 }
 
 /// Requester-side accounting. `sent == matched + late + timed_out + failed + in_flight` always.
@@ -172,6 +175,11 @@ pub struct Requests {
     pub failed: u64,
     /// Still waiting when the report was taken.
     pub in_flight: u64,
+    /// Requests due while their phone was disconnected: not sent, and in none of the above.
+    pub skipped_offline: u64,
+    /// Requests due while their phone's session already held `MAX_QUEUED` unsent publishes
+    /// (the broker acks too slowly for the pace): not sent either.
+    pub skipped_backlog: u64,
     /// Answers whose Correlation Data names no request of the phone that got them.
     pub unmatched_responses: u64,
     /// Second and later answers to one request.
@@ -216,6 +224,10 @@ pub struct Responders {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Telemetry {
     pub published: u64,
+    /// Readings due while their sensor was disconnected: skipped, not queued.
+    pub skipped_offline: u64,
+    /// Readings due while their sensor's session queue was full.
+    pub skipped_backlog: u64,
 }
 
 /// What became of every outage's Will: published, consumed, learned by its device.

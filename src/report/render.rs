@@ -53,8 +53,14 @@ impl fmt::Display for Table<'_> {
             f,
             "requests",
             format!(
-                "{} sent: {} matched, {} late, {} timed out, {} failed, {} in flight",
-                q.sent, q.matched, q.late, q.timed_out, q.failed, q.in_flight
+                "{} sent: {} matched, {} late, {} timed out, {} failed, {} in flight{}",
+                q.sent,
+                q.matched,
+                q.late,
+                q.timed_out,
+                q.failed,
+                q.in_flight,
+                skipped(q.skipped_offline, q.skipped_backlog)
             ),
         )?;
         row(
@@ -89,11 +95,16 @@ impl fmt::Display for Table<'_> {
                 ),
             )?;
         }
-        if r.telemetry.published > 0 {
+        let t = &r.telemetry;
+        if t.published + t.skipped_offline + t.skipped_backlog > 0 {
             row(
                 f,
                 "telemetry",
-                format!("{} readings published", r.telemetry.published),
+                format!(
+                    "{} readings published{}",
+                    t.published,
+                    skipped(t.skipped_offline, t.skipped_backlog)
+                ),
             )?;
         }
         let ri = &r.response_info;
@@ -219,6 +230,22 @@ impl fmt::Display for Table<'_> {
             writeln!(f, "  - {problem}")?;
         }
         Ok(())
+    }
+}
+
+/// `; not sent: 3 while offline, 1 with the queue full`, or nothing when nothing was skipped.
+fn skipped(offline: u64, backlog: u64) -> String {
+    let mut parts = Vec::new();
+    if offline > 0 {
+        parts.push(format!("{offline} while offline"));
+    }
+    if backlog > 0 {
+        parts.push(format!("{backlog} with the queue full"));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("; not sent: {}", parts.join(", "))
     }
 }
 

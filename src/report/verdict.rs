@@ -143,6 +143,18 @@ impl Report {
                 "requests failed (refused by the broker, or their Response Topic was)",
             ),
             (q.in_flight, "requests were still unanswered at the end"),
+            (
+                q.skipped_backlog,
+                "requests were not sent: their phone's queue of unsent publishes was full",
+            ),
+            (
+                self.telemetry.skipped_backlog,
+                "readings were not sent: their sensor's queue of unsent publishes was full",
+            ),
+            (
+                d.queue_overflows,
+                "answers or Will acks were not sent: their session's queue was full",
+            ),
             (q.unmatched_responses, "answers matched no request"),
             (q.duplicate_responses, "duplicate answers arrived"),
             (w.missing, "expected Wills were never published"),

@@ -59,7 +59,10 @@ fn publish_id(packet: &Packet) -> u16 {
 
 /// Publishes and expects it to go out right away; returns its packet id.
 fn send(session: &mut Session, tag: u64, qos: QoS, now: Instant) -> u16 {
-    let packet = session.publish(message(tag, qos), now).expect("sent now");
+    let packet = session
+        .publish(message(tag, qos), now)
+        .unwrap()
+        .expect("sent now");
     publish_id(&packet)
 }
 
@@ -164,6 +167,7 @@ fn qos0_publish_goes_out_at_once_and_produces_no_event() {
     let mut session = connected(None, now);
     let packet = session
         .publish(message(1, QoS::AtMostOnce), now)
+        .unwrap()
         .expect("sent");
     let publish = as_publish(&packet);
     assert_eq!(publish.packet_id, None);
@@ -189,7 +193,7 @@ fn outgoing_properties_reach_the_publish() {
         properties: properties.clone(),
         ..message(1, QoS::AtLeastOnce)
     };
-    let packet = session.publish(msg, now).expect("sent");
+    let packet = session.publish(msg, now).unwrap().expect("sent");
     let publish = as_publish(&packet);
     assert!(publish.retain);
     assert_eq!(PublishProperties::from(&publish.properties), properties);
@@ -311,9 +315,19 @@ fn puback_frees_a_slot_and_releases_the_next_queued_publish() {
     let mut session = connected(Some(2), now);
     let first = send(&mut session, 1, QoS::AtLeastOnce, now);
     send(&mut session, 2, QoS::ExactlyOnce, now);
-    assert!(session.publish(message(3, QoS::AtLeastOnce), now).is_none());
+    assert!(
+        session
+            .publish(message(3, QoS::AtLeastOnce), now)
+            .unwrap()
+            .is_none()
+    );
     // Nothing overtakes the queue, not even QoS 0.
-    assert!(session.publish(message(4, QoS::AtMostOnce), now).is_none());
+    assert!(
+        session
+            .publish(message(4, QoS::AtMostOnce), now)
+            .unwrap()
+            .is_none()
+    );
     assert_eq!((session.in_flight(), session.queued()), (2, 2));
 
     let (event, out) = handle(&mut session, puback(first, ReasonCode::Success), now);
@@ -373,7 +387,9 @@ fn no_pingreq_while_busy() {
     let mut session = connected(None, start);
     for second in 1..=30 {
         let now = start + Duration::from_secs(second);
-        session.publish(message(second, QoS::AtMostOnce), now);
+        session
+            .publish(message(second, QoS::AtMostOnce), now)
+            .unwrap();
         assert!(session.tick(now).unwrap().is_none(), "ping at {second}s");
     }
     // Acks we send count too.
@@ -572,7 +588,12 @@ fn reconnect_without_session_resends_in_flight_fresh() {
     let now = Instant::now();
     let (mut session, _) = session_with_three_flows(now);
     // A publish made while offline waits behind the old flows.
-    assert!(session.publish(message(4, QoS::AtLeastOnce), now).is_none());
+    assert!(
+        session
+            .publish(message(4, QoS::AtLeastOnce), now)
+            .unwrap()
+            .is_none()
+    );
     session.connect(now);
     let (_, out) = handle(&mut session, connack(false, Some(3)), now);
 
@@ -614,10 +635,25 @@ fn session_loss_forgets_incoming_qos2_awaiting_pubrel() {
 fn publishes_while_disconnected_are_queued_until_connack() {
     let now = Instant::now();
     let mut session = Session::new(config());
-    assert!(session.publish(message(1, QoS::AtMostOnce), now).is_none());
-    assert!(session.publish(message(2, QoS::AtLeastOnce), now).is_none());
+    assert!(
+        session
+            .publish(message(1, QoS::AtMostOnce), now)
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        session
+            .publish(message(2, QoS::AtLeastOnce), now)
+            .unwrap()
+            .is_none()
+    );
     session.connect(now);
-    assert!(session.publish(message(3, QoS::AtLeastOnce), now).is_none());
+    assert!(
+        session
+            .publish(message(3, QoS::AtLeastOnce), now)
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(session.queued(), 3);
 
     let (_, out) = handle(&mut session, connack(false, None), now);
@@ -772,7 +808,12 @@ fn server_disconnect_is_reported_and_ends_the_connection() {
     }
     assert!(!session.is_connected());
     assert_eq!(session.in_flight(), 1, "kept for the next connection");
-    assert!(session.publish(message(2, QoS::AtMostOnce), now).is_none());
+    assert!(
+        session
+            .publish(message(2, QoS::AtMostOnce), now)
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[test]
@@ -860,4 +901,28 @@ fn withheld_acks_deliver_the_message_but_acknowledge_nothing() {
     assert_eq!(session.withhold_acks(false), 2);
     let (_, out) = handle(&mut session, Packet::Publish(publish), now);
     assert!(matches!(&out[..], [Packet::PubAck(ack)] if ack.packet_id == 5));
+}
+
+#[test]
+fn the_queue_of_unsent_publishes_is_bounded_and_drains_on_connack() {
+    let now = Instant::now();
+    let mut session = Session::new(config());
+    for tag in 0..MAX_QUEUED as u64 {
+        let queued = session.publish(message(tag, QoS::AtLeastOnce), now);
+        assert!(matches!(queued, Ok(None)), "{queued:?}");
+    }
+    assert!(session.queue_full());
+    let refused = session.publish(message(9999, QoS::AtLeastOnce), now);
+    assert!(
+        matches!(refused, Err(PublishError::QueueFull)),
+        "{refused:?}"
+    );
+    assert_eq!(session.queued(), MAX_QUEUED);
+    session.connect(now);
+    // Mosquitto's in-flight limit: 20 go out at CONNACK, the rest wait, in order.
+    let (_, out) = handle(&mut session, connack(false, Some(20)), now);
+    assert_eq!(out.len(), 20);
+    assert_eq!(as_publish(&out[0]).topic_name, "fleet/dev-1/0");
+    assert_eq!(session.queued(), MAX_QUEUED - 20);
+    assert!(!session.queue_full());
 }
