@@ -126,6 +126,9 @@ impl Collector {
                     Outcome::TimedOut { after } => {
                         format!("no answer: timed out after {:.1}s", after.as_secs_f64())
                     }
+                    Outcome::Late { latency } => {
+                        format!("answered late, {:.2}s after sending", latency.as_secs_f64())
+                    }
                     Outcome::Failed { reason } => format!("failed: {reason}"),
                 });
                 match &outcome {
@@ -137,6 +140,7 @@ impl Collector {
                         }
                     }
                     Outcome::TimedOut { .. } => self.requests.timed_out += 1,
+                    Outcome::Late { .. } => self.requests.late += 1,
                     Outcome::Failed { .. } => self.requests.failed += 1,
                 }
                 self.trace.done(&correlation, &outcome);

@@ -196,6 +196,10 @@ pub enum Outcome {
     TimedOut {
         after: Duration,
     },
+    /// Answered, but after the timeout, before its timer had fired.
+    Late {
+        latency: Duration,
+    },
     /// The broker refused the request (reason code and text).
     Failed {
         reason: String,

@@ -108,6 +108,10 @@ fn render(steps: &Steps, outcome: &Outcome) -> String {
             latency.as_secs_f64() * 1000.0
         ),
         Outcome::TimedOut { after } => format!("no answer within {after:?}: timed out"),
+        Outcome::Late { latency } => format!(
+            "got the answer {:.2} ms after sending, past its timeout: late",
+            latency.as_secs_f64() * 1000.0
+        ),
         Outcome::Failed { reason } => format!("the request failed: {reason}"),
     };
     out += &format!("  {who:<width$}  {end}");

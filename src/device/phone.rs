@@ -28,6 +28,9 @@ const REMEMBERED: u64 = 512;
 /// parseable back to the request without a lookup table keyed by arbitrary bytes.
 pub struct RequestTracker {
     prefix: String,
+    /// An answer later than this after its request is late, whether or not the request's
+    /// timer has fired yet.
+    timeout: Duration,
     next_seq: u64,
     in_flight: HashMap<u64, InFlight>,
     /// How each remembered request ended, and when it was sent.
@@ -51,8 +54,11 @@ enum Finished {
 /// What an incoming answer turned out to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// The first answer to a request in flight.
+    /// The first answer to a request in flight, within its timeout.
     Matched { seq: u64, latency: Duration },
+    /// The first answer to a request in flight, but after its timeout (before its timer
+    /// fired): the request ends late, never matched.
+    Overdue { seq: u64, latency: Duration },
     /// Another answer to a request already matched.
     Duplicate,
     /// The first answer to a request that had already timed out: the request now counts as
@@ -63,9 +69,10 @@ pub enum Verdict {
 }
 
 impl RequestTracker {
-    pub fn new(phone_id: &str) -> Self {
+    pub fn new(phone_id: &str, timeout: Duration) -> Self {
         Self {
             prefix: format!("{phone_id}:"),
+            timeout,
             next_seq: 1,
             in_flight: HashMap::new(),
             finished: HashMap::new(),
@@ -96,12 +103,14 @@ impl RequestTracker {
             return Verdict::Unmatched;
         };
         if let Some(request) = self.in_flight.remove(&seq) {
+            let latency = now.saturating_duration_since(request.sent_at);
+            if latency > self.timeout {
+                self.finished.insert(seq, (Finished::Late, request.sent_at));
+                return Verdict::Overdue { seq, latency };
+            }
             self.finished
                 .insert(seq, (Finished::Matched, request.sent_at));
-            return Verdict::Matched {
-                seq,
-                latency: now.saturating_duration_since(request.sent_at),
-            };
+            return Verdict::Matched { seq, latency };
         }
         match self.finished.get(&seq).map(|(how, _)| *how) {
             Some(Finished::Matched | Finished::Late) => Verdict::Duplicate,
@@ -203,7 +212,7 @@ impl PhoneState {
                 timeout: spec.timeout,
                 max_requests: spec.max_requests,
             },
-            tracker: RequestTracker::new(id),
+            tracker: RequestTracker::new(id, spec.timeout),
             targets,
         }
     }
@@ -463,6 +472,10 @@ impl DeviceActor {
                 correlation: correlation.unwrap_or_default(),
                 latency,
             },
+            Verdict::Overdue { latency, .. } => Event::RequestDone {
+                correlation: correlation.unwrap_or_default(),
+                outcome: Outcome::Late { latency },
+            },
             Verdict::Unmatched => Event::UnmatchedResponse { correlation },
         };
         self.emit(event);
@@ -487,9 +500,33 @@ impl DeviceActor {
 mod tests {
     use super::*;
 
+    const TIMEOUT: Duration = Duration::from_secs(2);
+
+    #[test]
+    fn an_answer_after_the_timeout_is_late_even_before_the_timer_fires() {
+        let mut t = RequestTracker::new("p", Duration::from_millis(5));
+        let now = Instant::now();
+        let (seq, corr) = t.open(1, now);
+        let later = now + Duration::from_millis(6);
+        assert_eq!(
+            t.answer(Some(&corr), later),
+            Verdict::Overdue {
+                seq,
+                latency: Duration::from_millis(6)
+            }
+        );
+        // Its timer fires afterwards: nothing left to time out; a second answer is a duplicate.
+        assert_eq!(t.expire(seq, later), None);
+        assert_eq!(t.answer(Some(&corr), later), Verdict::Duplicate);
+        // Exactly at the timeout is still in time.
+        let (seq, corr) = t.open(2, now);
+        let at = now + Duration::from_millis(5);
+        assert!(matches!(t.answer(Some(&corr), at), Verdict::Matched { seq: s, .. } if s == seq));
+    }
+
     #[test]
     fn correlation_data_is_unique_per_request_and_names_the_phone() {
-        let mut t = RequestTracker::new("phone-1");
+        let mut t = RequestTracker::new("phone-1", TIMEOUT);
         let now = Instant::now();
         let (s1, c1) = t.open(1, now);
         let (s2, c2) = t.open(2, now);
@@ -501,7 +538,7 @@ mod tests {
 
     #[test]
     fn first_answer_matches_with_its_latency_and_second_is_a_duplicate() {
-        let mut t = RequestTracker::new("p");
+        let mut t = RequestTracker::new("p", TIMEOUT);
         let now = Instant::now();
         let (seq, corr) = t.open(1, now);
         let later = now + Duration::from_millis(7);
@@ -518,7 +555,7 @@ mod tests {
 
     #[test]
     fn answers_out_of_order_each_find_their_own_request() {
-        let mut t = RequestTracker::new("p");
+        let mut t = RequestTracker::new("p", TIMEOUT);
         let now = Instant::now();
         let (s1, c1) = t.open(1, now);
         let (s2, c2) = t.open(2, now + Duration::from_millis(1));
@@ -529,7 +566,7 @@ mod tests {
 
     #[test]
     fn unknown_or_missing_correlation_is_unmatched() {
-        let mut t = RequestTracker::new("p");
+        let mut t = RequestTracker::new("p", TIMEOUT);
         let now = Instant::now();
         t.open(1, now);
         assert_eq!(t.answer(None, now), Verdict::Unmatched);
@@ -542,7 +579,7 @@ mod tests {
 
     #[test]
     fn expired_request_times_out_once_and_its_first_later_answer_makes_it_late() {
-        let mut t = RequestTracker::new("p");
+        let mut t = RequestTracker::new("p", TIMEOUT);
         let now = Instant::now();
         let (seq, corr) = t.open(1, now);
         let deadline = now + Duration::from_secs(2);
@@ -565,7 +602,7 @@ mod tests {
 
     #[test]
     fn expire_after_match_does_nothing() {
-        let mut t = RequestTracker::new("p");
+        let mut t = RequestTracker::new("p", TIMEOUT);
         let now = Instant::now();
         let (seq, corr) = t.open(1, now);
         t.answer(Some(&corr), now);
@@ -574,7 +611,7 @@ mod tests {
 
     #[test]
     fn refused_publish_fails_its_request_by_tag() {
-        let mut t = RequestTracker::new("p");
+        let mut t = RequestTracker::new("p", TIMEOUT);
         let now = Instant::now();
         t.open(10, now);
         let (seq, corr) = t.open(11, now);
@@ -586,7 +623,7 @@ mod tests {
 
     #[test]
     fn memory_of_finished_requests_is_bounded() {
-        let mut t = RequestTracker::new("p");
+        let mut t = RequestTracker::new("p", TIMEOUT);
         let now = Instant::now();
         for tag in 0..(REMEMBERED * 3) {
             let (seq, corr) = t.open(tag, now);

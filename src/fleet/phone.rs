@@ -149,6 +149,16 @@ pub(super) fn check_phone(
         Duration::from_secs(2),
         DurationRule::Positive,
     );
+    // Timers tick in milliseconds: a shorter timeout could never be met, only missed late.
+    if let (Some(t), Some(raw)) = (timeout, &g.timeout)
+        && t < MIN_TIMEOUT
+    {
+        problems.at(
+            raw.referenced,
+            at("timeout"),
+            format!("timeout must be at least 1ms, got `{}`", raw.value),
+        );
+    }
     let max_requests = match &g.requests {
         None => Some(None),
         Some(r) => match u64::try_from(r.value) {
@@ -173,6 +183,9 @@ pub(super) fn check_phone(
         max_requests: max_requests.flatten(),
     })
 }
+
+/// The shortest request timeout a phone accepts.
+const MIN_TIMEOUT: Duration = Duration::from_millis(1);
 
 fn check_targets(
     problems: &mut Problems,

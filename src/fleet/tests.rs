@@ -587,6 +587,12 @@ fn bad_files() -> Vec<(&'static str, String, Expect, [&'static str; 3])> {
             ["devices[1].timeout", ":8:", "0ms"],
         ),
         (
+            "timeout under a millisecond",
+            phone("    targets: [light-1]\n    timeout: 1ns\n"),
+            Invalid,
+            ["devices[1].timeout", ":8:", "at least 1ms, got `1ns`"],
+        ),
+        (
             "requests 0",
             phone("    targets: [light-1]\n    requests: 0\n"),
             Invalid,

@@ -85,7 +85,8 @@ pub struct ExpectationResult {
     /// As written: `success_rate >= 0.95`.
     pub name: String,
     pub ok: bool,
-    pub actual: f64,
+    /// None (`null`) when the run had no data for it: then it fails.
+    pub actual: Option<f64>,
     pub limit: f64,
 }
 

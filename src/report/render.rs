@@ -218,8 +218,11 @@ impl fmt::Display for Table<'_> {
         }
         for e in &r.expectations {
             let mark = if e.ok { "ok  " } else { "FAIL" };
-            let actual = (e.actual * 10_000.0).round() / 10_000.0;
-            row(f, "expect", format!("{mark} {} (actual {actual})", e.name))?;
+            let actual = match e.actual {
+                Some(actual) => format!("actual {}", (actual * 10_000.0).round() / 10_000.0),
+                None => "no data".to_owned(),
+            };
+            row(f, "expect", format!("{mark} {} ({actual})", e.name))?;
         }
         row(
             f,

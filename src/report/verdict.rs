@@ -9,45 +9,39 @@ fn round(value: f64) -> f64 {
 }
 
 impl Report {
-    /// The value an expectation compares, from this report.
-    pub fn metric(&self, metric: Metric) -> f64 {
-        let (q, w) = (&self.requests, &self.wills);
-        let rate = |part: u64, whole: u64| {
-            if whole == 0 {
-                1.0
-            } else {
-                part as f64 / whole as f64
-            }
-        };
+    /// The value an expectation compares, from this report; None when the run has no data
+    /// for it (a rate of nothing, a percentile of no matched request): such an expectation
+    /// fails, as nothing shows it holds.
+    pub fn metric(&self, metric: Metric) -> Option<f64> {
+        let (q, w, d) = (&self.requests, &self.wills, &self.devices);
+        let rate = |part: u64, whole: u64| (whole > 0).then(|| part as f64 / whole as f64);
+        let latency = |ms: f64| (q.matched > 0).then_some(ms);
+        let count = |n: u64| Some(n as f64);
         match metric {
             Metric::SuccessRate => rate(q.matched, q.sent),
-            Metric::LatencyP50Ms => q.latency_ms.p50,
-            Metric::LatencyP90Ms => q.latency_ms.p90,
-            Metric::LatencyP99Ms => q.latency_ms.p99,
-            Metric::LatencyMaxMs => q.latency_ms.max,
-            Metric::Sent => q.sent as f64,
-            Metric::Matched => q.matched as f64,
-            Metric::TimedOut => q.timed_out as f64,
-            Metric::Late => q.late as f64,
-            Metric::Failed => q.failed as f64,
-            Metric::Unmatched => q.unmatched_responses as f64,
-            Metric::Duplicate => q.duplicate_responses as f64,
+            Metric::LatencyP50Ms => latency(q.latency_ms.p50),
+            Metric::LatencyP90Ms => latency(q.latency_ms.p90),
+            Metric::LatencyP99Ms => latency(q.latency_ms.p99),
+            Metric::LatencyMaxMs => latency(q.latency_ms.max),
+            Metric::Sent => count(q.sent),
+            Metric::Matched => count(q.matched),
+            Metric::TimedOut => count(q.timed_out),
+            Metric::Late => count(q.late),
+            Metric::Failed => count(q.failed),
+            Metric::Unmatched => count(q.unmatched_responses),
+            Metric::Duplicate => count(q.duplicate_responses),
             Metric::WillsConsumedRate => rate(w.consumed, w.expected),
-            Metric::WillsUnconsumed => w.unconsumed as f64,
-            Metric::WillsMissing => w.missing as f64,
-            Metric::WillsUnexpected => w.unexpected as f64,
-            Metric::Refusals => self.refusals.total() as f64,
-            Metric::FaultsInjected => self.faults.injected as f64,
-            Metric::Reconnects => self.devices.reconnects as f64,
-            Metric::UnplannedDrops => self.devices.unplanned_drops as f64,
-            Metric::OfflineAtEnd => self.devices.offline_at_end as f64,
+            Metric::WillsUnconsumed => count(w.unconsumed),
+            Metric::WillsMissing => count(w.missing),
+            Metric::WillsUnexpected => count(w.unexpected),
+            Metric::Refusals => count(self.refusals.total()),
+            Metric::FaultsInjected => count(self.faults.injected),
+            Metric::Reconnects => count(d.reconnects),
+            Metric::UnplannedDrops => count(d.unplanned_drops),
+            Metric::OfflineAtEnd => count(d.offline_at_end),
             Metric::DisconnectedShare => {
-                let device_seconds = self.devices.total as f64 * self.duration_s;
-                if device_seconds > 0.0 {
-                    (self.devices.disconnected_s / device_seconds).min(1.0)
-                } else {
-                    0.0
-                }
+                let device_seconds = d.total as f64 * self.duration_s;
+                (device_seconds > 0.0).then(|| (d.disconnected_s / device_seconds).min(1.0))
             }
         }
     }
@@ -80,7 +74,7 @@ impl Report {
                 let actual = self.metric(e.metric);
                 ExpectationResult {
                     name: format!("{} {} {}", e.metric.as_str(), e.op.as_str(), e.limit),
-                    ok: e.op.holds(actual, e.limit),
+                    ok: actual.is_some_and(|actual| e.op.holds(actual, e.limit)),
                     actual,
                     limit: e.limit,
                 }
@@ -89,7 +83,10 @@ impl Report {
         self.expectations
             .iter()
             .filter(|e| !e.ok)
-            .map(|e| format!("expected {}, got {}", e.name, round(e.actual)))
+            .map(|e| match e.actual {
+                Some(actual) => format!("expected {}, got {}", e.name, round(actual)),
+                None => format!("expected {}, got no data", e.name),
+            })
             .collect()
     }
 
@@ -271,7 +268,8 @@ mod tests {
         let mut r = report();
         dropped(&mut r);
         // 4 s over 4 devices x 10 s is a tenth of the run.
-        assert!((r.metric(Metric::DisconnectedShare) - 0.1).abs() < 1e-9);
+        let share = r.metric(Metric::DisconnectedShare).unwrap();
+        assert!((share - 0.1).abs() < 1e-9, "{share}");
         r.judge(&[expect(Metric::DisconnectedShare, Op::Below, 0.05)]);
         assert!(!r.ok);
         assert_eq!(
@@ -280,6 +278,41 @@ mod tests {
             "only the expectation: {:?}",
             r.problems
         );
+    }
+
+    #[test]
+    fn rates_and_latencies_with_no_data_fail() {
+        let mut r = report();
+        r.requests = Requests::default();
+        let checks = [
+            expect(Metric::LatencyP99Ms, Op::Below, 200.0),
+            expect(Metric::SuccessRate, Op::AtLeast, 0.9),
+            expect(Metric::WillsConsumedRate, Op::Equal, 1.0),
+            expect(Metric::TimedOut, Op::Equal, 0.0),
+        ];
+        r.judge(&checks);
+        assert!(!r.ok);
+        let failed: Vec<&str> = r
+            .expectations
+            .iter()
+            .filter(|e| !e.ok)
+            .map(|e| e.name.as_str())
+            .collect();
+        assert_eq!(
+            failed,
+            [
+                "latency_p99_ms < 200",
+                "success_rate >= 0.9",
+                "wills_consumed_rate == 1"
+            ]
+        );
+        assert_eq!(r.expectations[0].actual, None);
+        assert_eq!(
+            r.expectations[3].actual,
+            Some(0.0),
+            "a count of nothing is 0"
+        );
+        assert!(r.problems[0].ends_with("got no data"), "{:?}", r.problems);
     }
 
     #[test]
