@@ -160,6 +160,11 @@ fn validate(path: &Path) -> Exit {
     match load(path) {
         Ok(fleet) => {
             println!("{}", summary(&fleet));
+            // Valid, but the embedded broker would refuse these (an external one may not).
+            let limit = crate::broker::MAX_PACKET_SIZE;
+            for warning in fleet::oversized_payloads(&fleet, limit) {
+                eprintln!("fleetsim: warning: {warning} (the embedded broker's limit)");
+            }
             Exit::Ok
         }
         Err(exit) => exit,

@@ -186,6 +186,7 @@ impl Collector {
                 Skip::ReadingOffline => self.telemetry.skipped_offline += 1,
                 Skip::ReadingBacklog => self.telemetry.skipped_backlog += 1,
                 Skip::QueueOverflow => self.links.queue_overflows += 1,
+                Skip::TooLarge => self.links.unsent_too_large += 1,
             },
             Event::Refusal {
                 what,

@@ -142,6 +142,8 @@ pub enum Skip {
     ReadingBacklog,
     /// Any other publish (an answer, a Will ack) refused because the session queue was full.
     QueueOverflow,
+    /// An answer, Will ack or reading larger than the broker's Maximum Packet Size.
+    TooLarge,
 }
 
 /// What the broker refused.

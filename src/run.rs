@@ -96,6 +96,10 @@ pub fn run(fleet: Fleet, options: &RunOptions) -> Result<Report, RunError> {
     let mut supervisor_login = None;
     let (addr, label) = match &fleet.broker {
         BrokerTarget::Embedded { port } => {
+            for warning in crate::fleet::oversized_payloads(&fleet, crate::broker::MAX_PACKET_SIZE)
+            {
+                tracing::warn!("{warning} (the embedded broker's limit)");
+            }
             let settings = &fleet.embedded;
             // On a locked-down broker the supervisor gets its own account, to read everything.
             let locked = !settings.users.is_empty() || !settings.acl.is_empty();

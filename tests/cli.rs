@@ -197,3 +197,26 @@ fn a_fleet_too_big_for_the_open_file_limit_exits_2_before_connecting() {
     assert!(err.contains("728 open files"), "{err}");
     assert!(err.contains("only 256"), "{err}");
 }
+
+#[test]
+fn validate_warns_of_payloads_the_embedded_broker_would_refuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_fleet(
+        &dir,
+        "big.yaml",
+        "name: big\ndevices:\n  - { kind: light, id: lamp }\n  - { kind: phone, id: phone, targets: [lamp] }\nfaults:\n  - { kind: huge_payload, target: phone, at: 1s, size: 2MiB }\n",
+    );
+    let out = fleetsim(&["validate", &path]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "valid all the same: {}",
+        stderr(&out)
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("fleetsim: warning: phone: a huge_payload fault's payload of 2097152 bytes")
+            && err.contains("packet_too_large"),
+        "{err}"
+    );
+}

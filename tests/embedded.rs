@@ -263,3 +263,32 @@ devices:
         "each request delivered once"
     );
 }
+
+#[test]
+fn a_request_over_the_brokers_maximum_packet_size_fails_once_and_never_loops() {
+    // The embedded broker allows 1 MiB: a 2 MiB request would get the phone thrown out, and
+    // its session would send it again on every reconnect.
+    let report = run_fleet(fleet_from(
+        r#"
+name: too-large
+duration: 1500ms
+devices:
+  - { kind: light, id: lamp }
+  - { kind: phone, id: phone, targets: [lamp], every: 200ms, session_expiry: 60s, will: {} }
+faults:
+  - { kind: huge_payload, target: phone, at: 300ms, size: 2MiB }
+"#,
+    ));
+    assert_adds_up(&report);
+    let q = &report.requests;
+    assert_eq!(q.failed, 1, "{q:?}");
+    assert_eq!(q.matched + q.failed, q.sent, "{q:?}");
+    let d = &report.devices;
+    assert_eq!((d.reconnects, d.unplanned_drops), (0, 0), "{d:?}");
+    assert_eq!(
+        report.wills.unexpected, 0,
+        "no Will published: the phone never dropped"
+    );
+    let effect = fault_effect(&report, "huge_payload");
+    assert!(effect.contains("failed: packet_too_large"), "{effect}");
+}

@@ -220,3 +220,31 @@ devices:
         report.problems
     );
 }
+
+#[test]
+fn a_message_over_the_devices_maximum_packet_size_is_not_sent_to_it() {
+    // fleetsim announces its read limit (1 MiB) in CONNECT: Mosquitto must not forward a
+    // larger message to it. Were it sent, the light would drop the connection, and with a
+    // session the broker would redeliver it on every reconnect.
+    let Some(mosquitto) = Mosquitto::start() else {
+        return;
+    };
+    let mut fleet = fleet_from(
+        "name: big\nduration: 2s\ndevices:\n  - { kind: light, id: lamp, session_expiry: 60s }\n",
+    );
+    fleet.broker = mosquitto.target();
+    let port = mosquitto.port;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let big = dir.path().join("big");
+    std::fs::write(&big, vec![b'x'; 2 * 1024 * 1024]).expect("write a 2 MiB payload");
+    let runner = std::thread::spawn(move || run_fleet(fleet));
+    std::thread::sleep(Duration::from_millis(700));
+    let big = big.to_string_lossy().into_owned();
+    mosquitto_pub(port, &["-t", "cmnd/lamp/power", "-f", &big]);
+    mosquitto_pub(port, &["-t", "cmnd/lamp/power", "-m", "ON"]);
+    let report = runner.join().expect("run thread");
+    let d = &report.devices;
+    assert_eq!((d.reconnects, d.unplanned_drops), (0, 0), "{d:?}");
+    assert_eq!(report.responders.received, 1, "only the small command");
+    assert!(report.ok, "{:?}", report.problems);
+}

@@ -23,7 +23,8 @@ pub(super) const FIRST_CONNECT_ATTEMPTS: u32 = 5;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Read buffer to start with; it grows for larger packets. Small, because fleets are large.
 const READ_BUFFER: usize = 512;
-const MAX_PACKET: usize = 1024 * 1024;
+/// The largest packet a device reads, announced in CONNECT as its Maximum Packet Size.
+pub(super) const MAX_PACKET: usize = 1024 * 1024;
 
 pub(super) type Writer = FramedWrite<Outbound, BoxWrite, MqttCodec>;
 
@@ -65,7 +66,11 @@ impl DeviceActor {
     pub(super) fn publish_counted(&mut self, msg: Outgoing) {
         if let Err(e) = self.publish(msg) {
             tracing::debug!(device = %self.id, error = %e, "not published");
-            self.emit(Event::Skipped(Skip::QueueOverflow));
+            let skip = match e {
+                PublishError::QueueFull => Skip::QueueOverflow,
+                PublishError::TooLarge { .. } => Skip::TooLarge,
+            };
+            self.emit(Event::Skipped(skip));
         }
     }
 

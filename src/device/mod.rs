@@ -219,6 +219,7 @@ impl DeviceActor {
                 .password
                 .as_ref()
                 .map(|p| p.expose().as_bytes().to_vec()),
+            maximum_packet_size: link::MAX_PACKET as u32,
             ..SessionConfig::new(id.clone())
         });
         let qos = match connection.qos {

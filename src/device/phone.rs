@@ -487,7 +487,7 @@ impl DeviceActor {
         };
         if let Some(seq) = state.tracker.refuse(tag) {
             let correlation = state.tracker.correlation(seq);
-            tracing::warn!(device = %self.id, seq, %reason, "request refused by the broker");
+            tracing::warn!(device = %self.id, seq, %reason, "request failed");
             self.emit(Event::RequestDone {
                 correlation,
                 outcome: Outcome::Failed { reason },

@@ -26,6 +26,7 @@
 //! - `expect`: the top-level `expect:` mapping, metric -> `"OP NUMBER"`.
 //! - `validate`: the top level, tying the above together.
 //! - `model`: the validated result the rest of fleetsim runs.
+//! - `warnings`: what a valid fleet may still run into (payloads over a Maximum Packet Size).
 //!
 //! Parsing stops at the first YAML error (serde cannot go on), but semantic checks collect every
 //! problem so a user fixes a file in one round.
@@ -46,6 +47,7 @@ mod template;
 mod tls;
 mod validate;
 mod values;
+mod warnings;
 mod will;
 
 #[cfg(test)]
@@ -69,6 +71,7 @@ use std::path::{Path, PathBuf};
 
 pub use model::*;
 pub use validate::parse_broker;
+pub use warnings::oversized_payloads;
 
 use validate::Context;
 

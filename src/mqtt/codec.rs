@@ -183,6 +183,14 @@ impl Encoder<Outbound> for MqttCodec {
     }
 }
 
+/// How many bytes this PUBLISH takes on the wire, fixed header included: what MQTT's Maximum
+/// Packet Size limits.
+pub fn publish_size(publish: &mqtt5_protocol::packet::publish::PublishPacket) -> usize {
+    let body = publish.body_encoded_size();
+    let remaining = u32::try_from(body).unwrap_or(u32::MAX);
+    FixedHeader::new(PacketType::Publish, publish.flags(), remaining).encoded_len() + body
+}
+
 /// Appends the wire form of `packet` to `dst`. PINGREQ/PINGRESP are 2 bytes.
 pub fn encode(packet: &Packet, dst: &mut BytesMut) -> Result<(), CodecError> {
     match packet {

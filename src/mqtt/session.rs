@@ -55,6 +55,9 @@ pub struct SessionConfig {
     pub username: Option<String>,
     pub password: Option<Vec<u8>>,
     pub will: Option<WillMessage>,
+    /// The largest packet we accept (our codec's read limit), announced in CONNECT so a
+    /// server never sends more; 0 announces none.
+    pub maximum_packet_size: u32,
 }
 
 impl SessionConfig {
@@ -70,6 +73,7 @@ impl SessionConfig {
             username: None,
             password: None,
             will: None,
+            maximum_packet_size: 0,
         }
     }
 }
@@ -90,6 +94,7 @@ impl fmt::Debug for SessionConfig {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "[REDACTED]"))
             .field("will", &self.will)
+            .field("maximum_packet_size", &self.maximum_packet_size)
             .finish()
     }
 }
@@ -229,6 +234,12 @@ pub enum Event {
 pub enum PublishError {
     #[error("{MAX_QUEUED} publishes already wait to be sent")]
     QueueFull,
+    /// Sending it would get the connection closed, and the session would send it again on
+    /// every reconnect: refused here instead, once.
+    #[error(
+        "packet_too_large: a {size} byte PUBLISH exceeds the broker's Maximum Packet Size of {max} bytes"
+    )]
+    TooLarge { size: usize, max: usize },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -280,6 +291,8 @@ pub struct Session {
     last_sent: Option<Instant>,
     ping_sent: Option<Instant>,
     server_receive_maximum: u16,
+    /// The server's Maximum Packet Size from its last CONNACK (None: no limit announced).
+    server_maximum_packet_size: Option<usize>,
     next_packet_id: u16,
     next_seq: u64,
     in_flight: HashMap<u16, InFlight>,
@@ -304,6 +317,7 @@ impl Session {
             last_sent: None,
             ping_sent: None,
             server_receive_maximum: DEFAULT_RECEIVE_MAXIMUM,
+            server_maximum_packet_size: None,
             next_packet_id: 1,
             next_seq: 0,
             in_flight: HashMap::new(),
@@ -350,6 +364,8 @@ impl Session {
                     .then_some(config.session_expiry),
                 receive_maximum: (config.receive_maximum != 0).then_some(config.receive_maximum),
                 request_response_information: config.request_response_information.then_some(true),
+                maximum_packet_size: (config.maximum_packet_size != 0)
+                    .then_some(config.maximum_packet_size),
                 ..ConnectProperties::default()
             },
             ..ConnectOptions::default()
@@ -375,6 +391,12 @@ impl Session {
         let mut publish = PublishPacket::new(msg.topic, msg.payload, msg.qos);
         publish.retain = msg.retain;
         publish.properties = msg.properties.into();
+        if let Some(max) = self.server_maximum_packet_size {
+            let size = crate::mqtt::codec::publish_size(&publish);
+            if size > max {
+                return Err(PublishError::TooLarge { size, max });
+            }
+        }
         let pending = Pending {
             tag: msg.tag,
             publish,
@@ -556,6 +578,11 @@ impl Session {
             self.keepalive = Duration::from_secs(seconds.into());
         }
         self.server_receive_maximum = server_receive_maximum;
+        // Kept across reconnects: what is published while disconnected is checked against the
+        // limit the server last announced.
+        self.server_maximum_packet_size = props
+            .get_maximum_packet_size()
+            .map(|max| usize::try_from(max).unwrap_or(usize::MAX));
         self.state = State::Connected;
         self.resume = true;
 

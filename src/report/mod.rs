@@ -162,6 +162,9 @@ pub struct Devices {
     /// Answers and Will acks not published because their session's queue was full
     /// (`MAX_QUEUED` unsent publishes).
     pub queue_overflows: u64,
+    /// Answers, Will acks and readings not published because they exceed the broker's
+    /// Maximum Packet Size (requests that do are `failed`).
+    pub unsent_too_large: u64,
 }
 
 /// Requester-side accounting. `sent == matched + late + timed_out + failed + in_flight` always.

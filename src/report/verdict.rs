@@ -152,6 +152,10 @@ impl Report {
                 d.queue_overflows,
                 "answers or Will acks were not sent: their session's queue was full",
             ),
+            (
+                d.unsent_too_large,
+                "answers, Will acks or readings were not sent: larger than the broker's Maximum Packet Size",
+            ),
             (q.unmatched_responses, "answers matched no request"),
             (q.duplicate_responses, "duplicate answers arrived"),
             (w.missing, "expected Wills were never published"),

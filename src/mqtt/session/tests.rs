@@ -926,3 +926,44 @@ fn the_queue_of_unsent_publishes_is_bounded_and_drains_on_connack() {
     assert_eq!(session.queued(), MAX_QUEUED - 20);
     assert!(!session.queue_full());
 }
+
+#[test]
+fn a_publish_over_the_servers_maximum_packet_size_is_refused_here_and_never_sent() {
+    let now = Instant::now();
+    let mut session = Session::new(SessionConfig {
+        maximum_packet_size: 4096,
+        ..config()
+    });
+    let Packet::Connect(connect) = session.connect(now) else {
+        panic!("CONNECT expected");
+    };
+    assert_eq!(
+        connect.properties.get_maximum_packet_size(),
+        Some(4096),
+        "ours, announced"
+    );
+    let mut connack = ConnAckPacket::new(false, ReasonCode::Success);
+    connack.properties.set_maximum_packet_size(100);
+    let (_, _) = handle(&mut session, Packet::ConnAck(connack), now);
+    let mut big = message(1, QoS::AtLeastOnce);
+    big.payload = Bytes::from(vec![b'x'; 100]);
+    let refused = session.publish(big, now);
+    assert!(
+        matches!(refused, Err(PublishError::TooLarge { size, max: 100 }) if size > 100),
+        "{refused:?}"
+    );
+    assert_eq!(
+        (session.in_flight(), session.queued()),
+        (0, 0),
+        "nothing kept to resend"
+    );
+    // Exactly at the limit goes out.
+    let mut fits = message(2, QoS::AtLeastOnce);
+    let overhead = crate::mqtt::codec::publish_size(&PublishPacket::new(
+        fits.topic.clone(),
+        Bytes::new(),
+        QoS::AtLeastOnce,
+    ));
+    fits.payload = Bytes::from(vec![b'x'; 100 - overhead]);
+    assert!(session.publish(fits, now).unwrap().is_some());
+}
