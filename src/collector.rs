@@ -180,6 +180,7 @@ impl Collector {
                 self.trace.handled(&id, handled);
             }
             Event::TelemetryPublished => self.telemetry.published += 1,
+            Event::PoisonDropped => self.links.poison_dropped += 1,
             Event::Skipped(skip) => match skip {
                 Skip::RequestOffline => self.requests.skipped_offline += 1,
                 Skip::RequestBacklog => self.requests.skipped_backlog += 1,

@@ -55,6 +55,9 @@ pub enum Event {
     Handled(Arc<Handled>),
     /// A sensor published a reading.
     TelemetryPublished,
+    /// A message from the broker that closed the previous connection came again, and was
+    /// acknowledged and let go (see `devices.poison_dropped`).
+    PoisonDropped,
     /// Something the device was due to publish was not: see [`Skip`].
     Skipped(Skip),
     /// The broker refused something this device asked for.

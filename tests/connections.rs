@@ -150,3 +150,107 @@ fn a_device_the_broker_never_takes_back_is_offline_at_the_end() {
         report.problems
     );
 }
+
+/// A broker that sends `poison` (raw bytes) to every connection once it is subscribed, and
+/// records the acks the device sends for it: (packet id, reason code).
+/// Acks a fake broker saw: (packet id, reason code).
+type Acks = std::sync::Arc<std::sync::Mutex<Vec<(u16, u8)>>>;
+
+fn poisoning(poison: Vec<u8>) -> (FakeBroker, Acks) {
+    let acks = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = acks.clone();
+    let broker = FakeBroker::start(move |conn| {
+        conn.accept();
+        conn.grant_subscribe();
+        let mut bytes = poison.clone();
+        if conn.index > 0 {
+            bytes[0] |= 0x08; // a redelivery: DUP
+        }
+        conn.write_raw(&bytes);
+        while let Some(packet) = conn.read() {
+            match packet {
+                Packet::PubAck(ack) => {
+                    seen.lock()
+                        .unwrap()
+                        .push((ack.packet_id, ack.reason_code as u8));
+                }
+                Packet::PingReq => conn.write(&Packet::PingResp),
+                _ => {}
+            }
+        }
+    });
+    (broker, acks)
+}
+
+fn lamp_on(broker: &FakeBroker) -> fleetsim::report::Report {
+    let mut fleet = fleet_from(&LAMP.replace("10s", "2s"));
+    fleet.broker = broker.target();
+    run_fleet(fleet)
+}
+
+#[test]
+fn a_poison_message_closes_one_connection_then_is_let_go_instead_of_looping() {
+    // QoS 1, packet id 7, topic bytes C3 28 (not UTF-8), no properties, payload "x".
+    let (broker, acks) = poisoning(vec![0x32, 8, 0, 2, 0xC3, 0x28, 0, 7, 0, b'x']);
+    let report = lamp_on(&broker);
+    let d = &report.devices;
+    assert_eq!(d.drops_by_reason.get("malformed_packet"), Some(&1), "{d:?}");
+    assert_eq!(
+        (d.unplanned_drops, d.reconnects, d.poison_dropped),
+        (1, 1, 1),
+        "{d:?}"
+    );
+    assert_eq!(broker.accepted(), 2, "one reconnect, not a loop");
+    // The redelivery was acknowledged (0x80: not accepted), so the broker can let it go.
+    assert_eq!(*acks.lock().unwrap(), [(7, 0x80)]);
+    assert!(!report.ok);
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("let go undelivered")),
+        "{:?}",
+        report.problems
+    );
+}
+
+#[test]
+fn a_publish_with_a_topic_alias_never_allowed_is_poison_too() {
+    use bytes::Bytes;
+    use mqtt5_protocol::QoS;
+    use mqtt5_protocol::packet::publish::PublishPacket;
+    let mut publish = PublishPacket::new(
+        "cmnd/lamp/power",
+        Bytes::from_static(b"ON"),
+        QoS::AtLeastOnce,
+    );
+    publish.packet_id = Some(11);
+    publish.properties.set_topic_alias(1);
+    let mut bytes = bytes::BytesMut::new();
+    fleetsim::mqtt::codec::encode(&Packet::Publish(publish), &mut bytes).unwrap();
+    let (broker, acks) = poisoning(bytes.to_vec());
+    let report = lamp_on(&broker);
+    let d = &report.devices;
+    assert_eq!(d.drops_by_reason.get("protocol_error"), Some(&1), "{d:?}");
+    assert_eq!((d.unplanned_drops, d.poison_dropped), (1, 1), "{d:?}");
+    assert_eq!(*acks.lock().unwrap(), [(11, 0x80)]);
+    assert_eq!(report.responders.received, 0, "never delivered");
+}
+
+#[test]
+fn a_puback_for_an_unknown_packet_id_is_a_protocol_error_counted_by_reason() {
+    use mqtt5_protocol::packet::puback::PubAckPacket;
+    let broker = serving(|conn| {
+        conn.write(&Packet::PubAck(PubAckPacket::new(999)));
+        conn.idle();
+    });
+    let report = lamp_on(&broker);
+    let d = &report.devices;
+    assert_eq!(d.drops_by_reason.get("protocol_error"), Some(&1), "{d:?}");
+    assert_eq!(
+        (d.unplanned_drops, d.reconnects, d.offline_at_end),
+        (1, 1, 0),
+        "{d:?}"
+    );
+    assert!(!report.ok);
+}

@@ -13,7 +13,9 @@ use tokio_util::codec::FramedRead;
 
 use super::{DeviceActor, Link, RoleState};
 use crate::events::{DropReason, Event, Refused, Skip};
-use crate::mqtt::{CodecError, MqttCodec, Outbound, Outgoing, PublishError};
+use crate::mqtt::{
+    CodecError, Inbound, InboundCodec, Outbound, Outgoing, ProtocolError, PublishError,
+};
 use crate::supervisor::WillFact;
 use crate::transport::{BoxRead, BoxWrite};
 
@@ -26,12 +28,21 @@ const READ_BUFFER: usize = 512;
 /// The largest packet a device reads, announced in CONNECT as its Maximum Packet Size.
 pub(super) const MAX_PACKET: usize = 1024 * 1024;
 
-pub(super) type Writer = FramedWrite<Outbound, BoxWrite, MqttCodec>;
+pub(super) type Writer = FramedWrite<Outbound, BoxWrite, InboundCodec>;
 
-/// A decoded packet, tagged with the connection it came from.
+/// A decoded packet (or a frame stepped over), tagged with the connection it came from.
 pub(super) struct Frame {
     generation: u64,
-    frame: Result<Packet, CodecError>,
+    frame: Result<Inbound, CodecError>,
+}
+
+/// A message from the broker the device will not take: a frame that did not decode, or a
+/// PUBLISH MQTT does not allow here.
+struct Rejected {
+    reason: DropReason,
+    detail: String,
+    fingerprint: u64,
+    ack: Option<(QoS, u16)>,
 }
 
 impl DeviceActor {
@@ -125,10 +136,10 @@ impl DeviceActor {
 
     fn attach(&mut self, read: BoxRead, write: BoxWrite, ctx: &mut Context<Self>) {
         let generation = self.generation;
-        let frames = FramedRead::with_capacity(read, MqttCodec::new(MAX_PACKET), READ_BUFFER)
+        let frames = FramedRead::with_capacity(read, InboundCodec::new(MAX_PACKET), READ_BUFFER)
             .map(move |frame| Frame { generation, frame });
         self.reader = Some(ctx.add_stream(frames));
-        self.writer = Some(FramedWrite::new(write, MqttCodec::new(MAX_PACKET), ctx));
+        self.writer = Some(FramedWrite::new(write, InboundCodec::new(MAX_PACKET), ctx));
         self.incarnation += 1;
         let will = self.will_message();
         self.session.set_will(will);
@@ -209,6 +220,8 @@ impl DeviceActor {
         detail: String,
         ctx: &mut Context<Self>,
     ) {
+        // A message closes two connections in a row only if nothing else closed one between.
+        self.poison = None;
         // Already handled: a dead socket is reported by its reader and its writer, the writer
         // once per queued write.
         let already_down =
@@ -299,10 +312,52 @@ impl DeviceActor {
         for packet in out {
             self.write(packet);
         }
-        if let Err(e) = result {
+        let Err(e) = result else {
+            return;
+        };
+        if let ProtocolError::BadPublish {
+            fingerprint, ack, ..
+        } = e
+        {
+            let (reason, detail) = (DropReason::ProtocolError, e.to_string());
+            self.reject(
+                Rejected {
+                    reason,
+                    detail,
+                    fingerprint,
+                    ack,
+                },
+                ctx,
+            );
+        } else {
             tracing::warn!(device = %self.id, error = %e, "protocol error, dropping connection");
             self.connection_lost(DropReason::ProtocolError, e.to_string(), ctx);
         }
+    }
+
+    /// A message the device will not take. The first time, the connection is dropped (what
+    /// MQTT asks of a client). When the very same message closed the previous connection too,
+    /// the broker will redeliver it on every connection, so it is acknowledged, let go and
+    /// counted instead: a poison message must not make a device loop.
+    fn reject(&mut self, rejected: Rejected, ctx: &mut Context<Self>) {
+        let Rejected {
+            reason,
+            detail,
+            fingerprint,
+            ack,
+        } = rejected;
+        if self.poison == Some(fingerprint) {
+            tracing::warn!(device = %self.id, %detail, "the message that closed the last connection came again: letting it go");
+            if let Some(ack) = ack.and_then(|(qos, id)| self.session.discard(qos, id)) {
+                self.write(ack);
+            }
+            self.emit(Event::PoisonDropped);
+            return;
+        }
+        tracing::warn!(device = %self.id, %detail, "bad message from the broker, dropping connection");
+        self.connection_lost(reason, format!("bad data from the broker: {detail}"), ctx);
+        // Remembered after `connection_lost`, which forgets the previous one.
+        self.poison = Some(fingerprint);
     }
 
     fn on_session_event(&mut self, event: crate::mqtt::Event, ctx: &mut Context<Self>) {
@@ -441,7 +496,21 @@ impl StreamHandler<Frame> for DeviceActor {
             return;
         }
         match item.frame {
-            Ok(packet) => self.on_packet(packet, ctx),
+            Ok(Inbound::Packet(packet)) => self.on_packet(packet, ctx),
+            Ok(Inbound::Bad(bad)) => {
+                let reason = if bad.too_large {
+                    DropReason::TooLarge
+                } else {
+                    DropReason::Malformed
+                };
+                let rejected = Rejected {
+                    reason,
+                    detail: bad.reason,
+                    fingerprint: bad.fingerprint,
+                    ack: bad.publish,
+                };
+                self.reject(rejected, ctx);
+            }
             // Before CONNACK this is often the broker turning us away at the TLS level (e.g. a
             // missing client certificate shows only on the first read, after the handshake).
             Err(e) => {

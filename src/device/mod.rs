@@ -135,6 +135,8 @@ pub struct DeviceActor {
     connection_faults: u32,
     /// DUP redeliveries seen since a withhold_acks fault resumed the session.
     redelivered: Option<u32>,
+    /// The fingerprint of the message that closed the last connection, if one did.
+    poison: Option<u64>,
     rng: SmallRng,
     role: RoleState,
     next_tag: u64,
@@ -265,6 +267,7 @@ impl DeviceActor {
             watched_fault: None,
             connection_faults: 0,
             redelivered: None,
+            poison: None,
             rng: SmallRng::seed_from_u64(seed ^ stream),
             role,
             next_tag: 0,

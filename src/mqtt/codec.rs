@@ -63,15 +63,15 @@ impl From<MqttError> for CodecError {
 }
 
 /// What the fixed header says, parsed without consuming anything.
-struct Frame {
-    packet_type: PacketType,
-    flags: u8,
-    header_len: usize,
-    remaining_length: usize,
+pub(super) struct Frame {
+    pub packet_type: PacketType,
+    pub flags: u8,
+    pub header_len: usize,
+    pub remaining_length: usize,
 }
 
 impl Frame {
-    fn total_len(&self) -> usize {
+    pub fn total_len(&self) -> usize {
         self.header_len + self.remaining_length
     }
 }
@@ -80,7 +80,7 @@ impl Frame {
 ///
 /// Done by hand rather than with `FixedHeader::decode` because that one cannot tell "not enough
 /// bytes yet" from "malformed", and a stream decoder must know the difference.
-fn peek_fixed_header(src: &[u8]) -> Result<Option<Frame>, CodecError> {
+pub(super) fn peek_fixed_header(src: &[u8]) -> Result<Option<Frame>, CodecError> {
     let Some(&first) = src.first() else {
         return Ok(None);
     };
@@ -129,28 +129,33 @@ impl Decoder for MqttCodec {
         }
 
         // Freezing the frame lets the PUBLISH payload be a slice of it instead of a copy.
-        let mut body = src.split_to(total).freeze();
-        body.advance(frame.header_len);
-        let remaining_length = u32::try_from(frame.remaining_length)
-            .map_err(|_| CodecError::Malformed("remaining length overflows u32".to_owned()))?;
-        let header = FixedHeader::new(frame.packet_type, frame.flags, remaining_length);
-        let packet = Packet::decode_from_body_with_version(
-            frame.packet_type,
-            &header,
-            &mut body,
-            PROTOCOL_VERSION,
-        )?;
-        // The body decoders stop once they have what they need (PINGREQ reads nothing at all),
-        // so leftover bytes mean the remaining length disagrees with the content.
-        if body.has_remaining() {
-            return Err(CodecError::Malformed(format!(
-                "{} has {} unexpected trailing bytes",
-                packet.packet_type_name(),
-                body.remaining()
-            )));
-        }
-        Ok(Some(packet))
+        decode_frame(&frame, src.split_to(total).freeze()).map(Some)
     }
+}
+
+/// Decodes one whole frame (`bytes`, fixed header included) that `frame` describes.
+pub(super) fn decode_frame(frame: &Frame, bytes: Bytes) -> Result<Packet, CodecError> {
+    let mut body = bytes;
+    body.advance(frame.header_len);
+    let remaining_length = u32::try_from(frame.remaining_length)
+        .map_err(|_| CodecError::Malformed("remaining length overflows u32".to_owned()))?;
+    let header = FixedHeader::new(frame.packet_type, frame.flags, remaining_length);
+    let packet = Packet::decode_from_body_with_version(
+        frame.packet_type,
+        &header,
+        &mut body,
+        PROTOCOL_VERSION,
+    )?;
+    // The body decoders stop once they have what they need (PINGREQ reads nothing at all),
+    // so leftover bytes mean the remaining length disagrees with the content.
+    if body.has_remaining() {
+        return Err(CodecError::Malformed(format!(
+            "{} has {} unexpected trailing bytes",
+            packet.packet_type_name(),
+            body.remaining()
+        )));
+    }
+    Ok(packet)
 }
 
 impl Encoder<Packet> for MqttCodec {

@@ -252,6 +252,16 @@ pub enum ProtocolError {
     UnknownPacketId { packet: &'static str, id: u16 },
     #[error("the server exceeded our Receive Maximum of {0} QoS 2 messages in flight")]
     ReceiveMaximumExceeded(u16),
+    /// A PUBLISH that decodes but that MQTT does not allow us to be sent (a Topic Alias we
+    /// never allowed). `fingerprint` and `ack` let the caller spot a redelivery of it and let
+    /// it go with [`Session::discard`].
+    #[error("PUBLISH to {topic:?} {what}")]
+    BadPublish {
+        what: &'static str,
+        topic: String,
+        fingerprint: u64,
+        ack: Option<(QoS, u16)>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -480,6 +490,22 @@ impl Session {
         Ok(Some(Packet::PingReq))
     }
 
+    /// Lets go of an incoming QoS 1/2 PUBLISH that will not be delivered (a poison message the
+    /// broker would otherwise redeliver on every connection): the acknowledgement to send,
+    /// with reason 0x80 (the receiver did not accept it), which ends the flow at QoS 2 too.
+    pub fn discard(&mut self, qos: QoS, packet_id: u16) -> Option<Packet> {
+        let refused = ReasonCode::UnspecifiedError;
+        match qos {
+            QoS::AtMostOnce => None,
+            QoS::AtLeastOnce => Some(Packet::PubAck(PubAckPacket::new_with_reason(
+                packet_id, refused,
+            ))),
+            QoS::ExactlyOnce => Some(Packet::PubRec(PubRecPacket::new_with_reason(
+                packet_id, refused,
+            ))),
+        }
+    }
+
     /// When the next `tick` could do something (None when keepalive is 0 or not connected).
     pub fn next_tick(&self) -> Option<Instant> {
         if self.state != State::Connected || self.keepalive.is_zero() {
@@ -700,7 +726,7 @@ impl Session {
     ) -> Result<Option<Event>, ProtocolError> {
         // We announce no Topic Alias Maximum, which means 0: the server may not use aliases.
         if publish.topic_alias().is_some() {
-            return Err(ProtocolError::Unexpected("PUBLISH with a Topic Alias"));
+            return Err(bad_publish(&publish, "with a Topic Alias we never allowed"));
         }
         let packet_id = || {
             publish.packet_id.ok_or(ProtocolError::Unexpected(
@@ -837,6 +863,23 @@ impl Session {
 fn announced_keepalive(keepalive: Duration) -> Duration {
     let seconds = keepalive.as_secs() + u64::from(keepalive.subsec_nanos() > 0);
     Duration::from_secs(seconds.min(u64::from(u16::MAX)))
+}
+
+/// A PUBLISH we refuse, with what it takes to know it again and to let it go.
+fn bad_publish(publish: &PublishPacket, what: &'static str) -> ProtocolError {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    publish.topic_name.hash(&mut hasher);
+    publish.payload.hash(&mut hasher);
+    ProtocolError::BadPublish {
+        what,
+        topic: publish.topic_name.clone(),
+        fingerprint: hasher.finish(),
+        ack: publish
+            .packet_id
+            .filter(|_| publish.qos != QoS::AtMostOnce)
+            .map(|id| (publish.qos, id)),
+    }
 }
 
 fn unknown(packet: &'static str, id: u16) -> ProtocolError {

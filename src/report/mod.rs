@@ -165,6 +165,10 @@ pub struct Devices {
     /// Answers, Will acks and readings not published because they exceed the broker's
     /// Maximum Packet Size (requests that do are `failed`).
     pub unsent_too_large: u64,
+    /// Messages from the broker that closed a connection and, redelivered, would have closed
+    /// the next one too (an invalid UTF-8 topic, a packet over our Maximum Packet Size...):
+    /// acknowledged and let go the second time instead.
+    pub poison_dropped: u64,
 }
 
 /// Requester-side accounting. `sent == matched + late + timed_out + failed + in_flight` always.

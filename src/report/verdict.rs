@@ -153,6 +153,10 @@ impl Report {
                 "answers or Will acks were not sent: their session's queue was full",
             ),
             (
+                d.poison_dropped,
+                "messages from the broker were let go undelivered: each closed a connection and came again",
+            ),
+            (
                 d.unsent_too_large,
                 "answers, Will acks or readings were not sent: larger than the broker's Maximum Packet Size",
             ),

@@ -299,14 +299,34 @@ fn incoming_qos2_beyond_our_receive_maximum_is_an_error() {
 }
 
 #[test]
-fn incoming_publish_with_a_topic_alias_is_unexpected() {
+fn incoming_publish_with_a_topic_alias_is_refused_with_what_letting_it_go_takes() {
     let now = Instant::now();
     let mut session = connected(None, now);
-    let publish = PublishPacket::new("t", &b"x"[..], QoS::AtMostOnce).with_topic_alias(1);
+    let mut publish = PublishPacket::new("t", &b"x"[..], QoS::AtLeastOnce).with_topic_alias(1);
+    publish.packet_id = Some(5);
     let err = session
-        .handle(Packet::Publish(publish), now, &mut Vec::new())
+        .handle(Packet::Publish(publish.clone()), now, &mut Vec::new())
         .unwrap_err();
-    assert!(matches!(err, ProtocolError::Unexpected(_)));
+    let ProtocolError::BadPublish {
+        fingerprint, ack, ..
+    } = err
+    else {
+        panic!("expected BadPublish, got {err:?}");
+    };
+    assert_eq!(ack, Some((QoS::AtLeastOnce, 5)));
+    // The redelivery (DUP) is the same message.
+    publish.dup = true;
+    let again = session.handle(Packet::Publish(publish), now, &mut Vec::new());
+    assert!(
+        matches!(again, Err(ProtocolError::BadPublish { fingerprint: f, .. }) if f == fingerprint)
+    );
+    let Some(Packet::PubAck(ack)) = session.discard(QoS::AtLeastOnce, 5) else {
+        panic!("a PUBACK lets it go");
+    };
+    assert_eq!(
+        (ack.packet_id, ack.reason_code),
+        (5, ReasonCode::UnspecifiedError)
+    );
 }
 
 #[test]
