@@ -85,6 +85,10 @@ pub struct RunArgs {
     /// Client private key (PEM) for mqtts://, with --cert-file.
     #[arg(long, value_name = "PEM", requires = "cert_file")]
     pub key_file: Option<PathBuf>,
+    /// Put PREFIX in front of every client id (and so of every topic built from `{id}`), so
+    /// two runs can share one broker without taking over each other's sessions.
+    #[arg(long, value_name = "PREFIX", value_parser = parse_id_prefix)]
+    pub id_prefix: Option<String>,
     /// How many request/response exchanges to print step by step.
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub show_exchanges: usize,
@@ -104,6 +108,13 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         Ok(d) if !d.is_zero() => Ok(d),
         Ok(_) => Err("must be longer than 0s".into()),
         Err(e) => Err(format!("{e} (use a form like 10s, 2m or 1m30s)")),
+    }
+}
+
+fn parse_id_prefix(text: &str) -> Result<String, String> {
+    match fleet::id_prefix_problem(text) {
+        Some(problem) => Err(problem),
+        None => Ok(text.to_owned()),
     }
 }
 
@@ -224,9 +235,12 @@ fn run_fleet(args: RunArgs, quiet: bool) -> Exit {
             "no fleet file given (try: fleetsim fleets/home.yaml, or fleetsim --help)",
         );
     };
-    let mut fleet = match load(path) {
+    let overrides = fleet::Overrides {
+        id_prefix: args.id_prefix.clone(),
+    };
+    let mut fleet = match fleet::load_with(path, &overrides) {
         Ok(fleet) => fleet,
-        Err(exit) => return exit,
+        Err(e) => return fail(Exit::Invalid, e),
     };
     if let Some(broker) = args.broker {
         fleet.broker = broker;

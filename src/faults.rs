@@ -97,6 +97,7 @@ mod tests {
             tls: Default::default(),
             expect: Vec::new(),
             supervisor: None,
+            id_prefix: String::new(),
         }
     }
 

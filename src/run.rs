@@ -225,6 +225,7 @@ async fn drive(
     let supervisor = supervisor.start();
     let observer = (!filters.is_empty()).then(|| {
         let observer = DeviceActor::observer(
+            fleet.supervisor_id(),
             endpoint.clone(),
             supervisor_login,
             filters,
@@ -345,10 +346,11 @@ async fn dial_in(
     loop {
         let p = progress(&cast.collector).await;
         let s = cast.supervisor.send(GetStatus).await.unwrap_or_default();
-        let failure = p.connect_failures.into_iter().next().or_else(|| {
-            s.failure
-                .map(|reason| (crate::supervisor::CLIENT_ID.to_owned(), reason))
-        });
+        let failure = p
+            .connect_failures
+            .into_iter()
+            .next()
+            .or_else(|| s.failure.map(|reason| (fleet.supervisor_id(), reason)));
         if let Some((device, reason)) = failure {
             return Err(RunError::Unreachable {
                 addr,

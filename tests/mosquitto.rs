@@ -248,3 +248,43 @@ fn a_message_over_the_devices_maximum_packet_size_is_not_sent_to_it() {
     assert_eq!(report.responders.received, 1, "only the small command");
     assert!(report.ok, "{:?}", report.problems);
 }
+
+/// Two runs of the same fleet on one broker at once, with these id prefixes.
+fn two_runs(prefixes: [&str; 2]) -> Vec<fleetsim::report::Report> {
+    let Some(mosquitto) = Mosquitto::start() else {
+        return Vec::new();
+    };
+    let runs: Vec<_> = prefixes
+        .iter()
+        .map(|prefix| {
+            let mut fleet = fleet_from(&format!(
+                "name: twin\nduration: 2s\nid_prefix: \"{prefix}\"\ndevices:\n  - {{ kind: light, id: lamp }}\n  - {{ kind: phone, id: phone, targets: [lamp], every: 100ms }}\n"
+            ));
+            fleet.broker = mosquitto.target();
+            std::thread::spawn(move || run_fleet(fleet))
+        })
+        .collect();
+    runs.into_iter()
+        .map(|r| r.join().expect("run thread"))
+        .collect()
+}
+
+#[test]
+fn two_runs_with_the_same_client_ids_take_each_others_sessions_and_both_say_so() {
+    // Mosquitto 2.0 closes the older connection without DISCONNECT 0x8E (the embedded broker
+    // sends it: see tests/embedded.rs), so here the takeovers count as `broker_closed`.
+    for report in two_runs(["", ""]) {
+        assert!(!report.ok, "{:?}", report.devices);
+        assert!(report.devices.unplanned_drops >= 1, "{:?}", report.devices);
+    }
+}
+
+#[test]
+fn two_runs_with_their_own_id_prefixes_share_a_broker_cleanly() {
+    for report in two_runs(["a-", "b-"]) {
+        assert_adds_up(&report);
+        assert!(report.ok, "{:?}", report.problems);
+        assert_eq!(report.requests.unmatched_responses, 0);
+        assert!(report.requests.matched >= 10, "{:?}", report.requests);
+    }
+}

@@ -179,6 +179,7 @@ impl DeviceActor {
     /// [`Seen`]. Its lifecycle events go to `events`. `login`: user name and password, for a
     /// broker that wants them.
     pub fn observer(
+        id: String,
         endpoint: Endpoint,
         login: Option<(String, fleet::Secret)>,
         filters: Vec<String>,
@@ -197,7 +198,6 @@ impl DeviceActor {
             response_info_fallback: String::new(),
         };
         let role = RoleState::Observer(observer::Observer { filters, seen });
-        let id = crate::supervisor::CLIENT_ID.to_owned();
         Self::with_role(DeviceIndex::MAX, id, &connection, endpoint, 0, events, role)
     }
 

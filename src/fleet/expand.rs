@@ -23,7 +23,11 @@ pub(super) const MAX_TARGETS: u64 = 1_000_000;
 
 /// One expanded device id, in fleet order.
 pub(super) struct Entry {
+    /// As the file makes it: what targets, faults and user names are matched against.
     pub id: String,
+    /// The MQTT client id: `id` behind the fleet's `id_prefix`. What `{id}` and `{target}`
+    /// stand for in topics, so two runs with different prefixes share no topic.
+    pub client_id: String,
     /// None when the group's kind was bad: the id still exists, so targets naming it do not add
     /// a misleading "matches nothing", but it yields no target.
     pub kind: Option<Kind>,
@@ -41,15 +45,15 @@ pub(super) struct Expanded {
     pub entries: Option<Vec<Entry>>,
 }
 
-/// Expand every plan.
-pub(super) fn expand(problems: &mut Problems, plans: &[GroupPlan]) -> Expanded {
+/// Expand every plan; `id_prefix` goes in front of every client id.
+pub(super) fn expand(problems: &mut Problems, plans: &[GroupPlan], id_prefix: &str) -> Expanded {
     if !fits(problems, plans) {
         return Expanded {
             devices: Vec::new(),
             entries: None,
         };
     }
-    let entries = expand_ids(plans);
+    let entries = expand_ids(plans, id_prefix);
     let devices = expand_devices(problems, plans, &entries);
     Expanded {
         devices,
@@ -67,7 +71,7 @@ fn expand_devices(problems: &mut Problems, plans: &[GroupPlan], entries: &[Entry
         // In bounds: entries are made from `plans`, whose `index` is their position.
         let plan = &plans[entry.group];
         let vars = Vars {
-            id: &entry.id,
+            id: &entry.client_id,
             n: entry.n,
             target: None,
         };
@@ -157,7 +161,7 @@ fn fits(problems: &mut Problems, plans: &[GroupPlan]) -> bool {
     true
 }
 
-fn expand_ids(plans: &[GroupPlan]) -> Vec<Entry> {
+fn expand_ids(plans: &[GroupPlan], id_prefix: &str) -> Vec<Entry> {
     let mut entries = Vec::new();
     for plan in plans {
         let Some(ids) = &plan.ids else { continue };
@@ -168,6 +172,7 @@ fn expand_ids(plans: &[GroupPlan]) -> Vec<Entry> {
                 target: None,
             });
             entries.push(Entry {
+                client_id: format!("{id_prefix}{id}"),
                 id,
                 kind: plan.kind,
                 group: plan.index,
@@ -230,16 +235,21 @@ fn index_ids<'a>(
 
 fn device(problems: &mut Problems, plan: &GroupPlan, entry: &Entry, role: Role) -> Device {
     let vars = Vars {
-        id: &entry.id,
+        id: &entry.client_id,
         n: entry.n,
         target: None,
     };
+    // User names are the broker's accounts: an id prefix does not rename them.
+    let login = Vars {
+        id: &entry.id,
+        ..vars
+    };
     Device {
-        id: entry.id.clone(),
+        id: entry.client_id.clone(),
         group: plan.index,
         n: entry.n,
         connection: Connection {
-            username: plan.username.as_ref().map(|u| u.value.expand(vars)),
+            username: plan.username.as_ref().map(|u| u.value.expand(login)),
             ..plan.connection.clone()
         },
         role,
@@ -391,10 +401,12 @@ fn phone_targets(
     resolver: &Resolver<'_>,
 ) -> Vec<Target> {
     let vars = Vars {
-        id: &me.id,
+        id: &me.client_id,
         n: me.n,
         target: None,
     };
+    // Target patterns name devices as the file does, before any id prefix.
+    let as_written = Vars { id: &me.id, ..vars };
     if let PhoneDest::Topic(request_topic) = &phone.dest {
         return vec![Target {
             device: None,
@@ -409,7 +421,7 @@ fn phone_targets(
 
     let mut chosen: Vec<usize> = shared.to_vec();
     for (pattern, template) in per_phone {
-        let id = template.expand(vars);
+        let id = template.expand(as_written);
         match resolver.exact(&id) {
             Ok(i) if !chosen.contains(&i) => chosen.push(i),
             Ok(_) => {}
@@ -434,13 +446,13 @@ fn phone_targets(
             _ => ["ON", "OFF", "TOGGLE"].map(String::from).to_vec(),
         });
         targets.push(Target {
-            device: Some(entry.id.clone()),
+            device: Some(entry.client_id.clone()),
             request_topic: request_topic.clone(),
             response_topic: expand_response_topic(
                 problems,
                 &phone.response_topic,
                 Vars {
-                    target: Some(&entry.id),
+                    target: Some(&entry.client_id),
                     ..vars
                 },
                 fallback,

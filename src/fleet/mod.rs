@@ -70,7 +70,16 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use model::*;
-pub use validate::parse_broker;
+pub use validate::{id_prefix_problem, parse_broker};
+
+/// What the command line says instead of the fleet file, applied while validating so the
+/// result is checked as a whole.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// In front of every client id (`--id-prefix`); already checked with
+    /// [`id_prefix_problem`].
+    pub id_prefix: Option<String>,
+}
 pub use warnings::oversized_payloads;
 
 use validate::Context;
@@ -139,6 +148,11 @@ impl fmt::Display for ProblemList<'_> {
 /// `tls` paths are taken relative to the file's directory; `${VAR}` in passwords is read from
 /// the environment.
 pub fn load(path: &Path) -> Result<Fleet, FleetError> {
+    load_with(path, &Overrides::default())
+}
+
+/// [`load`], with the command line's overrides.
+pub fn load_with(path: &Path, overrides: &Overrides) -> Result<Fleet, FleetError> {
     let bytes = std::fs::read(path).map_err(|source| FleetError::Read {
         path: path.to_path_buf(),
         source,
@@ -154,6 +168,7 @@ pub fn load(path: &Path) -> Result<Fleet, FleetError> {
     let ctx = Context {
         base: Some(&dir),
         env: &secret::process_env,
+        overrides,
     };
     // Decoding here rather than with read_to_string keeps "not text" a format error with a
     // position, instead of an I/O error that suggests the file is missing or unreadable.
@@ -175,6 +190,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Fleet, FleetError> {
     let ctx = Context {
         base: None,
         env: &secret::process_env,
+        overrides: &Overrides::default(),
     };
     parse_in(text, origin, &ctx)
 }

@@ -28,6 +28,16 @@ pub struct Fleet {
     /// How the supervisor logs in to an external broker that wants a user name (the embedded
     /// broker gives it an account of its own).
     pub supervisor: Option<Login>,
+    /// In front of every client id (the supervisor's too), so two runs share no client id
+    /// and, through `{id}`, no topic. Empty by default.
+    pub id_prefix: String,
+}
+
+impl Fleet {
+    /// The client id of the supervisor's connection.
+    pub fn supervisor_id(&self) -> String {
+        format!("{}{}", self.id_prefix, crate::supervisor::CLIENT_ID)
+    }
 }
 
 /// A user name, and the password if any.

@@ -88,6 +88,7 @@ pub(super) struct RawFleet {
     pub tls: Option<Spanned<RawTls>>,
     pub expect: Option<Spanned<RawExpect>>,
     pub supervisor: Option<Spanned<RawSupervisor>>,
+    pub id_prefix: Option<Spanned<String>>,
 }
 
 /// `supervisor:`, the login of the supervisor's own connection on an external broker.

@@ -1544,3 +1544,36 @@ faults:
         "5 s is clear of the 3 s due time: {err}"
     );
 }
+
+#[test]
+fn an_id_prefix_goes_in_front_of_client_ids_and_topics_but_targets_match_ids_as_written() {
+    let f = fleet(
+        "name: p\nid_prefix: run7-\ndevices:\n  - { kind: light, id: lamp, username: '{id}', will: {} }\n  - { kind: phone, id: phone, targets: [lamp] }\nfaults:\n  - { kind: kill, target: lamp, at: 1s, down_for: 2s }\n",
+    );
+    let lamp = &f.devices[0];
+    assert_eq!(lamp.id, "run7-lamp");
+    assert_eq!(
+        lamp.connection.username.as_deref(),
+        Some("lamp"),
+        "accounts keep their names"
+    );
+    assert_eq!(lamp.will.as_ref().unwrap().topic, "status/run7-lamp");
+    let Role::Phone(phone) = &f.devices[1].role else {
+        panic!("phone");
+    };
+    assert_eq!(phone.targets[0].request_topic, "cmnd/run7-lamp/power");
+    assert_eq!(phone.targets[0].device.as_deref(), Some("run7-lamp"));
+    assert_eq!(f.faults[0].targets, [0]);
+    assert_eq!(f.supervisor_id(), "run7-fleetsim-supervisor");
+    for bad in ["a/b", "a+", "#", "a b", "\\x1bx"] {
+        let text =
+            format!("name: p\nid_prefix: \"{bad}\"\ndevices:\n  - {{ kind: light, id: lamp }}\n");
+        let problems = crate::fleet::test_support::problems(&text);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("id_prefix may not contain")),
+            "{bad:?}: {problems:?}"
+        );
+    }
+}

@@ -23,6 +23,7 @@ fn parse_env(yaml: &str) -> Result<Fleet, FleetError> {
     let ctx = Context {
         base: None,
         env: &env,
+        overrides: &super::Overrides::default(),
     };
     parse_in(yaml, "t.yaml", &ctx)
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
+use super::Overrides;
 use super::Problem;
 use super::access::{check_embedded, check_supervisor, check_usernames};
 use super::expand::expand;
@@ -28,6 +29,8 @@ pub(super) struct Context<'a> {
     pub base: Option<&'a Path>,
     /// Where `${VAR}` in passwords is looked up.
     pub env: Env<'a>,
+    /// What the command line says instead of the file.
+    pub overrides: &'a Overrides,
 }
 
 /// Check everything; the fleet only when no problem at all was found.
@@ -104,7 +107,11 @@ pub(super) fn validate(raw: Spanned<RawFleet>, ctx: &Context<'_>) -> Result<Flee
     };
     // With no groups there is nothing to expand: faults are still checked on their own, but
     // not matched against devices (that would only repeat that there are none).
-    let expanded = (!plans.is_empty()).then(|| expand(&mut problems, &plans));
+    let id_prefix = match &ctx.overrides.id_prefix {
+        Some(prefix) => prefix.clone(),
+        None => check_id_prefix(&mut problems, f.id_prefix.as_ref()),
+    };
+    let expanded = (!plans.is_empty()).then(|| expand(&mut problems, &plans, &id_prefix));
     if let (Some(e), Some(entries)) = (
         raw_embedded,
         expanded.as_ref().and_then(|x| x.entries.as_deref()),
@@ -138,10 +145,43 @@ pub(super) fn validate(raw: Spanned<RawFleet>, ctx: &Context<'_>) -> Result<Flee
                 tls,
                 expect,
                 supervisor,
+                id_prefix,
             })
         }
         _ => Err(problems.into_sorted()),
     }
+}
+
+/// `id_prefix:`, put in front of every client id; empty when absent or bad.
+fn check_id_prefix(problems: &mut Problems, raw: Option<&Spanned<String>>) -> String {
+    let Some(raw) = raw else {
+        return String::new();
+    };
+    match id_prefix_problem(&raw.value) {
+        Some(message) => {
+            problems.at(raw.referenced, "id_prefix", message);
+            String::new()
+        }
+        None => raw.value.clone(),
+    }
+}
+
+/// Longest `id_prefix`: client ids stay readable, and within what brokers commonly allow.
+const MAX_ID_PREFIX: usize = 64;
+
+/// What is wrong with an id prefix, if anything. It becomes part of client ids and of every
+/// topic built from `{id}`, so it may hold no topic separator or wildcard.
+pub fn id_prefix_problem(prefix: &str) -> Option<String> {
+    if prefix.len() > MAX_ID_PREFIX {
+        return Some(format!(
+            "id_prefix is {} bytes long (max {MAX_ID_PREFIX})",
+            prefix.len()
+        ));
+    }
+    prefix
+        .chars()
+        .find(|c| matches!(c, '/' | '+' | '#') || c.is_control() || c.is_whitespace())
+        .map(|c| format!("id_prefix may not contain {c:?}: it goes into client ids and topics"))
 }
 
 /// `broker:` as the target to connect to; None after recording a problem.
