@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::fleet::{self, BrokerTarget, Fleet};
+use crate::output;
 use crate::report::Table;
 use crate::run::{RunError, RunOptions, run};
 
@@ -148,7 +149,7 @@ pub fn execute(cli: Cli) -> Exit {
 }
 
 fn fail(exit: Exit, message: impl std::fmt::Display) -> Exit {
-    eprintln!("fleetsim: {message}");
+    output::error_line(format_args!("fleetsim: {message}"));
     exit
 }
 
@@ -159,7 +160,7 @@ fn load(path: &Path) -> Result<Fleet, Exit> {
 fn validate(path: &Path) -> Exit {
     match load(path) {
         Ok(fleet) => {
-            println!("{}", summary(&fleet));
+            output::line(summary(&fleet));
             Exit::Ok
         }
         Err(exit) => exit,
@@ -267,7 +268,7 @@ fn run_fleet(args: RunArgs, quiet: bool) -> Exit {
         }
         Err(e) => return fail(Exit::Broker, e),
     };
-    println!("{}", Table(&report));
+    output::line(Table(&report));
     if let Some((path, file)) = &mut report_file
         && let Err(e) = writeln!(file, "{}", report.to_json())
     {

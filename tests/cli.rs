@@ -197,3 +197,32 @@ fn a_fleet_too_big_for_the_open_file_limit_exits_2_before_connecting() {
     assert!(err.contains("728 open files"), "{err}");
     assert!(err.contains("only 256"), "{err}");
 }
+
+#[test]
+fn validate_into_a_pipe_closed_early_exits_0_without_panicking() {
+    use std::io::Read;
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().unwrap();
+    // About 30 bytes a device: far more than a pipe buffers, so a write meets the closed pipe.
+    let path = write_fleet(
+        &dir,
+        "many.yaml",
+        "name: many\ndevices:\n  - kind: light\n    id: light-{n}\n    count: 20000\n",
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+        .args(["validate", &path])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run fleetsim");
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut first = [0u8; 16];
+    stdout.read_exact(&mut first).expect("first bytes");
+    assert_eq!(&first[..3], b"ok:");
+    drop(stdout);
+    let out = child.wait_with_output().expect("wait for fleetsim");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+}
