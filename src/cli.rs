@@ -100,10 +100,14 @@ pub enum Exit {
     Broker = 3,
 }
 
+/// `--duration`: what a fleet file's `duration` accepts.
 fn parse_duration(text: &str) -> Result<Duration, String> {
     match humantime::parse_duration(text) {
-        Ok(d) if !d.is_zero() => Ok(d),
-        Ok(_) => Err("must be longer than 0s".into()),
+        Ok(d) if d.is_zero() => Err("must be longer than 0s".into()),
+        Ok(d) if d > fleet::MAX_DURATION => {
+            Err(format!("must be at most {}", fleet::max_duration_text()))
+        }
+        Ok(d) => Ok(d),
         Err(e) => Err(format!("{e} (use a form like 10s, 2m or 1m30s)")),
     }
 }
@@ -229,6 +233,9 @@ fn run_fleet(args: RunArgs, quiet: bool) -> Exit {
     }
     if let Some(duration) = args.duration {
         fleet.duration = duration;
+        if let Err(e) = fleet.check_injections() {
+            return fail(Exit::Invalid, format_args!("--duration: {e}"));
+        }
     }
     if let Some(seed) = args.seed {
         fleet.seed = seed;
@@ -319,5 +326,11 @@ mod tests {
         assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("5 parsecs").unwrap_err().contains("10s"));
+        assert_eq!(parse_duration("30days"), Ok(fleet::MAX_DURATION));
+        assert!(
+            parse_duration("500000000000years")
+                .unwrap_err()
+                .contains("at most 30days")
+        );
     }
 }

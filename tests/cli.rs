@@ -226,3 +226,28 @@ fn validate_into_a_pipe_closed_early_exits_0_without_panicking() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_duration_override_that_would_schedule_too_many_faults_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    // 9999 resets in the file's 10s; 30 days would make 2.6 billion of them.
+    let path = write_fleet(
+        &dir,
+        "often.yaml",
+        "name: often\ndevices:\n  - {kind: light, id: l}\nfaults:\n  - {kind: reset, target: l, every: 1ms}\n",
+    );
+    let out = fleetsim(&["validate", &path]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = fleetsim(&[&path, "--duration", "30days", "-q"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("--duration") && err.contains("max 1000000"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+
+    let out = fleetsim(&[&path, "--duration", "31days"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("at most 30days"), "{}", stderr(&out));
+}

@@ -55,6 +55,8 @@ mod tests;
 #[cfg(test)]
 mod tests_access;
 #[cfg(test)]
+mod tests_bounds;
+#[cfg(test)]
 mod tests_expect;
 #[cfg(test)]
 mod tests_faults;
@@ -69,6 +71,7 @@ use std::path::{Path, PathBuf};
 
 pub use model::*;
 pub use validate::parse_broker;
+pub use values::{MAX_DURATION, max_duration_text};
 
 use validate::Context;
 
