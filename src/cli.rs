@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::fleet::{self, BrokerTarget, Fleet};
+use crate::output;
 use crate::report::Table;
 use crate::run::{RunError, RunOptions, run};
 
@@ -103,10 +104,14 @@ pub enum Exit {
     Broker = 3,
 }
 
+/// `--duration`: what a fleet file's `duration` accepts.
 fn parse_duration(text: &str) -> Result<Duration, String> {
     match humantime::parse_duration(text) {
-        Ok(d) if !d.is_zero() => Ok(d),
-        Ok(_) => Err("must be longer than 0s".into()),
+        Ok(d) if d.is_zero() => Err("must be longer than 0s".into()),
+        Ok(d) if d > fleet::MAX_DURATION => {
+            Err(format!("must be at most {}", fleet::max_duration_text()))
+        }
+        Ok(d) => Ok(d),
         Err(e) => Err(format!("{e} (use a form like 10s, 2m or 1m30s)")),
     }
 }
@@ -159,7 +164,7 @@ pub fn execute(cli: Cli) -> Exit {
 }
 
 fn fail(exit: Exit, message: impl std::fmt::Display) -> Exit {
-    eprintln!("fleetsim: {message}");
+    output::error_line(format_args!("fleetsim: {message}"));
     exit
 }
 
@@ -170,11 +175,13 @@ fn load(path: &Path) -> Result<Fleet, Exit> {
 fn validate(path: &Path) -> Exit {
     match load(path) {
         Ok(fleet) => {
-            println!("{}", summary(&fleet));
+            output::line(summary(&fleet));
             // Valid, but the embedded broker would refuse these (an external one may not).
             let limit = crate::broker::MAX_PACKET_SIZE;
             for warning in fleet::oversized_payloads(&fleet, limit) {
-                eprintln!("fleetsim: warning: {warning} (the embedded broker's limit)");
+                output::error_line(format_args!(
+                    "fleetsim: warning: {warning} (the embedded broker's limit)"
+                ));
             }
             Exit::Ok
         }
@@ -247,6 +254,9 @@ fn run_fleet(args: RunArgs, quiet: bool) -> Exit {
     }
     if let Some(duration) = args.duration {
         fleet.duration = duration;
+        if let Err(e) = fleet.check_injections() {
+            return fail(Exit::Invalid, format_args!("--duration: {e}"));
+        }
     }
     if let Some(seed) = args.seed {
         fleet.seed = seed;
@@ -286,7 +296,7 @@ fn run_fleet(args: RunArgs, quiet: bool) -> Exit {
         }
         Err(e) => return fail(Exit::Broker, e),
     };
-    println!("{}", Table(&report));
+    output::line(Table(&report));
     if let Some((path, file)) = &mut report_file
         && let Err(e) = writeln!(file, "{}", report.to_json())
     {
@@ -337,5 +347,11 @@ mod tests {
         assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("5 parsecs").unwrap_err().contains("10s"));
+        assert_eq!(parse_duration("30days"), Ok(fleet::MAX_DURATION));
+        assert!(
+            parse_duration("500000000000years")
+                .unwrap_err()
+                .contains("at most 30days")
+        );
     }
 }

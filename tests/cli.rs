@@ -220,3 +220,57 @@ fn validate_warns_of_payloads_the_embedded_broker_would_refuse() {
         "{err}"
     );
 }
+
+#[test]
+fn validate_into_a_pipe_closed_early_exits_0_without_panicking() {
+    use std::io::Read;
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().unwrap();
+    // About 30 bytes a device: far more than a pipe buffers, so a write meets the closed pipe.
+    let path = write_fleet(
+        &dir,
+        "many.yaml",
+        "name: many\ndevices:\n  - kind: light\n    id: light-{n}\n    count: 20000\n",
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+        .args(["validate", &path])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run fleetsim");
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut first = [0u8; 16];
+    stdout.read_exact(&mut first).expect("first bytes");
+    assert_eq!(&first[..3], b"ok:");
+    drop(stdout);
+    let out = child.wait_with_output().expect("wait for fleetsim");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_duration_override_that_would_schedule_too_many_faults_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    // 9999 resets in the file's 10s; 30 days would make 2.6 billion of them.
+    let path = write_fleet(
+        &dir,
+        "often.yaml",
+        "name: often\ndevices:\n  - {kind: light, id: l}\nfaults:\n  - {kind: reset, target: l, every: 1ms}\n",
+    );
+    let out = fleetsim(&["validate", &path]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = fleetsim(&[&path, "--duration", "30days", "-q"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("--duration") && err.contains("max 1000000"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+
+    let out = fleetsim(&[&path, "--duration", "31days"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("at most 30days"), "{}", stderr(&out));
+}

@@ -11,7 +11,7 @@ use serde_saphyr::{Location, Spanned};
 use super::faults::ALL_KINDS;
 use super::model::{Direction, FaultClass, FaultKind, FaultParams};
 use super::raw::RawFault;
-use super::values::Problems;
+use super::values::{Problems, at_most_max, parse_duration};
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
@@ -240,12 +240,13 @@ fn option_for(
 fn delay_range(text: &str) -> Result<(Duration, Duration), String> {
     let (min, max) = text.split_once("..").unwrap_or((text, text));
     let parse = |part: &str| {
-        humantime::parse_duration(part.trim()).map_err(|e| {
+        let part = part.trim();
+        let parsed = humantime::parse_duration(part).map_err(|e| {
             format!(
-                "invalid duration `{}` in delay `{text}`: {e} (write MIN..MAX like 200ms..1s, or one duration)",
-                part.trim()
+                "invalid duration `{part}` in delay `{text}`: {e} (write MIN..MAX like 200ms..1s, or one duration)"
             )
-        })
+        })?;
+        at_most_max(parsed, part).map_err(|e| format!("delay {e}"))
     };
     let (min, max) = (parse(min)?, parse(max)?);
     if min > max {
@@ -258,8 +259,7 @@ fn delay_range(text: &str) -> Result<(Duration, Duration), String> {
 
 /// A duration, worded like the other durations of the file; zero only when not `positive`.
 fn duration_of(text: &str, positive: bool) -> Result<Duration, String> {
-    let parsed = humantime::parse_duration(text.trim())
-        .map_err(|e| format!("invalid duration `{text}`: {e}"))?;
+    let parsed = parse_duration(text)?;
     if positive && parsed.is_zero() {
         return Err(format!("must be greater than 0, got `{text}`"));
     }

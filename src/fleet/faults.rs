@@ -11,7 +11,7 @@ use super::expand::{Entry, MAX_TARGETS};
 use super::fault_options::{check_params, kinds_of};
 use super::fault_targets::Hit;
 use super::group::{GroupPlan, loc_of};
-use super::model::{Fault, FaultClass, FaultKind, Schedule};
+use super::model::{Fault, FaultClass, FaultKind, MAX_INJECTIONS, Schedule};
 use super::raw::RawFault;
 use super::template::{glob_match, is_id_char};
 use super::values::{DurationRule, Problems, duration};
@@ -61,6 +61,7 @@ pub(super) fn check_faults(
     };
     let mut resolver = entries.map(Resolver::new);
     let mut pairs: u64 = 0;
+    let mut injections: u64 = 0;
     let mut faults = Vec::with_capacity(raw.value.len());
     for (i, f) in raw.value.iter().enumerate() {
         let at = |name: &str| format!("faults[{i}].{name}");
@@ -126,13 +127,31 @@ pub(super) fn check_faults(
         let (Some(schedule), Some(params)) = (schedule, params) else {
             continue;
         };
-        faults.push(Fault {
+        let fault = Fault {
             kind,
             schedule,
             targets,
             down_for,
             params,
-        });
+        };
+        // `run_for` is known: a schedule was only checked against a good one.
+        let firings = run_for.map_or(0, |run_for| fault.firings(run_for));
+        injections = injections.saturating_add(firings.saturating_mul(fault.targets.len() as u64));
+        if injections > MAX_INJECTIONS {
+            let (loc, name) = match &f.value.every {
+                Some(every) => (every.referenced, "every"),
+                None => (target.referenced, "target"),
+            };
+            problems.at(
+                loc,
+                at(name),
+                format!(
+                    "faults would fire {injections} times or more in all (max {MAX_INJECTIONS}); use a longer `every`, narrower targets or a shorter run"
+                ),
+            );
+            break;
+        }
+        faults.push(fault);
     }
     faults
 }

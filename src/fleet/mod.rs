@@ -57,6 +57,8 @@ mod tests;
 #[cfg(test)]
 mod tests_access;
 #[cfg(test)]
+mod tests_bounds;
+#[cfg(test)]
 mod tests_expect;
 #[cfg(test)]
 mod tests_faults;
@@ -71,6 +73,7 @@ use std::path::{Path, PathBuf};
 
 pub use model::*;
 pub use validate::{id_prefix_problem, parse_broker};
+pub use values::{MAX_DURATION, max_duration_text};
 
 /// What the command line says instead of the fleet file, applied while validating so the
 /// result is checked as a whole.

@@ -40,6 +40,37 @@ impl Fleet {
     }
 }
 
+/// The most fault injections a run may schedule, in all (targets x firings): the schedule is
+/// data computed before the run, so `every: 1ms` on every device of a long run must not become
+/// billions of entries.
+pub const MAX_INJECTIONS: u64 = 1_000_000;
+
+impl Fleet {
+    /// The injections the fault schedule holds for a run of `duration`, saturating.
+    pub fn injections(&self) -> u64 {
+        self.faults
+            .iter()
+            .map(|f| {
+                f.firings(self.duration)
+                    .saturating_mul(u64::try_from(f.targets.len()).unwrap_or(u64::MAX))
+            })
+            .fold(0, u64::saturating_add)
+    }
+
+    /// Err when the fault schedule would exceed [`MAX_INJECTIONS`]: the file's faults are
+    /// counted against its own duration, so a `--duration` replacing it is checked again.
+    pub fn check_injections(&self) -> Result<(), String> {
+        let n = self.injections();
+        if n > MAX_INJECTIONS {
+            return Err(format!(
+                "the faults would fire {n} times in all in a run of {} (max {MAX_INJECTIONS}); use a longer `every`, narrower targets or a shorter run",
+                humantime::format_duration(self.duration)
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A user name, and the password if any.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Login {
@@ -460,6 +491,22 @@ pub struct Fault {
     /// faults only (zero for the others).
     pub down_for: Duration,
     pub params: FaultParams,
+}
+
+impl Fault {
+    /// How many times it fires in a run of `run_for`: `at` once if before the end, `every` at
+    /// each multiple before the end; probability faults are drawn per request, not scheduled.
+    pub fn firings(&self, run_for: Duration) -> u64 {
+        match self.schedule {
+            Schedule::At(at) => u64::from(at < run_for),
+            Schedule::Every(every) if !every.is_zero() => {
+                // k x every < run_for, for k >= 1.
+                let n = run_for.as_nanos().saturating_sub(1) / every.as_nanos();
+                u64::try_from(n).unwrap_or(u64::MAX)
+            }
+            Schedule::Every(_) | Schedule::Probability(_) => 0,
+        }
+    }
 }
 
 /// Settings of the kinds that take some; defaults where a kind has none.

@@ -57,6 +57,37 @@ fn to_usize(v: u64) -> usize {
     usize::try_from(v).unwrap_or(usize::MAX)
 }
 
+/// The longest any duration field may be, unless its rule says otherwise: far beyond any run,
+/// and far below where adding it to a clock reading (a deadline) could overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// The largest magnitude of a signal's numbers: readings, their steps and the spread of a
+/// range stay finite (a range from -1e308 to 1e308 has no finite width to draw from).
+pub(super) const MAX_SIGNAL: f64 = 1e12;
+
+/// [`MAX_DURATION`] as a message shows it.
+pub fn max_duration_text() -> String {
+    humantime::format_duration(MAX_DURATION).to_string()
+}
+
+/// A humantime duration within [`MAX_DURATION`]; the error words the whole complaint.
+pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let parsed = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("invalid duration `{text}`: {e}"))?;
+    at_most_max(parsed, text)
+}
+
+/// `parsed` (from `text`) when within [`MAX_DURATION`].
+pub(super) fn at_most_max(parsed: Duration, text: &str) -> Result<Duration, String> {
+    if parsed > MAX_DURATION {
+        return Err(format!(
+            "must be at most {}, got `{text}`",
+            max_duration_text()
+        ));
+    }
+    Ok(parsed)
+}
+
 /// What a duration field accepts besides "parses".
 #[derive(Debug, Clone, Copy)]
 pub(super) enum DurationRule {
@@ -65,11 +96,13 @@ pub(super) enum DurationRule {
     /// Zero allowed (delays, jitter).
     NonNegative,
     /// Sent as an integer number of seconds in CONNECT, so fractions would be silently lost:
-    /// whole seconds only, up to `max` seconds.
+    /// whole seconds only, up to `max` seconds: the protocol's bound, instead of
+    /// [`MAX_DURATION`] (4294967295s, "never" for a session expiry, is worth testing).
     WholeSeconds { max: u64 },
 }
 
 /// Parse a humantime duration (`10s`, `1m30s`, `500ms`); `default` when the field is absent.
+/// At most [`MAX_DURATION`], or the rule's own bound.
 pub(super) fn duration(
     problems: &mut Problems,
     raw: Option<&Spanned<String>>,
@@ -105,7 +138,8 @@ pub(super) fn duration(
             raw.value,
             parsed.as_secs()
         )),
-        _ => None,
+        DurationRule::WholeSeconds { .. } => None,
+        DurationRule::Positive | DurationRule::NonNegative => at_most_max(parsed, &raw.value).err(),
     };
     match complaint {
         Some(message) => {
@@ -141,7 +175,8 @@ pub(super) fn int_in_range(
     }
 }
 
-/// A finite number (YAML allows `.nan` and `.inf`, which no signal can use).
+/// A finite number within ±[`MAX_SIGNAL`] (YAML allows `.nan` and `.inf`, which no signal can
+/// use).
 pub(super) fn finite(
     problems: &mut Problems,
     raw: Option<&Spanned<f64>>,
@@ -149,12 +184,16 @@ pub(super) fn finite(
 ) -> Option<Option<f64>> {
     match raw {
         None => Some(None),
-        Some(raw) if raw.value.is_finite() => Some(Some(raw.value)),
+        // A range test: NaN and the infinities fail it too.
+        Some(raw) if (-MAX_SIGNAL..=MAX_SIGNAL).contains(&raw.value) => Some(Some(raw.value)),
         Some(raw) => {
             problems.at(
                 raw.referenced,
                 field,
-                format!("must be a finite number, got {}", raw.value),
+                format!(
+                    "must be a finite number within -{MAX_SIGNAL:e}..={MAX_SIGNAL:e}, got {}",
+                    raw.value
+                ),
             );
             None
         }
