@@ -1,16 +1,15 @@
 //! The command line: arguments, logging set-up, and the mapping of outcomes to exit codes.
 //! Errors surface here once, with the whole cause, prefixed by the program name.
 
-use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::fleet::{self, BrokerTarget, Fleet};
+use crate::interrupt::Signal;
 use crate::output;
-use crate::report::Table;
+use crate::report::{Report, ReportTarget, Table};
 use crate::run::{RunError, RunOptions, run};
 
 const EXAMPLES: &str = "\
@@ -24,7 +23,8 @@ Exit codes:
   0  the run finished and is ok
   1  the run finished but is not ok (timeouts, refusals, stray answers; see the report)
   2  invalid fleet file or arguments
-  3  broker unreachable or refusing connections (after bounded retries)";
+  3  broker unreachable or refusing connections (after bounded retries)
+  130, 143  interrupted by SIGINT or SIGTERM: the report (marked interrupted) covers what ran";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -71,7 +71,8 @@ pub struct RunArgs {
     /// Seed for every random choice, instead of the fleet's.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Also write the report as JSON to this file.
+    /// Also write the report as JSON to this file (`-`: to stdout, the summary then goes to
+    /// stderr). Written on every exit, atomically.
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
     /// Threads (arbiters) to spread the device actors over [default: one per core].
@@ -102,6 +103,10 @@ pub enum Exit {
     NotOk = 1,
     Invalid = 2,
     Broker = 3,
+    /// SIGINT ended the run early (128 + 2).
+    Interrupted = 130,
+    /// SIGTERM ended the run early (128 + 15).
+    Terminated = 143,
 }
 
 /// `--duration`: what a fleet file's `duration` accepts.
@@ -236,26 +241,87 @@ fn summary(fleet: &Fleet) -> String {
 }
 
 fn run_fleet(args: RunArgs, quiet: bool) -> Exit {
-    let Some(path) = &args.fleet else {
+    let target = args.report.as_deref().map(ReportTarget::from_arg);
+    if let Some(target) = &target {
+        // Checked before the run, so a bad path fails in a second, not after it.
+        if let Err(e) = target.check() {
+            return fail(
+                Exit::Invalid,
+                format!("cannot write the report to {target}: {e}"),
+            );
+        }
+        if *target == ReportTarget::Stdout {
+            output::keep_stdout_for_data();
+        }
+    }
+    let (report, exit) = match load_and_run(args, quiet) {
+        Ok(report) => {
+            output::human(Table(&report));
+            let exit = match report.signal {
+                Some(Signal::Term) => Exit::Terminated,
+                Some(Signal::Int) => Exit::Interrupted,
+                None if report.ok => Exit::Ok,
+                None => Exit::NotOk,
+            };
+            (report, exit)
+        }
+        Err(failure) => {
+            fail(failure.exit, &failure.message);
+            let report = Report::failed(failure.fleet.as_ref(), failure.kind, failure.message);
+            (report, failure.exit)
+        }
+    };
+    // Written on every exit: a failed run says so instead of leaving no report, or an old one.
+    if let Some(target) = &target
+        && let Err(e) = target.write(&report.to_json())
+    {
         return fail(
-            Exit::Invalid,
-            "no fleet file given (try: fleetsim fleets/home.yaml, or fleetsim --help)",
+            Exit::NotOk,
+            format!("cannot write the report to {target}: {e}"),
         );
+    }
+    exit
+}
+
+/// Why a run could not be carried out, and what is known of the fleet.
+struct Failure {
+    exit: Exit,
+    /// For the report's `error.kind`.
+    kind: &'static str,
+    message: String,
+    fleet: Option<Fleet>,
+}
+
+impl Failure {
+    fn invalid(message: impl std::fmt::Display, fleet: Option<Fleet>) -> Self {
+        Self {
+            exit: Exit::Invalid,
+            kind: "invalid",
+            message: message.to_string(),
+            fleet,
+        }
+    }
+}
+
+/// The fleet file with the command line's overrides, run.
+fn load_and_run(args: RunArgs, quiet: bool) -> Result<Report, Failure> {
+    let Some(path) = &args.fleet else {
+        return Err(Failure::invalid(
+            "no fleet file given (try: fleetsim fleets/home.yaml, or fleetsim --help)",
+            None,
+        ));
     };
     let overrides = fleet::Overrides {
         id_prefix: args.id_prefix.clone(),
     };
-    let mut fleet = match fleet::load_with(path, &overrides) {
-        Ok(fleet) => fleet,
-        Err(e) => return fail(Exit::Invalid, e),
-    };
+    let mut fleet = fleet::load_with(path, &overrides).map_err(|e| Failure::invalid(e, None))?;
     if let Some(broker) = args.broker {
         fleet.broker = broker;
     }
     if let Some(duration) = args.duration {
         fleet.duration = duration;
         if let Err(e) = fleet.check_injections() {
-            return fail(Exit::Invalid, format_args!("--duration: {e}"));
+            return Err(Failure::invalid(format!("--duration: {e}"), Some(fleet)));
         }
     }
     if let Some(seed) = args.seed {
@@ -268,44 +334,27 @@ fn run_fleet(args: RunArgs, quiet: bool) -> Exit {
         fleet.tls.cert_file = Some(cert);
         fleet.tls.key_file = Some(key);
     }
-    // Open the report file before the run, so a bad path fails in a second, not after it.
-    let mut report_file = match &args.report {
-        Some(path) => match File::create(path) {
-            Ok(file) => Some((path, file)),
-            Err(e) => {
-                return fail(
-                    Exit::Invalid,
-                    format!("cannot write the report to {}: {e}", path.display()),
-                );
-            }
-        },
-        None => None,
-    };
     let options = RunOptions {
         threads: args
             .threads
             .map_or_else(|| RunOptions::default().threads, usize::from),
         show_exchanges: if quiet { 0 } else { args.show_exchanges },
-        handle_ctrl_c: true,
+        handle_signals: true,
     };
-    let report = match run(fleet, &options) {
-        Ok(report) => report,
-        Err(e @ RunError::System(_)) => return fail(Exit::NotOk, e),
-        Err(e @ (RunError::TooFewFiles { .. } | RunError::Tls(_))) => {
-            return fail(Exit::Invalid, e);
+    let known = fleet.clone();
+    run(fleet, &options).map_err(|e| {
+        let (exit, kind) = match &e {
+            RunError::System(_) => (Exit::NotOk, "system"),
+            RunError::TooFewFiles { .. } | RunError::Tls(_) => (Exit::Invalid, "invalid"),
+            _ => (Exit::Broker, "broker"),
+        };
+        Failure {
+            exit,
+            kind,
+            message: e.to_string(),
+            fleet: Some(known),
         }
-        Err(e) => return fail(Exit::Broker, e),
-    };
-    output::line(Table(&report));
-    if let Some((path, file)) = &mut report_file
-        && let Err(e) = writeln!(file, "{}", report.to_json())
-    {
-        return fail(
-            Exit::NotOk,
-            format!("cannot write the report to {}: {e}", path.display()),
-        );
-    }
-    if report.ok { Exit::Ok } else { Exit::NotOk }
+    })
 }
 
 #[cfg(test)]

@@ -307,7 +307,7 @@ impl Collector {
             refusals: self.refusals.clone(),
             wills: Wills::default(),
             faults: self.faults.clone(),
-            expectations: Vec::new(),
+            ..Report::default()
         };
         // The runner judges it, once the supervisor's Wills are in.
         report

@@ -18,7 +18,8 @@
 //! - [`trace`]: the step-by-step printout of the first exchanges.
 //! - [`output`]: printing that survives a closed stdout (`fleetsim validate f.yaml | head`).
 //! - [`report`]: the end-of-run numbers, as JSON and as a table.
-//! - [`run`]: the phases of a run, from broker start to report.
+//! - [`run`]: the phases of a run, from broker start to report; [`interrupt`]: SIGINT and
+//!   SIGTERM ending it early.
 //! - [`cli`]: command-line arguments and exit codes (the binary in `main.rs` is glue).
 
 pub mod broker;
@@ -28,6 +29,7 @@ pub mod device;
 pub mod events;
 pub mod faults;
 pub mod fleet;
+pub mod interrupt;
 pub mod mqtt;
 pub mod output;
 pub mod report;

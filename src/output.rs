@@ -11,6 +11,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 static STDOUT_GONE: AtomicBool = AtomicBool::new(false);
 static STDERR_GONE: AtomicBool = AtomicBool::new(false);
+/// Set when stdout carries the JSON report (`--report -`): what people read goes to stderr.
+static HUMAN_ON_STDERR: AtomicBool = AtomicBool::new(false);
+
+/// From now on, [`human`] prints to stderr, leaving stdout to a machine-readable document.
+pub fn keep_stdout_for_data() {
+    HUMAN_ON_STDERR.store(true, Ordering::Relaxed);
+}
+
+/// Text for people (the exchange trace, the summary): stdout, unless stdout was kept for data.
+pub fn human(text: impl Display) {
+    if HUMAN_ON_STDERR.load(Ordering::Relaxed) {
+        error_line(text);
+    } else {
+        line(text);
+    }
+}
 
 /// `text` and a newline on stdout, unless stdout is gone.
 pub fn line(text: impl Display) {

@@ -17,6 +17,7 @@ use crate::collector::{Collector, GetProgress, GetReport, Progress};
 use crate::device::{Begin, DeviceActor, DeviceSetup, Inject, Shutdown, Wind};
 use crate::faults;
 use crate::fleet::{BrokerTarget, Expectation, Fleet, Role, Secret};
+use crate::interrupt::{Interrupt, Signal};
 use crate::report::Report;
 use crate::supervisor::{GetStatus, GetWills, RunStarted, Supervisor};
 use crate::transport::{Endpoint, TlsError};
@@ -28,8 +29,9 @@ pub struct RunOptions {
     pub threads: usize,
     /// How many exchanges to print step by step (0: none).
     pub show_exchanges: usize,
-    /// Stop early on Ctrl-C (off in tests, which run several fleets in one process).
-    pub handle_ctrl_c: bool,
+    /// End early on SIGINT or SIGTERM (off in tests, which run several fleets in one
+    /// process); see [`crate::interrupt`].
+    pub handle_signals: bool,
 }
 
 impl Default for RunOptions {
@@ -37,7 +39,7 @@ impl Default for RunOptions {
         Self {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             show_exchanges: 0,
-            handle_ctrl_c: false,
+            handle_signals: false,
         }
     }
 }
@@ -244,22 +246,32 @@ async fn drive(
         devices: Vec::with_capacity(fleet.devices.len()),
     };
 
+    let mut interrupt = if options.handle_signals {
+        Interrupt::listen().map_err(RunError::System)?
+    } else {
+        Interrupt::never()
+    };
     let outcome = async {
-        dial_in(&fleet, &mut cast, &arbiters, &endpoint).await?;
-        tracing::info!(devices = cast.devices.len(), duration = ?fleet.duration, "all devices ready, run starts");
+        dial_in(&fleet, &mut cast, &arbiters, &endpoint, &interrupt).await?;
         let started = Instant::now();
-        cast.supervisor.do_send(RunStarted { at: started });
-        cast.collector.do_send(RunStarted { at: started });
-        for device in &cast.devices {
-            device.do_send(Begin);
+        if interrupt.get().is_none() {
+            tracing::info!(devices = cast.devices.len(), duration = ?fleet.duration, "all devices ready, run starts");
+            cast.supervisor.do_send(RunStarted { at: started });
+            cast.collector.do_send(RunStarted { at: started });
+            for device in &cast.devices {
+                device.do_send(Begin);
+            }
+            inject_faults(&fleet, &cast.devices, started);
+            tokio::select! {
+                () = actix_rt::time::sleep(fleet.duration) => {}
+                _ = interrupt.wait() => {}
+            }
         }
-        inject_faults(&fleet, &cast.devices, started);
-        run_for(fleet.duration, options.handle_ctrl_c).await;
         // Awaited, not just sent: a request a phone sends before it winds down is then queued
         // at the collector ahead of the drain's first look at what is still in flight. All at
         // once: one by one, ten thousand round trips would let phones go on sending meanwhile.
         futures_util::future::join_all(cast.devices.iter().map(|d| d.send(Wind))).await;
-        drain(&cast, drain_limit(&fleet)).await;
+        drain(&cast, drain_limit(&fleet), &interrupt).await;
         Ok(started.elapsed())
     }
     .await;
@@ -271,7 +283,10 @@ async fn drive(
     // Let the goodbyes reach the socket before the arbiters go.
     actix_rt::time::sleep(Duration::from_millis(50)).await;
     let result = match outcome {
-        Ok(elapsed) => report(&cast, &fleet.expect, label, elapsed).await,
+        Ok(elapsed) => {
+            let interrupted = interrupt.get().map(|(signal, _)| signal);
+            report(&cast, &fleet.expect, label, elapsed, interrupted).await
+        }
         Err(e) => Err(e),
     };
     for arbiter in arbiters {
@@ -286,6 +301,7 @@ async fn report(
     expect: &[Expectation],
     broker: String,
     duration: Duration,
+    interrupted: Option<Signal>,
 ) -> Result<Report, RunError> {
     let gone = |_| RunError::System(std::io::Error::other("an actor stopped before the report"));
     let mut report = cast
@@ -295,6 +311,8 @@ async fn report(
         .map_err(gone)?;
     report.wills = cast.supervisor.send(GetWills).await.map_err(gone)?;
     report.faults.add_outages(&report.wills);
+    report.interrupted = interrupted.is_some();
+    report.signal = interrupted;
     report.judge(expect);
     Ok(report)
 }
@@ -335,6 +353,7 @@ async fn dial_in(
     cast: &mut Cast,
     arbiters: &[Arbiter],
     endpoint: &Endpoint,
+    interrupt: &Interrupt,
 ) -> Result<(), RunError> {
     let addr = endpoint.addr();
     let total = fleet.devices.len() as u64;
@@ -344,6 +363,9 @@ async fn dial_in(
     let limit = Duration::from_secs(60) + Duration::from_millis(total);
     let begun = Instant::now();
     loop {
+        if interrupt.get().is_some() {
+            return Ok(());
+        }
         let p = progress(&cast.collector).await;
         let s = cast.supervisor.send(GetStatus).await.unwrap_or_default();
         let failure = p
@@ -393,22 +415,20 @@ async fn dial_in(
     }
 }
 
-async fn run_for(duration: Duration, handle_ctrl_c: bool) {
-    if handle_ctrl_c {
-        tokio::select! {
-            () = actix_rt::time::sleep(duration) => {}
-            _ = tokio::signal::ctrl_c() => tracing::warn!("interrupted: ending the run early"),
-        }
-    } else {
-        actix_rt::time::sleep(duration).await;
-    }
-}
+/// How long the drain goes on once the run was interrupted: long enough for answers already on
+/// their way, short enough for someone waiting at a terminal or a CI job being cancelled.
+const INTERRUPTED_DRAIN: Duration = Duration::from_secs(2);
 
 /// After `Wind`, waits for requests in flight to be answered or to time out, and for outage
-/// stories to end (Wills due, acks awaited), up to `limit`.
-async fn drain(cast: &Cast, limit: Duration) {
+/// stories to end (Wills due, acks awaited), up to `limit`, or briefly once interrupted.
+async fn drain(cast: &Cast, limit: Duration, interrupt: &Interrupt) {
     let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
+    loop {
+        let cut = interrupt.get().map(|(_, at)| at + INTERRUPTED_DRAIN);
+        let until = cut.map_or(deadline, |cut| cut.min(deadline));
+        if Instant::now() >= until {
+            return;
+        }
         let in_flight = progress(&cast.collector).await.in_flight;
         let pending = cast
             .supervisor

@@ -58,7 +58,7 @@ impl ExchangeTrace {
 
     pub fn done(&mut self, correlation: &Bytes, outcome: &Outcome) {
         if let Some(steps) = self.open.remove(correlation) {
-            crate::output::line(render(&steps, outcome));
+            crate::output::human(render(&steps, outcome));
         }
     }
 }

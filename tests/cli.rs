@@ -274,3 +274,184 @@ fn a_duration_override_that_would_schedule_too_many_faults_exits_2() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("at most 30days"), "{}", stderr(&out));
 }
+
+/// Starts fleetsim on `args` with piped output, for tests that signal it.
+fn spawn(args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start fleetsim")
+}
+
+fn signal(child: &std::process::Child, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+/// Waits for the child, failing the test if it takes longer than `limit` (a hang).
+fn finish(mut child: std::process::Child, limit: std::time::Duration) -> Output {
+    let started = std::time::Instant::now();
+    while child.try_wait().expect("try_wait").is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("fleetsim did not exit within {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("output")
+}
+
+fn read_json(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("report file"))
+        .expect("the report is whole JSON")
+}
+
+#[test]
+fn sigint_ends_the_run_early_with_a_report_marked_interrupted_and_exit_130() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    let child = spawn(&[
+        "fleets/home.yaml",
+        "--duration",
+        "60s",
+        "-q",
+        "--report",
+        &report.to_string_lossy(),
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    signal(&child, "INT");
+    let out = finish(child, std::time::Duration::from_secs(15));
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("verdict        NOT OK"), "{stdout}");
+    assert!(stdout.contains("interrupted by SIGINT"), "{stdout}");
+    let json = read_json(&report);
+    assert_eq!(json["interrupted"], true);
+    assert_eq!(json["signal"], "SIGINT");
+    assert_eq!(json["ok"], false);
+    let r = &json["requests"];
+    let n = |k: &str| r[k].as_u64().unwrap();
+    assert!(n("sent") > 0);
+    assert_eq!(
+        n("sent"),
+        n("matched") + n("late") + n("timed_out") + n("failed") + n("in_flight")
+    );
+    assert!(
+        json["duration_s"].as_f64().unwrap() < 10.0,
+        "{}",
+        json["duration_s"]
+    );
+}
+
+#[test]
+fn sigterm_during_a_long_drain_ends_it_briefly_with_exit_143() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    // Nobody answers, and requests may wait a minute: the drain alone would take that long.
+    let fleet = write_fleet(
+        &dir,
+        "drain.yaml",
+        "name: drain\nduration: 1s\ndevices:\n  - { kind: phone, id: phone, request_topic: nobody/home, every: 100ms, timeout: 60s }\n",
+    );
+    let child = spawn(&[&fleet, "-q", "--report", &report.to_string_lossy()]);
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    signal(&child, "TERM");
+    let out = finish(child, std::time::Duration::from_secs(15));
+    assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
+    let json = read_json(&report);
+    assert_eq!(json["signal"], "SIGTERM");
+    assert!(
+        json["requests"]["in_flight"].as_u64().unwrap() > 0,
+        "{json}"
+    );
+}
+
+#[test]
+fn a_second_sigint_quits_at_once_and_leaves_the_last_report_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    std::fs::write(&report, "{\"old\":true}\n").unwrap();
+    let fleet = write_fleet(
+        &dir,
+        "drain.yaml",
+        "name: drain\nduration: 1s\ndevices:\n  - { kind: phone, id: phone, request_topic: nobody/home, every: 100ms, timeout: 60s }\n",
+    );
+    let child = spawn(&[&fleet, "-q", "--report", &report.to_string_lossy()]);
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    signal(&child, "INT");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    signal(&child, "INT");
+    let out = finish(child, std::time::Duration::from_secs(15));
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("quitting at once"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("verdict"));
+    assert_eq!(
+        std::fs::read_to_string(&report).unwrap(),
+        "{\"old\":true}\n"
+    );
+}
+
+#[test]
+fn runs_that_cannot_be_carried_out_still_write_a_report_saying_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("r.json");
+    let report_arg = report.to_string_lossy().into_owned();
+    // Exit 2: an invalid fleet file.
+    let bad = write_fleet(&dir, "bad.yaml", "name: x\ndevices: []\n");
+    let out = fleetsim(&[&bad, "--report", &report_arg]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let json = read_json(&report);
+    assert_eq!(
+        (json["ok"].clone(), json["error"]["kind"].clone()),
+        (false.into(), "invalid".into())
+    );
+    assert!(
+        json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("devices"),
+        "{json}"
+    );
+    // Exit 3: nobody listens where the broker should be.
+    let port = free_port().to_string();
+    let url = format!("mqtt://127.0.0.1:{port}");
+    let out = fleetsim(&[
+        "fleets/home.yaml",
+        "--broker",
+        &url,
+        "-q",
+        "--report",
+        &report_arg,
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let json = read_json(&report);
+    assert_eq!(json["error"]["kind"], "broker");
+    assert_eq!(json["fleet"], "home");
+    assert_eq!(json["devices"]["total"], 5);
+}
+
+#[test]
+fn report_dash_writes_only_json_to_stdout_and_the_summary_to_stderr() {
+    let out = fleetsim(&["fleets/home.yaml", "--duration", "1s", "--report", "-"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let json: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("stdout is the JSON report");
+    assert_eq!(json["fleet"], "home");
+    let err = stderr(&out);
+    assert!(err.contains("verdict        OK"), "{err}");
+    assert!(
+        err.contains("exchange 1"),
+        "the trace is for people too: {err}"
+    );
+}

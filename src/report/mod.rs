@@ -1,6 +1,7 @@
 //! The end-of-run report: the numbers (serialised as the `--report` JSON) and their rendering
 //! as a table for people. Collecting them is `collector`'s job; this module only holds and shows.
 
+mod file;
 mod histogram;
 mod render;
 mod verdict;
@@ -10,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 /// Everything a run measured. Field names are the JSON report's; see docs/report.md.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Report {
     pub fleet: String,
     /// `embedded 127.0.0.1:PORT` or the URL given.
@@ -31,6 +32,42 @@ pub struct Report {
     pub faults: Faults,
     /// The fleet's `expect:` entries, each with its outcome (empty without `expect:`).
     pub expectations: Vec<ExpectationResult>,
+    /// A signal ended the run early: the counts cover only what happened until then.
+    pub interrupted: bool,
+    /// Which one (`SIGINT`, `SIGTERM`).
+    pub signal: Option<crate::interrupt::Signal>,
+    /// Why the run could not be carried out (exit codes 2 and 3); the counts are then empty.
+    pub error: Option<RunFailure>,
+}
+
+/// The `error` object of a report of a run that could not be carried out.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunFailure {
+    /// `invalid` (exit code 2: fleet file, arguments, certificate files, open-files limit),
+    /// `broker` (exit code 3: unreachable or refusing), or `system`.
+    pub kind: &'static str,
+    pub message: String,
+}
+
+impl Report {
+    /// The report of a run that never got going: `ok` false, the error, and what is known.
+    pub fn failed(
+        fleet: Option<&crate::fleet::Fleet>,
+        kind: &'static str,
+        message: String,
+    ) -> Self {
+        let mut report = Self {
+            error: Some(RunFailure { kind, message }),
+            ..Self::default()
+        };
+        if let Some(fleet) = fleet {
+            report.fleet = fleet.name.clone();
+            report.seed = fleet.seed;
+            report.devices.total = fleet.devices.len() as u64;
+        }
+        report.problems = vec![format!("the run could not be carried out ({kind})")];
+        report
+    }
 }
 
 /// Every fault injected: counts, and the first few with what they did.
@@ -304,5 +341,6 @@ impl Report {
     }
 }
 
+pub use file::ReportTarget;
 pub use histogram::DurationHistogram;
 pub use render::Table;

@@ -60,6 +60,13 @@ impl Report {
             self.expectation_problems(expect)
         };
         problems.extend(self.connectivity_problems(expect));
+        if let Some(signal) = self.signal {
+            problems.push(format!(
+                "interrupted by {} after {:.1} s: the counts cover only that",
+                signal.name(),
+                self.duration_s
+            ));
+        }
         if !self.requests.adds_up() {
             problems.push("request accounting does not add up (a fleetsim bug)".into());
         }
@@ -216,7 +223,7 @@ mod tests {
             refusals: Refusals::default(),
             wills: Wills::default(),
             faults: Faults::default(),
-            expectations: Vec::new(),
+            ..Report::default()
         }
     }
 
