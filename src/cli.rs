@@ -267,7 +267,7 @@ fn run_fleet(args: RunArgs, quiet: bool) -> Exit {
         }
         Err(failure) => {
             fail(failure.exit, &failure.message);
-            let report = Report::failed(failure.fleet.as_ref(), failure.kind, failure.message);
+            let report = Report::failed(failure.fleet.as_deref(), failure.kind, failure.message);
             (report, failure.exit)
         }
     };
@@ -289,11 +289,11 @@ struct Failure {
     /// For the report's `error.kind`.
     kind: &'static str,
     message: String,
-    fleet: Option<Fleet>,
+    fleet: Option<Box<Fleet>>,
 }
 
 impl Failure {
-    fn invalid(message: impl std::fmt::Display, fleet: Option<Fleet>) -> Self {
+    fn invalid(message: impl std::fmt::Display, fleet: Option<Box<Fleet>>) -> Self {
         Self {
             exit: Exit::Invalid,
             kind: "invalid",
@@ -321,7 +321,10 @@ fn load_and_run(args: RunArgs, quiet: bool) -> Result<Report, Failure> {
     if let Some(duration) = args.duration {
         fleet.duration = duration;
         if let Err(e) = fleet.check_injections() {
-            return Err(Failure::invalid(format!("--duration: {e}"), Some(fleet)));
+            return Err(Failure::invalid(
+                format!("--duration: {e}"),
+                Some(Box::new(fleet)),
+            ));
         }
     }
     if let Some(seed) = args.seed {
@@ -341,7 +344,7 @@ fn load_and_run(args: RunArgs, quiet: bool) -> Result<Report, Failure> {
         show_exchanges: if quiet { 0 } else { args.show_exchanges },
         handle_signals: true,
     };
-    let known = fleet.clone();
+    let known = Box::new(fleet.clone());
     run(fleet, &options).map_err(|e| {
         let (exit, kind) = match &e {
             RunError::System(_) => (Exit::NotOk, "system"),
