@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::fleet::{self, BrokerTarget, Fleet};
 use crate::interrupt::Signal;
 use crate::output;
-use crate::report::{Report, ReportTarget, Table};
+use crate::report::{FleetFacts, Report, ReportTarget, Table};
 use crate::run::{RunError, RunOptions, run};
 
 const EXAMPLES: &str = "\
@@ -267,7 +267,7 @@ fn run_fleet(args: RunArgs, quiet: bool) -> Exit {
         }
         Err(failure) => {
             fail(failure.exit, &failure.message);
-            let report = Report::failed(failure.fleet.as_deref(), failure.kind, failure.message);
+            let report = Report::failed(failure.fleet, failure.kind, failure.message);
             (report, failure.exit)
         }
     };
@@ -289,11 +289,11 @@ struct Failure {
     /// For the report's `error.kind`.
     kind: &'static str,
     message: String,
-    fleet: Option<Box<Fleet>>,
+    fleet: Option<FleetFacts>,
 }
 
 impl Failure {
-    fn invalid(message: impl std::fmt::Display, fleet: Option<Box<Fleet>>) -> Self {
+    fn invalid(message: impl std::fmt::Display, fleet: Option<FleetFacts>) -> Self {
         Self {
             exit: Exit::Invalid,
             kind: "invalid",
@@ -323,7 +323,7 @@ fn load_and_run(args: RunArgs, quiet: bool) -> Result<Report, Failure> {
         if let Err(e) = fleet.check_injections() {
             return Err(Failure::invalid(
                 format!("--duration: {e}"),
-                Some(Box::new(fleet)),
+                Some(FleetFacts::from(&fleet)),
             ));
         }
     }
@@ -344,7 +344,7 @@ fn load_and_run(args: RunArgs, quiet: bool) -> Result<Report, Failure> {
         show_exchanges: if quiet { 0 } else { args.show_exchanges },
         handle_signals: true,
     };
-    let known = Box::new(fleet.clone());
+    let known = FleetFacts::from(&fleet);
     run(fleet, &options).map_err(|e| {
         let (exit, kind) = match &e {
             RunError::System(_) => (Exit::NotOk, "system"),

@@ -40,6 +40,24 @@ pub struct Report {
     pub error: Option<RunFailure>,
 }
 
+/// What a report of a failed run says of its fleet.
+#[derive(Debug, Clone)]
+pub struct FleetFacts {
+    pub name: String,
+    pub seed: u64,
+    pub devices: u64,
+}
+
+impl From<&crate::fleet::Fleet> for FleetFacts {
+    fn from(fleet: &crate::fleet::Fleet) -> Self {
+        Self {
+            name: fleet.name.clone(),
+            seed: fleet.seed,
+            devices: fleet.devices.len() as u64,
+        }
+    }
+}
+
 /// The `error` object of a report of a run that could not be carried out.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunFailure {
@@ -342,5 +360,6 @@ impl Report {
 }
 
 pub use file::ReportTarget;
+
 pub use histogram::DurationHistogram;
 pub use render::Table;
