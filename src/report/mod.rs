@@ -68,22 +68,19 @@ pub struct RunFailure {
 }
 
 impl Report {
-    /// The report of a run that never got going: `ok` false, the error, and what is known.
-    pub fn failed(
-        fleet: Option<&crate::fleet::Fleet>,
-        kind: &'static str,
-        message: String,
-    ) -> Self {
+    /// The report of a run that never got going: `ok` false, the error, and what is known of
+    /// the fleet when its file could be read.
+    pub fn failed(fleet: Option<FleetFacts>, kind: &'static str, message: String) -> Self {
         let mut report = Self {
+            problems: vec![format!("the run could not be carried out ({kind})")],
             error: Some(RunFailure { kind, message }),
             ..Self::default()
         };
         if let Some(fleet) = fleet {
-            report.fleet = fleet.name.clone();
+            report.fleet = fleet.name;
             report.seed = fleet.seed;
-            report.devices.total = fleet.devices.len() as u64;
+            report.devices.total = fleet.devices;
         }
-        report.problems = vec![format!("the run could not be carried out ({kind})")];
         report
     }
 }
