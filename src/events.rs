@@ -1,87 +1,15 @@
-//! What devices tell the collector. Devices only emit facts; counting and rendering happen in
-//! `collector` and `report`, so a device never shares state with another.
+//! The facts devices deal in: why a connection dropped, an outage's length, and the steps of
+//! an exchange as the trace tells them.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::Message;
 use bytes::Bytes;
 
 use crate::fleet::FaultKind;
 
 /// Index of a device in `Fleet::devices`.
 pub type DeviceIndex = u32;
-
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct DeviceEvent {
-    pub device: DeviceIndex,
-    pub event: Event,
-}
-
-#[derive(Debug, Clone)]
-pub enum Event {
-    /// CONNACK success. `back` tells the outage it ends: none for the first connection.
-    Connected {
-        session_present: bool,
-        back: Option<Back>,
-    },
-    /// Connected and every subscription granted: the device can take part in the run.
-    Ready,
-    /// The device gave up connecting before it was ever ready (broker unreachable or refusing).
-    ConnectFailed { reason: String },
-    /// An established connection (CONNACK received) ended: `planned` when a fault did it on
-    /// purpose (a connection fault, or a network or protocol fault acting on that connection).
-    Dropped { reason: DropReason, planned: bool },
-    /// The run is over and this device was not connected: the outage still going on.
-    OfflineAtEnd(Back),
-    /// A phone published a request.
-    RequestSent(Arc<Exchange>),
-    /// A request reached its end.
-    RequestDone {
-        correlation: Bytes,
-        outcome: Outcome,
-    },
-    /// An answer whose Correlation Data names no request of this phone.
-    UnmatchedResponse { correlation: Option<Bytes> },
-    /// A second answer to a request already matched.
-    DuplicateResponse { correlation: Bytes },
-    /// The first answer to a request that had already timed out: it counts as late now.
-    LateAnswer {
-        correlation: Bytes,
-        latency: Duration,
-    },
-    /// A light or sensor handled a request.
-    Handled(Arc<Handled>),
-    /// A sensor published a reading.
-    TelemetryPublished,
-    /// A message from the broker that closed the previous connection came again, and was
-    /// acknowledged and let go (see `devices.poison_dropped`).
-    PoisonDropped,
-    /// Something the device was due to publish was not: see [`Skip`].
-    Skipped(Skip),
-    /// The broker refused something this device asked for.
-    Refusal {
-        what: Refused,
-        /// The topic or filter refused (none for a CONNECT).
-        topic: Option<String>,
-        reason: String,
-    },
-    /// A device that asked for Response Information connected for the first time.
-    ResponseInfo(Arc<ResponseInfo>),
-    /// What a fault led to, for the fault event known by `key`.
-    FaultEffect { key: Bytes, effect: String },
-    /// A fault was applied: to the request with this Correlation Data (request and responder
-    /// faults), or to the device's connection (network faults, with a key of their own).
-    FaultInjected {
-        kind: FaultKind,
-        correlation: Bytes,
-        /// What the device did, e.g. "sent without Response Topic".
-        what: String,
-        /// False when the fault could not act (the device was not connected).
-        applied: bool,
-    },
-}
 
 /// An outage of a device's connection, told when it ends (or the run does).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,55 +58,6 @@ impl DropReason {
             DropReason::Fault(kind) => format!("fault_{}", kind.as_str()),
         }
     }
-}
-
-/// Why something a device was due to publish was not published.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Skip {
-    /// A request due while the phone was disconnected: not sent, so not counted as sent.
-    RequestOffline,
-    /// A request due while the phone's session already held `MAX_QUEUED` unsent publishes.
-    RequestBacklog,
-    /// A reading due while the sensor was disconnected.
-    ReadingOffline,
-    /// A reading due while the sensor's session queue was full.
-    ReadingBacklog,
-    /// Any other publish (an answer, a Will ack) refused because the session queue was full.
-    QueueOverflow,
-    /// An answer, Will ack or reading larger than the broker's Maximum Packet Size.
-    TooLarge,
-}
-
-/// What the broker refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refused {
-    /// CONNACK with a reason code >= 0x80.
-    Connect,
-    /// SUBACK with a reason code >= 0x80 for a filter.
-    Subscribe,
-    /// PUBACK or PUBREC with a reason code >= 0x80.
-    Publish,
-}
-
-impl Refused {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Refused::Connect => "connect",
-            Refused::Subscribe => "subscribe",
-            Refused::Publish => "publish",
-        }
-    }
-}
-
-/// What a device made of Response Information on its first connection.
-#[derive(Debug, Clone)]
-pub struct ResponseInfo {
-    /// What the CONNACK carried, if anything.
-    pub received: Option<String>,
-    /// The configured fallback was used instead.
-    pub fallback: bool,
-    /// The Response Topics it built from it.
-    pub topics: Vec<String>,
 }
 
 /// One request as its phone sent it.

@@ -1,8 +1,10 @@
-//! The fault schedule: which fault hits which device when, as plain data computed from the
-//! fleet before the run. The runner only sends each injection at its time, so the same fleet
-//! always gives the same schedule. Faults with a probability are not scheduled: each device
-//! draws them per request or answer from its own seeded stream ([`chances`]).
+//! The fault schedule: which fault hits which device when, as plain data derived from the
+//! fleet, produced as the run goes. The runner only sends each injection at its time, so the
+//! same fleet always gives the same schedule. Faults with a probability are not scheduled:
+//! each device draws them per request or answer from its own seeded stream ([`per_device`]).
 
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::time::Duration;
 
 use crate::device::Chance;
@@ -20,31 +22,84 @@ pub struct Injection {
     pub params: FaultParams,
 }
 
-/// Every injection of the run, by time (then fleet order, then file order of the faults).
-pub fn schedule(fleet: &Fleet) -> Vec<Injection> {
-    let mut injections = Vec::new();
-    for fault in &fleet.faults {
-        let times: Vec<Duration> = match fault.schedule {
-            Schedule::At(at) => vec![at],
-            Schedule::Every(every) if !every.is_zero() => (1..)
-                .map(|k| every * k)
-                .take_while(|at| *at < fleet.duration)
-                .collect(),
-            Schedule::Every(_) | Schedule::Probability(_) => Vec::new(),
+/// Every injection of the run, by time (then fleet order, then file order of the faults),
+/// produced as the run goes: a fault every second on a thousand devices for a day is not a
+/// list of 86 million injections made up front.
+pub fn schedule(fleet: &Fleet) -> Injections<'_> {
+    let mut next = BinaryHeap::new();
+    for (index, fault) in fleet.faults.iter().enumerate() {
+        let first = match fault.schedule {
+            Schedule::At(at) => Some(at),
+            Schedule::Every(every) if !every.is_zero() => Some(every),
+            Schedule::Every(_) | Schedule::Probability(_) => None,
         };
-        for at in times.into_iter().filter(|at| *at < fleet.duration) {
-            injections.extend(fault.targets.iter().map(|&device| Injection {
-                at,
-                device,
-                kind: fault.kind,
-                down_for: fault.down_for,
-                params: fault.params,
-            }));
+        if let Some(at) = first.filter(|at| *at < fleet.duration) {
+            next.push(Reverse((at, index, 1)));
         }
     }
-    // Stable: equal times keep fleet order, then the order of the faults in the file.
-    injections.sort_by_key(|i| (i.at, i.device));
-    injections
+    Injections {
+        fleet,
+        next,
+        batch: VecDeque::new(),
+    }
+}
+
+/// See [`schedule`].
+#[derive(Debug, Clone)]
+pub struct Injections<'a> {
+    fleet: &'a Fleet,
+    /// When each fault fires next: (time, fault index, occurrence).
+    next: BinaryHeap<Reverse<(Duration, usize, u32)>>,
+    /// The injections due at one instant, in fleet order.
+    batch: VecDeque<Injection>,
+}
+
+impl Iterator for Injections<'_> {
+    type Item = Injection;
+
+    fn next(&mut self) -> Option<Injection> {
+        if let Some(injection) = self.batch.pop_front() {
+            return Some(injection);
+        }
+        let Reverse((at, _, _)) = *self.next.peek()?;
+        let mut due = Vec::new();
+        while let Some(&Reverse((time, index, k))) = self.next.peek() {
+            if time != at {
+                break;
+            }
+            self.next.pop();
+            due.push(index);
+            let fault = &self.fleet.faults[index];
+            if let Schedule::Every(every) = fault.schedule {
+                let later = every
+                    .checked_mul(k + 1)
+                    .filter(|t| *t < self.fleet.duration);
+                if let Some(later) = later {
+                    self.next.push(Reverse((later, index, k + 1)));
+                }
+            }
+        }
+        // Equal times: fleet order, then the order of the faults in the file.
+        let mut batch: Vec<(usize, usize)> = due
+            .iter()
+            .flat_map(|&f| self.fleet.faults[f].targets.iter().map(move |&d| (d, f)))
+            .collect();
+        batch.sort_unstable();
+        self.batch = batch
+            .into_iter()
+            .map(|(device, f)| {
+                let fault = &self.fleet.faults[f];
+                Injection {
+                    at,
+                    device,
+                    kind: fault.kind,
+                    down_for: fault.down_for,
+                    params: fault.params,
+                }
+            })
+            .collect();
+        self.batch.pop_front()
+    }
 }
 
 /// What a device needs to know of the faults before it starts.
@@ -98,6 +153,7 @@ mod tests {
             expect: Vec::new(),
             supervisor: None,
             id_prefix: String::new(),
+            ramp: None,
         }
     }
 
@@ -128,7 +184,7 @@ mod tests {
                 vec![0],
             )],
         );
-        let at: Vec<u64> = schedule(&f).iter().map(|i| i.at.as_secs()).collect();
+        let at: Vec<u64> = schedule(&f).map(|i| i.at.as_secs()).collect();
         assert_eq!(at, [3, 6, 9]);
     }
 
@@ -149,7 +205,7 @@ mod tests {
                 ),
             ],
         );
-        let s = schedule(&f);
+        let s: Vec<Injection> = schedule(&f).collect();
         let got: Vec<(u64, usize, FaultKind)> = s
             .iter()
             .map(|i| (i.at.as_secs(), i.device, i.kind))
@@ -182,7 +238,7 @@ mod tests {
                 ),
             ],
         );
-        assert!(schedule(&f).is_empty());
+        assert_eq!(schedule(&f).next(), None);
     }
 
     #[test]
@@ -198,7 +254,7 @@ mod tests {
                 ),
             ],
         );
-        let scheduled: Vec<FaultKind> = schedule(&f).iter().map(|i| i.kind).collect();
+        let scheduled: Vec<FaultKind> = schedule(&f).map(|i| i.kind).collect();
         assert_eq!(scheduled, [FaultKind::Slow]);
         let f = Fleet {
             devices: vec![test_device(); 2],
@@ -222,7 +278,8 @@ mod tests {
                 vec![0, 1],
             )],
         );
-        assert_eq!(schedule(&f), schedule(&f));
-        assert_eq!(schedule(&f).len(), 14);
+        let once: Vec<Injection> = schedule(&f).collect();
+        assert_eq!(once, schedule(&f).collect::<Vec<_>>());
+        assert_eq!(once.len(), 14);
     }
 }

@@ -24,7 +24,6 @@
 
 pub mod broker;
 pub mod cli;
-pub mod collector;
 pub mod device;
 pub mod events;
 pub mod faults;
@@ -34,6 +33,8 @@ pub mod mqtt;
 pub mod output;
 pub mod report;
 pub mod run;
+pub mod shared;
 pub mod supervisor;
+pub mod tally;
 pub mod trace;
 pub mod transport;

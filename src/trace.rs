@@ -9,12 +9,14 @@ use bytes::Bytes;
 use crate::events::{Exchange, Handled, Outcome};
 
 /// Collects the steps of the first `limit` requests and prints each exchange once it ends.
+#[derive(Debug)]
 pub struct ExchangeTrace {
     limit: usize,
     started: usize,
     open: HashMap<Bytes, Steps>,
 }
 
+#[derive(Debug)]
 struct Steps {
     number: usize,
     requester: String,
@@ -29,6 +31,11 @@ impl ExchangeTrace {
             started: 0,
             open: HashMap::new(),
         }
+    }
+
+    /// Every exchange it will tell has been told.
+    pub fn finished(&self) -> bool {
+        self.started >= self.limit && self.open.is_empty()
     }
 
     pub fn request(&mut self, requester: &str, exchange: Arc<Exchange>) {

@@ -1,13 +1,7 @@
 //! The light: a responder. It applies `ON`/`OFF`/`TOGGLE` and publishes its new state to the
 //! request's Response Topic, copying the Correlation Data byte for byte.
 
-use actix::prelude::*;
 use bytes::Bytes;
-use mqtt5_protocol::packet::publish::PublishPacket;
-
-use super::{DeviceActor, RoleState, correlation_of, response_topic_of};
-use crate::events::Handled;
-use crate::fleet;
 
 /// A payload that is not `ON`, `OFF` or `TOGGLE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -50,7 +44,8 @@ impl LightState {
         Bytes::from(format!("{{\"power\":\"{power}\"}}"))
     }
 
-    fn rejection(self, command: &[u8]) -> Bytes {
+    /// The answer to a command it does not know: its state, and what was wrong.
+    pub fn rejection(self, command: &[u8]) -> Bytes {
         let power = if self.on { "ON" } else { "OFF" };
         // Echo a little of it, never a whole huge payload back.
         const SHOWN: usize = 40;
@@ -63,46 +58,6 @@ impl LightState {
         let body =
             serde_json::json!({ "power": power, "error": format!("unknown command {shown:?}") });
         Bytes::from(body.to_string())
-    }
-}
-
-/// A light as a device: its spec and its switch.
-pub(super) struct LightRole {
-    pub spec: fleet::Light,
-    state: LightState,
-}
-
-impl LightRole {
-    pub(super) fn new(spec: &fleet::Light) -> Self {
-        Self {
-            spec: spec.clone(),
-            state: LightState::new(spec.initially_on),
-        }
-    }
-}
-
-impl DeviceActor {
-    pub(super) fn light_command(&mut self, publish: PublishPacket, ctx: &mut Context<Self>) {
-        let RoleState::Light(LightRole { spec, state }) = &mut self.role else {
-            return;
-        };
-        let delay = spec.delay;
-        let rejected = state.apply(&publish.payload).is_err();
-        let answer = if rejected {
-            state.rejection(&publish.payload)
-        } else {
-            state.answer()
-        };
-        let handled = Handled {
-            topic: publish.topic_name.clone(),
-            payload: publish.payload.clone(),
-            response_topic: response_topic_of(&publish),
-            correlation: correlation_of(&publish),
-            answer: None,
-            rejected,
-            withheld: false,
-        };
-        self.answer(handled, answer, delay, ctx);
     }
 }
 

@@ -1,40 +1,20 @@
-//! The connection lifecycle every device shares: TCP connect, CONNECT/CONNACK, SUBSCRIBE,
-//! keepalive, reconnect with backoff, and packets in and out through the session.
+//! The connection's lifecycle, every device alike: dial, CONNECT/CONNACK, SUBSCRIBE, keepalive,
+//! drops counted by reason, poison messages, reconnects with backoff.
 
 use std::time::{Duration, Instant};
 
-use actix::io::{FramedWrite, WriteHandler};
-use actix::prelude::*;
-use futures_util::StreamExt;
 use mqtt5_protocol::packet::suback::SubAckReasonCode;
 use mqtt5_protocol::{Packet, QoS, ReasonCode};
-use rand::Rng;
-use tokio_util::codec::FramedRead;
 
-use super::{DeviceActor, Link, RoleState};
-use crate::events::{DropReason, Event, Refused, Skip};
-use crate::mqtt::{
-    CodecError, Inbound, InboundCodec, Outbound, Outgoing, ProtocolError, PublishError,
-};
+use super::core::{Action, CONNECT_TIMEOUT, Device, Link, Out, Role, Timed};
+use crate::events::DropReason;
+use crate::mqtt::{BadFrame, ProtocolError};
+use crate::report::{Refusal, ResponseInfoUse};
 use crate::supervisor::WillFact;
-use crate::transport::{BoxRead, BoxWrite};
 
-/// How many times a device tries its *first* connection before the run gives up on the broker.
-/// Later drops are retried for as long as the run lasts.
+/// How many times a device tries to get ready (connected and subscribed) before the run gives
+/// up on the broker. Later drops are retried for as long as the run lasts.
 pub(super) const FIRST_CONNECT_ATTEMPTS: u32 = 5;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Read buffer to start with; it grows for larger packets. Small, because fleets are large.
-const READ_BUFFER: usize = 512;
-/// The largest packet a device reads, announced in CONNECT as its Maximum Packet Size.
-pub(super) const MAX_PACKET: usize = 1024 * 1024;
-
-pub(super) type Writer = FramedWrite<Outbound, BoxWrite, InboundCodec>;
-
-/// A decoded packet (or a frame stepped over), tagged with the connection it came from.
-pub(super) struct Frame {
-    generation: u64,
-    frame: Result<Inbound, CodecError>,
-}
 
 /// A message from the broker the device will not take: a frame that did not decode, or a
 /// PUBLISH MQTT does not allow here.
@@ -45,272 +25,176 @@ struct Rejected {
     ack: Option<(QoS, u16)>,
 }
 
-impl DeviceActor {
-    pub(super) fn write(&mut self, packet: Packet) {
-        self.write_out(Outbound::Packet(packet));
-    }
-
-    /// Writes a packet or raw bytes, unless the device is away.
-    pub(super) fn write_out(&mut self, item: Outbound) {
-        if self.away.is_some() {
-            // Away (a stall keeps its socket): nothing goes out, PINGREQ and acks included.
-            return;
-        }
-        if let Some(writer) = &mut self.writer {
-            writer.write(item);
-        }
-    }
-
-    /// Hands a publish to the session (which may queue it under Receive Maximum) and writes
-    /// whatever it releases. Returns the tag that `Delivered`/`Refused` will name, or why the
-    /// session would not take it.
-    pub(super) fn publish(&mut self, mut msg: Outgoing) -> Result<u64, PublishError> {
-        self.next_tag += 1;
-        msg.tag = self.next_tag;
-        if let Some(packet) = self.session.publish(msg, Instant::now())? {
-            self.write(packet);
-        }
-        Ok(self.next_tag)
-    }
-
-    /// Publishes what no request waits on (an answer, a Will ack): a refusal is counted.
-    pub(super) fn publish_counted(&mut self, msg: Outgoing) {
-        if let Err(e) = self.publish(msg) {
-            tracing::debug!(device = %self.id, error = %e, "not published");
-            let skip = match e {
-                PublishError::QueueFull => Skip::QueueOverflow,
-                PublishError::TooLarge { .. } => Skip::TooLarge,
-            };
-            self.emit(Event::Skipped(skip));
-        }
-    }
-
-    /// Connected, and not kept away by a fault: what the device publishes goes out now.
-    pub(super) fn online(&self) -> bool {
-        self.session.is_connected() && self.away.is_none()
-    }
-
-    pub(super) fn connect(&mut self, ctx: &mut Context<Self>) {
+impl Device {
+    /// Dials connection number `generation + 1`; its CONNACK must come within twice the
+    /// connect timeout, or the attempt counts as failed.
+    pub(super) fn connect(&mut self, now: Instant, out: &mut Out<'_>) {
         self.link = Link::Connecting;
         self.generation += 1;
-        let generation = self.generation;
-        let endpoint = self.endpoint.clone();
-        let proxied = self.proxied;
-        let seed = self.rng.random::<u64>();
-        // TCP (TCP_NODELAY set: without it a small answer can wait ~40 ms for a delayed ACK),
-        // then the TLS handshake for mqtts://; through a network-fault proxy when one may act.
-        let attempt = async move {
-            if proxied {
-                let (read, write, control) =
-                    endpoint.connect_proxied(CONNECT_TIMEOUT, seed).await?;
-                Ok((read, write, Some(control)))
-            } else {
-                let (read, write) = endpoint.connect(CONNECT_TIMEOUT).await?;
-                Ok::<_, crate::transport::ConnectError>((read, write, None))
-            }
+        let proxied = self.faults.as_ref().is_some_and(|f| f.proxied);
+        let seed = if proxied {
+            rand::Rng::random(&mut self.rng.faults)
+        } else {
+            0
         };
-        ctx.spawn(attempt.into_actor(self).map(move |result, act, ctx| {
-            if act.generation != generation || act.stopping {
-                return;
-            }
-            match result {
-                Ok((read, write, control)) => {
-                    if let Some(control) = control {
-                        act.attach_toxics(control);
-                    }
-                    act.attach(read, write, ctx);
-                }
-                Err(e) => act.connect_failed(e.to_string(), ctx),
-            }
-        }));
-        // The CONNACK must follow within the same bound, or the attempt counts as failed.
-        let limit = CONNECT_TIMEOUT * 2;
-        ctx.run_later(limit, move |act, ctx| {
-            if act.generation == generation && act.link == Link::Connecting {
-                act.drop_link(ctx);
-                let reason = format!("no CONNACK from {} within {limit:?}", act.endpoint.addr());
-                act.connect_failed(reason, ctx);
-            }
+        out.actions.push(Action::Dial {
+            generation: self.generation,
+            proxied,
+            seed,
         });
+        if let Some(due) = now.checked_add(CONNECT_TIMEOUT * 2) {
+            self.timers.add(due, Timed::ConnackDue(self.generation));
+        }
     }
 
-    fn attach(&mut self, read: BoxRead, write: BoxWrite, ctx: &mut Context<Self>) {
-        let generation = self.generation;
-        let frames = FramedRead::with_capacity(read, InboundCodec::new(MAX_PACKET), READ_BUFFER)
-            .map(move |frame| Frame { generation, frame });
-        self.reader = Some(ctx.add_stream(frames));
-        self.writer = Some(FramedWrite::new(write, InboundCodec::new(MAX_PACKET), ctx));
+    /// The socket is open: register this connection's Will and send CONNECT.
+    pub(super) fn attached(&mut self, now: Instant, out: &mut Out<'_>) {
+        if self.incarnation == 0 {
+            out.shared.progress.connected();
+        }
         self.incarnation += 1;
         let will = self.will_message();
         self.session.set_will(will);
-        let connect = self.session.connect(Instant::now());
-        self.write(connect);
+        let connect = self.session.connect(now);
+        self.write(connect, out);
+        self.reapply_toxics(out);
     }
 
-    /// A connection attempt failed before CONNACK. Until the device has been ready once, it
-    /// gets a bounded number of tries (the run cannot start without it); later ones retry
-    /// until the run ends.
-    pub(super) fn connect_failed(&mut self, reason: String, ctx: &mut Context<Self>) {
+    /// A connection attempt failed before CONNACK.
+    pub(super) fn connect_failed(&mut self, reason: String, now: Instant, out: &mut Out<'_>) {
         self.link = Link::Down;
-        let wait = self.backoff.failed(&mut self.rng);
-        self.retry_after(wait, reason, ctx);
+        let wait = self.backoff.failed(&mut self.rng.backoff);
+        self.retry_after(wait, reason, now, out);
     }
 
     /// Dials again after `wait`, unless the device has used up the tries of its first
     /// connection: then the run stops, naming `reason`, the last thing that went wrong.
-    fn retry_after(&mut self, wait: Duration, reason: String, ctx: &mut Context<Self>) {
+    fn retry_after(&mut self, wait: Duration, reason: String, now: Instant, out: &mut Out<'_>) {
         if !self.ever_ready && self.backoff.attempts() >= FIRST_CONNECT_ATTEMPTS {
-            return self.give_up(reason, ctx);
+            return self.give_up(reason, out);
         }
-        tracing::debug!(device = %self.id, %reason, attempt = self.backoff.attempts(), ?wait, "dialling again");
-        ctx.run_later(wait, |act, ctx| {
-            if !act.stopping && act.away.is_none() && act.link == Link::Down {
-                act.connect(ctx);
-            }
-        });
+        tracing::debug!(device = %self.id(), %reason, attempt = self.backoff.attempts(), ?wait, "dialling again");
+        if let Some(at) = now.checked_add(wait) {
+            self.timers.add(at, Timed::Dial);
+        }
     }
 
     /// The first connection cannot be made: tell the runner, which stops the run (exit 3).
-    fn give_up(&mut self, reason: String, ctx: &mut Context<Self>) {
-        tracing::error!(device = %self.id, %reason, "giving up connecting");
-        self.emit(Event::ConnectFailed { reason });
-        ctx.stop();
+    fn give_up(&mut self, reason: String, out: &mut Out<'_>) {
+        tracing::error!(device = %self.id(), %reason, "giving up connecting");
+        out.shared.progress.failed(self.id(), reason);
+        self.stopping = true;
+        out.actions.push(Action::Stop);
     }
 
     /// Closes the socket at once, without a DISCONNECT, and forgets the connection.
-    pub(super) fn drop_link(&mut self, ctx: &mut Context<Self>) {
-        if let Some(writer) = self.writer.take() {
-            ctx.cancel_future(writer.handle());
-        }
-        self.forget_link(ctx);
+    pub(super) fn drop_link(&mut self, out: &mut Out<'_>) {
+        out.actions.push(Action::Drop);
+        self.forget_link();
     }
 
-    /// Flushes what was written (a DISCONNECT) and then closes the socket.
-    pub(super) fn close_link(&mut self, ctx: &mut Context<Self>) {
-        if let Some(mut writer) = self.writer.take() {
-            // The writer's task flushes, shuts the socket down and calls `finished`; dropping
-            // our handle to it does not cancel it.
-            writer.close();
-        }
-        self.forget_link(ctx);
+    /// Flushes what was written (a DISCONNECT), then closes the socket.
+    pub(super) fn close_link(&mut self, out: &mut Out<'_>) {
+        out.actions.push(Action::Close);
+        self.forget_link();
     }
 
     /// Forgets the connection, socket and session state alike. In-flight publishes stay in the
     /// session, to be resumed or resent on the next connection.
-    fn forget_link(&mut self, ctx: &mut Context<Self>) {
+    fn forget_link(&mut self) {
         self.session.connection_lost();
-        if let Some(reader) = self.reader.take() {
-            ctx.cancel_future(reader);
-        }
-        if let Some(tick) = self.tick.take() {
-            ctx.cancel_future(tick);
-        }
-        self.toxics = None;
         self.pending_subscribe = None;
         self.link = Link::Down;
+        // Whatever the socket still says is about a connection that is gone.
         self.generation += 1;
+        self.timers
+            .retain(|step| !matches!(step, Timed::ConnackDue(_)));
     }
 
-    /// An established connection died under us: tell, clean up, come back (unless a fault
+    /// An established connection died under us: count it, clean up, come back (unless a fault
     /// keeps the device away; it comes back when the fault ends). A drop on a connection a
     /// network or protocol fault acts on is that fault's doing (planned); any other is not.
     pub(super) fn connection_lost(
         &mut self,
         reason: DropReason,
         detail: String,
-        ctx: &mut Context<Self>,
+        now: Instant,
+        out: &mut Out<'_>,
     ) {
         // A message closes two connections in a row only if nothing else closed one between.
         self.poison = None;
-        // Already handled: a dead socket is reported by its reader and its writer, the writer
-        // once per queued write.
-        let already_down =
-            self.link == Link::Down && self.reader.is_none() && self.writer.is_none();
-        if self.stopping || already_down {
+        if self.stopping || self.link == Link::Down {
             return;
         }
         let was = self.link;
-        self.drop_link(ctx);
-        if let Some(away) = self.away {
-            tracing::debug!(device = %self.id, fault = away.kind.as_str(), %detail, "connection closed during a fault");
+        self.drop_link(out);
+        if let Some(kind) = self.away {
+            tracing::debug!(device = %self.id(), fault = kind.as_str(), %detail, "connection closed during a fault");
             return;
         }
         if was == Link::Connecting {
-            self.connect_failed(detail, ctx);
-            return;
+            return self.connect_failed(detail, now, out);
         }
-        let planned = self.watched_fault.is_some();
-        self.network_effect(|after| {
+        let planned = self.fault_watched();
+        self.fault_effect_on_link(now, out, |after| {
             format!(
                 "connection lost {:.1}s later: {detail}",
                 after.as_secs_f64()
             )
         });
-        self.tell_dropped();
-        let now = Instant::now();
+        self.tell_dropped(now, out);
         self.downtime.down(now, planned);
-        self.emit(Event::Dropped { reason, planned });
+        let links = &mut out.tally.links;
         if planned {
-            tracing::info!(device = %self.id, %detail, "connection lost to a fault, reconnecting");
+            links.planned_drops += 1;
+            tracing::info!(device = %self.id(), %detail, "connection lost to a fault, reconnecting");
         } else {
-            tracing::warn!(device = %self.id, %detail, "connection lost, reconnecting");
+            links.unplanned_drops += 1;
+            *links.drops_by_reason.entry(reason.key()).or_insert(0) += 1;
+            tracing::warn!(device = %self.id(), %detail, "connection lost, reconnecting");
         }
-        let wait = self.backoff.dropped(now, &mut self.rng);
-        self.retry_after(wait, detail, ctx);
+        let wait = self.backoff.dropped(now, &mut self.rng.backoff);
+        self.retry_after(wait, detail, now, out);
     }
 
     /// A device with a Will tells the supervisor its connection dropped unplanned: the broker
     /// may publish that connection's Will, and that is no surprise.
-    pub(super) fn tell_dropped(&self) {
-        if self.will.is_some() {
-            self.tell_supervisor(WillFact::Dropped {
+    pub(super) fn tell_dropped(&self, at: Instant, out: &mut Out<'_>) {
+        if self.spec().will.is_some() {
+            out.actions.push(Action::Tell(WillFact::Dropped {
                 device: self.index,
                 incarnation: self.incarnation,
-                at: Instant::now(),
-            });
-        }
-    }
-
-    pub(super) fn schedule_tick(&mut self, ctx: &mut Context<Self>) {
-        if let Some(tick) = self.tick.take() {
-            ctx.cancel_future(tick);
-        }
-        if self.away.is_some() {
-            return;
-        }
-        if let Some(at) = self.session.next_tick() {
-            let wait = at.saturating_duration_since(Instant::now());
-            self.tick = Some(ctx.run_later(wait, |act, ctx| {
-                act.tick = None;
-                match act.session.tick(Instant::now()) {
-                    Ok(Some(ping)) => act.write(ping),
-                    Ok(None) => {}
-                    Err(e) => {
-                        return act.connection_lost(
-                            DropReason::KeepaliveTimeout,
-                            e.to_string(),
-                            ctx,
-                        );
-                    }
-                }
-                act.schedule_tick(ctx);
+                at,
             }));
         }
     }
 
-    fn on_packet(&mut self, packet: Packet, ctx: &mut Context<Self>) {
-        let mut out = Vec::new();
-        let event = self.session.handle(packet, Instant::now(), &mut out);
+    /// PINGREQ when the connection has been quiet for the keepalive; a PINGREQ left unanswered
+    /// as long ends the connection.
+    pub(super) fn keepalive(&mut self, now: Instant, out: &mut Out<'_>) {
+        if self.away.is_some() {
+            return;
+        }
+        match self.session.tick(now) {
+            Ok(Some(ping)) => self.write(ping, out),
+            Ok(None) => {}
+            Err(e) => self.connection_lost(DropReason::KeepaliveTimeout, e.to_string(), now, out),
+        }
+    }
+
+    pub(super) fn on_packet(&mut self, packet: Packet, now: Instant, out: &mut Out<'_>) {
+        let mut released = Vec::new();
+        let event = self.session.handle(packet, now, &mut released);
         // The event's reactions go on the wire before what the session released: after a
         // reconnect, the re-SUBSCRIBE to a response topic must precede the requests that were
         // queued while the link was down, or their answers could arrive before the subscription.
         let result = event.map(|event| {
             if let Some(event) = event {
-                self.on_session_event(event, ctx);
+                self.on_session_event(event, now, out);
             }
         });
-        for packet in out {
-            self.write(packet);
+        for packet in released {
+            self.write(packet, out);
         }
         let Err(e) = result else {
             return;
@@ -327,19 +211,35 @@ impl DeviceActor {
                     fingerprint,
                     ack,
                 },
-                ctx,
+                now,
+                out,
             );
         } else {
-            tracing::warn!(device = %self.id, error = %e, "protocol error, dropping connection");
-            self.connection_lost(DropReason::ProtocolError, e.to_string(), ctx);
+            tracing::warn!(device = %self.id(), error = %e, "protocol error, dropping connection");
+            self.connection_lost(DropReason::ProtocolError, e.to_string(), now, out);
         }
+    }
+
+    pub(super) fn on_bad_frame(&mut self, bad: BadFrame, now: Instant, out: &mut Out<'_>) {
+        let reason = if bad.too_large {
+            DropReason::TooLarge
+        } else {
+            DropReason::Malformed
+        };
+        let rejected = Rejected {
+            reason,
+            detail: bad.reason,
+            fingerprint: bad.fingerprint,
+            ack: bad.publish,
+        };
+        self.reject(rejected, now, out);
     }
 
     /// A message the device will not take. The first time, the connection is dropped (what
     /// MQTT asks of a client). When the very same message closed the previous connection too,
     /// the broker will redeliver it on every connection, so it is acknowledged, let go and
     /// counted instead: a poison message must not make a device loop.
-    fn reject(&mut self, rejected: Rejected, ctx: &mut Context<Self>) {
+    fn reject(&mut self, rejected: Rejected, now: Instant, out: &mut Out<'_>) {
         let Rejected {
             reason,
             detail,
@@ -347,89 +247,115 @@ impl DeviceActor {
             ack,
         } = rejected;
         if self.poison == Some(fingerprint) {
-            tracing::warn!(device = %self.id, %detail, "the message that closed the last connection came again: letting it go");
+            tracing::warn!(device = %self.id(), %detail, "the message that closed the last connection came again: letting it go");
             if let Some(ack) = ack.and_then(|(qos, id)| self.session.discard(qos, id)) {
-                self.write(ack);
+                self.write(ack, out);
             }
-            self.emit(Event::PoisonDropped);
+            out.tally.links.poison_dropped += 1;
             return;
         }
-        tracing::warn!(device = %self.id, %detail, "bad message from the broker, dropping connection");
-        self.connection_lost(reason, format!("bad data from the broker: {detail}"), ctx);
+        tracing::warn!(device = %self.id(), %detail, "bad message from the broker, dropping connection");
+        self.connection_lost(
+            reason,
+            format!("bad data from the broker: {detail}"),
+            now,
+            out,
+        );
         // Remembered after `connection_lost`, which forgets the previous one.
         self.poison = Some(fingerprint);
     }
 
-    fn on_session_event(&mut self, event: crate::mqtt::Event, ctx: &mut Context<Self>) {
+    fn on_session_event(&mut self, event: crate::mqtt::Event, now: Instant, out: &mut Out<'_>) {
         use crate::mqtt::Event as S;
         match event {
             S::Connected {
                 session_present,
                 response_information,
                 ..
-            } => self.on_connected(session_present, response_information),
+            } => self.on_connected(session_present, response_information, now, out),
             S::ConnectRefused {
                 reason,
                 reason_string,
             } => {
                 let why = describe(reason, reason_string.as_deref());
-                self.emit(Event::Refusal {
-                    what: Refused::Connect,
+                out.tally.refusal(Refusal {
+                    device: self.id().to_owned(),
+                    what: "connect".into(),
                     topic: None,
                     reason: why.clone(),
                 });
-                self.drop_link(ctx);
+                self.drop_link(out);
                 if self.ever_ready {
-                    self.connect_failed(format!("CONNACK refused: {why}"), ctx);
+                    self.connect_failed(format!("CONNACK refused: {why}"), now, out);
                 } else {
                     // Credentials or bans do not fix themselves: fail fast on the first connect.
-                    let addr = self.endpoint.addr();
-                    self.give_up(format!("{addr} refused the connection: {why}"), ctx);
+                    self.give_up(format!("the broker refused the connection: {why}"), out);
                 }
             }
             S::Subscribed { packet_id, reasons } => match self.pending_subscribe.take() {
-                Some((id, filters)) if id == packet_id => self.on_subscribed(filters, &reasons),
+                Some((id, filters)) if id == packet_id => {
+                    self.on_subscribed(filters, &reasons, now, out);
+                }
                 other => self.pending_subscribe = other,
             },
-            S::Message(publish) => self.on_message(publish, ctx),
+            S::Message(publish) => self.on_message(publish, now, out),
             S::Delivered { .. } | S::PingResponse => {}
             S::Refused {
                 tag,
                 topic,
                 reason,
                 reason_string,
-            } => self.on_refused(tag, topic, describe(reason, reason_string.as_deref())),
+            } => {
+                let why = describe(reason, reason_string.as_deref());
+                tracing::warn!(device = %self.id(), %topic, reason = %why, "publish refused by the broker");
+                out.tally.refusal(Refusal {
+                    device: self.id().to_owned(),
+                    what: "publish".into(),
+                    topic: Some(topic),
+                    reason: why.clone(),
+                });
+                if let Role::Phone(_) = self.role {
+                    self.request_failed(tag, why, now, out);
+                }
+            }
             S::ServerDisconnect {
                 reason,
                 reason_string,
             } => {
                 let why = describe(reason, reason_string.as_deref());
                 let code = DropReason::ServerDisconnect(reason as u8);
-                self.connection_lost(code, format!("server sent DISCONNECT: {why}"), ctx);
+                self.connection_lost(code, format!("server sent DISCONNECT: {why}"), now, out);
             }
         }
-        self.schedule_tick(ctx);
     }
 
-    fn on_connected(&mut self, session_present: bool, response_information: Option<String>) {
-        let reconnect = self.ever_connected;
-        self.apply_response_info(response_information, !reconnect);
+    fn on_connected(
+        &mut self,
+        session_present: bool,
+        response_information: Option<String>,
+        now: Instant,
+        out: &mut Out<'_>,
+    ) {
+        let first = !self.ever_connected;
+        self.apply_response_info(response_information, first, out);
         self.ever_connected = true;
-        let now = Instant::now();
         self.backoff.connected(now);
-        let back = self.downtime.up(now);
-        self.emit(Event::Connected {
-            session_present,
-            back,
-        });
-        if reconnect {
-            self.tell_supervisor(WillFact::Back {
+        let links = &mut out.tally.links;
+        if first {
+            links.connected += 1;
+        }
+        if let Some(back) = self.downtime.up(now) {
+            links.reconnects += 1;
+            links.disconnected_s += back.unplanned.as_secs_f64();
+            out.actions.push(Action::Tell(WillFact::Back {
                 device: self.index,
-                at: Instant::now(),
+                at: now,
+            }));
+            self.fault_effect_on_link(now, out, |after| {
+                format!("reconnected {:.1}s later", after.as_secs_f64())
             });
-            self.network_effect(|after| format!("reconnected {:.1}s later", after.as_secs_f64()));
             // The fault's effect on the connection is told; later drops are not its doing.
-            self.watched_fault = None;
+            self.unwatch_fault();
         }
         if !session_present {
             self.subscribed = false;
@@ -438,42 +364,87 @@ impl DeviceActor {
         // A resumed session keeps its subscriptions, but only those the broker acknowledged:
         // a link lost before the first SUBACK leaves the session without them.
         if filters.is_empty() || (session_present && self.subscribed) {
-            self.link = Link::Up;
-            self.now_ready();
+            self.link_up(now, out);
         } else {
             self.link = Link::Subscribing;
-            let (id, packet) = self.session.subscribe(&filters, Instant::now());
+            let (id, packet) = self.session.subscribe(&filters, now);
             self.pending_subscribe = Some((id, filters));
-            self.write(packet);
+            self.write(packet, out);
         }
     }
 
     /// The SUBACK for `filters`, one reason code each, in order.
-    fn on_subscribed(&mut self, filters: Vec<(String, QoS)>, reasons: &[SubAckReasonCode]) {
+    fn on_subscribed(
+        &mut self,
+        filters: Vec<(String, QoS)>,
+        reasons: &[SubAckReasonCode],
+        now: Instant,
+        out: &mut Out<'_>,
+    ) {
         self.subscribed = true;
-        self.link = Link::Up;
         for ((filter, _), reason) in filters.into_iter().zip(reasons) {
             if reason.is_success() {
                 continue;
             }
             let why = format!("{reason:?} (0x{:02X})", *reason as u8);
-            tracing::warn!(device = %self.id, filter, reason = %why, "subscription refused");
-            if let RoleState::Phone(phone) = &mut self.role {
+            tracing::warn!(device = %self.id(), filter, reason = %why, "subscription refused");
+            if let Role::Phone(phone) = &mut self.role {
                 phone.refuse_response_topic(&filter, &why);
             }
-            self.emit(Event::Refusal {
-                what: Refused::Subscribe,
+            out.tally.refusal(Refusal {
+                device: self.id().to_owned(),
+                what: "subscribe".into(),
                 topic: Some(filter),
                 reason: why,
             });
         }
-        self.now_ready();
+        self.link_up(now, out);
     }
 
-    fn now_ready(&mut self) {
+    /// Connected and subscribed: ready for the run (the first time), and a closed-loop phone
+    /// fills the slots it could not use while down.
+    fn link_up(&mut self, now: Instant, out: &mut Out<'_>) {
+        self.link = Link::Up;
         if !self.ever_ready {
             self.ever_ready = true;
-            self.emit(Event::Ready);
+            out.shared.progress.ready();
+        }
+        self.phone_online(now, out);
+    }
+
+    /// Once connected: what `{response_info}` stands for in this device's topics, from the
+    /// CONNACK or, failing that, the fallback (Mosquitto never sends one).
+    fn apply_response_info(&mut self, received: Option<String>, first: bool, out: &mut Out<'_>) {
+        let connection = &self.fleet.devices[self.index as usize].connection;
+        if !connection.request_response_info {
+            return;
+        }
+        let fallback = received.is_none();
+        if fallback {
+            static ONCE: std::sync::Once = std::sync::Once::new();
+            ONCE.call_once(|| {
+                tracing::warn!(
+                    fallback = %connection.response_info_fallback,
+                    "the broker returned no Response Information (Mosquitto never does): using the fallback prefix"
+                );
+            });
+        }
+        let value = received
+            .clone()
+            .unwrap_or_else(|| connection.response_info_fallback.clone());
+        let fleet = self.fleet.clone();
+        let spec = &fleet.devices[self.index as usize];
+        let topics = match &mut self.role {
+            Role::Phone(phone) => phone.resolve_response_info(&value, spec),
+            _ => Vec::new(),
+        };
+        if first {
+            out.tally.response_info(ResponseInfoUse {
+                device: spec.id.clone(),
+                received,
+                fallback,
+                topics,
+            });
         }
     }
 }
@@ -483,82 +454,5 @@ fn describe(reason: ReasonCode, text: Option<&str>) -> String {
     match text {
         Some(text) => format!("{reason:?} (0x{code:02X}): {text}"),
         None => format!("{reason:?} (0x{code:02X})"),
-    }
-}
-
-impl StreamHandler<Frame> for DeviceActor {
-    fn handle(&mut self, item: Frame, ctx: &mut Context<Self>) {
-        if item.generation != self.generation {
-            return;
-        }
-        if self.away.is_some() {
-            // A stalled device is frozen: it reads nothing, so it acks nothing.
-            return;
-        }
-        match item.frame {
-            Ok(Inbound::Packet(packet)) => self.on_packet(packet, ctx),
-            Ok(Inbound::Bad(bad)) => {
-                let reason = if bad.too_large {
-                    DropReason::TooLarge
-                } else {
-                    DropReason::Malformed
-                };
-                let rejected = Rejected {
-                    reason,
-                    detail: bad.reason,
-                    fingerprint: bad.fingerprint,
-                    ack: bad.publish,
-                };
-                self.reject(rejected, ctx);
-            }
-            // Before CONNACK this is often the broker turning us away at the TLS level (e.g. a
-            // missing client certificate shows only on the first read, after the handshake).
-            Err(e) => {
-                let reason = match e {
-                    CodecError::Io(_) => DropReason::Io,
-                    CodecError::Malformed(_) => DropReason::Malformed,
-                    CodecError::TooLarge { .. } => DropReason::TooLarge,
-                };
-                self.connection_lost(reason, format!("bad data from the broker: {e}"), ctx);
-            }
-        }
-    }
-
-    fn finished(&mut self, ctx: &mut Context<Self>) {
-        // The default would stop the actor; a closed socket is a reconnect, not an end. Only the
-        // current connection's end matters: `forget_link` has already moved past older ones.
-        if self.reader.is_some() {
-            self.reader = None;
-            let detail = "the broker closed the connection".to_owned();
-            self.connection_lost(DropReason::Closed, detail, ctx);
-        }
-    }
-}
-
-impl WriteHandler<CodecError> for DeviceActor {
-    fn error(&mut self, err: CodecError, ctx: &mut Context<Self>) -> Running {
-        if self.away.is_some() || self.stopping {
-            // A writer closed on purpose (a disconnect fault, the goodbye) failing to flush:
-            // that connection is already given up.
-            return Running::Stop;
-        }
-        // This runs inside the writer's own poll: touching (or dropping) the writer here would
-        // borrow it twice. Handle the loss on the next turn instead.
-        let generation = self.generation;
-        let reason = format!("write failed: {err}");
-        ctx.run_later(Duration::ZERO, move |act, ctx| {
-            if act.generation == generation {
-                act.connection_lost(DropReason::Io, reason, ctx);
-            }
-        });
-        // Stop this writer: the connection is gone, and a new one gets a new writer.
-        Running::Stop
-    }
-
-    fn finished(&mut self, ctx: &mut Context<Self>) {
-        if self.stopping {
-            // The goodbye DISCONNECT is flushed.
-            ctx.stop();
-        }
     }
 }

@@ -1,18 +1,22 @@
 //! The phone: a requester. It sends requests carrying a Response Topic and a Correlation Data
-//! unique per request, and matches each answer back to its request by that Correlation Data.
+//! unique per request, paced by its load model, and matches each answer back to its request.
+//!
+//! Requests are tracked in a ring ordered by sequence, so deadlines come in order too: the
+//! device's one timer only needs the oldest open request's deadline, and no request has a
+//! timer of its own. Finished requests are remembered as two bits each, for the last
+//! [`REMEMBERED`], to tell a duplicate or a late answer from a stranger's.
 
-use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::prelude::*;
 use bytes::Bytes;
 use mqtt5_protocol::packet::publish::PublishPacket;
 use rand::Rng;
 
-use super::{DeviceActor, RoleState, correlation_of};
-use crate::events::{Event, Exchange, Outcome, Skip};
-use crate::fleet::{self, FaultClass, FaultKind, FaultParams};
+use super::core::{Device, Out, Role};
+use crate::events::{Exchange, Outcome};
+use crate::fleet::{self, FaultClass, FaultKind, FaultParams, Pace};
 use crate::mqtt::{Outgoing, PublishProperties};
 
 /// The template variable a Response Topic may hold until CONNACK says what it is.
@@ -20,35 +24,42 @@ const RESPONSE_INFO: &str = "{response_info}";
 
 /// How many finished requests a phone remembers, to tell a duplicate or late answer from one
 /// that names no request at all. Older ones are forgotten, keeping a phone's memory bounded.
-const REMEMBERED: u64 = 512;
+pub const REMEMBERED: u64 = 512;
 
-/// Correlation bookkeeping for one phone, free of I/O so it is tested on its own.
-///
-/// Correlation Data is `{phone id}:{sequence}`: unique per request, readable in a trace, and
-/// parseable back to the request without a lookup table keyed by arbitrary bytes.
-pub struct RequestTracker {
-    prefix: String,
-    /// An answer later than this after its request is late, whether or not the request's
-    /// timer has fired yet.
-    timeout: Duration,
-    next_seq: u64,
-    in_flight: HashMap<u64, InFlight>,
-    /// How each remembered request ended, and when it was sent.
-    finished: HashMap<u64, (Finished, Instant)>,
-}
+/// Most requests a phone sends in one go when it is behind its rate (after a stall of the
+/// machine): it catches up over several turns rather than holding its thread.
+const CATCH_UP: usize = 256;
 
-struct InFlight {
-    sent_at: Instant,
-    tag: u64,
-}
+/// The high bit marks publish tags that are not requests: a request's tag is its sequence.
+pub(super) const NOT_A_REQUEST: u64 = 1 << 63;
 
+/// How a request ended, as remembered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Finished {
-    Matched,
-    TimedOut,
-    /// Timed out, then answered after all.
-    Late,
-    Failed,
+enum Ended {
+    Open = 0,
+    /// Matched, or answered late: a further answer is a duplicate.
+    Answered = 1,
+    /// An answer now would be late.
+    TimedOut = 2,
+    /// Refused (or never sent): no answer can be to it.
+    Failed = 3,
+}
+
+impl Ended {
+    fn from_bits(bits: u64) -> Self {
+        match bits & 3 {
+            1 => Ended::Answered,
+            2 => Ended::TimedOut,
+            3 => Ended::Failed,
+            _ => Ended::Open,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Request {
+    sent_at: Instant,
+    ended: Ended,
 }
 
 /// What an incoming answer turned out to be.
@@ -56,10 +67,10 @@ enum Finished {
 pub enum Verdict {
     /// The first answer to a request in flight, within its timeout.
     Matched { seq: u64, latency: Duration },
-    /// The first answer to a request in flight, but after its timeout (before its timer
-    /// fired): the request ends late, never matched.
+    /// The first answer to a request in flight, but after its timeout (before its deadline was
+    /// looked at): the request ends late, never matched.
     Overdue { seq: u64, latency: Duration },
-    /// Another answer to a request already matched.
+    /// Another answer to a request already answered.
     Duplicate,
     /// The first answer to a request that had already timed out: the request now counts as
     /// late instead of timed out.
@@ -68,91 +79,154 @@ pub enum Verdict {
     Unmatched,
 }
 
+/// Correlation bookkeeping for one phone, free of I/O so it is tested on its own.
+///
+/// Correlation Data is `{phone id}:{sequence}`: unique per request, readable in a trace, and
+/// parsed straight back to the sequence number.
+#[derive(Debug)]
+pub struct RequestTracker {
+    prefix: Box<str>,
+    timeout: Duration,
+    /// The sequence of the next request (the first is 1).
+    next_seq: u64,
+    /// Requests from `base` on, oldest first; those before `base` have ended.
+    window: VecDeque<Request>,
+    base: u64,
+    open: usize,
+    /// Two bits per request before `base`, for the last [`REMEMBERED`]; allocated when the
+    /// first request ends.
+    ended: Option<Box<[u64; (REMEMBERED / 32) as usize]>>,
+    /// Requests before `base` that timed out, with when they were sent, for a late answer's
+    /// latency.
+    timed_out: VecDeque<(u64, Instant)>,
+}
+
 impl RequestTracker {
     pub fn new(phone_id: &str, timeout: Duration) -> Self {
         Self {
-            prefix: format!("{phone_id}:"),
+            prefix: format!("{phone_id}:").into(),
             timeout,
             next_seq: 1,
-            in_flight: HashMap::new(),
-            finished: HashMap::new(),
+            window: VecDeque::new(),
+            base: 1,
+            open: 0,
+            ended: None,
+            timed_out: VecDeque::new(),
         }
     }
 
     /// Opens a request and returns its sequence number and Correlation Data.
-    pub fn open(&mut self, tag: u64, now: Instant) -> (u64, Bytes) {
+    pub fn open(&mut self, now: Instant) -> (u64, Bytes) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.in_flight.insert(seq, InFlight { sent_at: now, tag });
-        // Each request is remembered once it ends, and forgotten REMEMBERED requests later:
-        // one removal per request keeps the memory bounded without scanning it.
-        if let Some(old) = seq.checked_sub(REMEMBERED) {
-            self.finished.remove(&old);
-        }
-        (seq, Bytes::from(format!("{}{seq}", self.prefix)))
+        self.window.push_back(Request {
+            sent_at: now,
+            ended: Ended::Open,
+        });
+        self.open += 1;
+        (seq, self.correlation(seq))
+    }
+
+    pub fn correlation(&self, seq: u64) -> Bytes {
+        let mut data = Vec::with_capacity(self.prefix.len() + 20);
+        data.extend_from_slice(self.prefix.as_bytes());
+        data.extend_from_slice(itoa(seq, &mut [0; 20]));
+        Bytes::from(data)
     }
 
     /// Sequence number a Correlation Data names, if it is one of ours.
     fn seq_of(&self, correlation: &[u8]) -> Option<u64> {
-        let rest = correlation.strip_prefix(self.prefix.as_bytes())?;
-        std::str::from_utf8(rest).ok()?.parse().ok()
+        let digits = correlation.strip_prefix(self.prefix.as_bytes())?;
+        if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        Some(digits.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
     }
 
     pub fn answer(&mut self, correlation: Option<&[u8]>, now: Instant) -> Verdict {
         let Some(seq) = correlation.and_then(|c| self.seq_of(c)) else {
             return Verdict::Unmatched;
         };
-        if let Some(request) = self.in_flight.remove(&seq) {
+        if seq == 0 || seq >= self.next_seq {
+            return Verdict::Unmatched;
+        }
+        if seq >= self.base {
+            let timeout = self.timeout;
+            let request = &mut self.window[(seq - self.base) as usize];
             let latency = now.saturating_duration_since(request.sent_at);
-            if latency > self.timeout {
-                self.finished.insert(seq, (Finished::Late, request.sent_at));
-                return Verdict::Overdue { seq, latency };
+            let verdict = match request.ended {
+                Ended::Open if latency > timeout => Verdict::Overdue { seq, latency },
+                Ended::Open => Verdict::Matched { seq, latency },
+                Ended::Answered => return Verdict::Duplicate,
+                Ended::TimedOut => Verdict::Late { seq, latency },
+                Ended::Failed => return Verdict::Unmatched,
+            };
+            if request.ended == Ended::Open {
+                self.open -= 1;
             }
-            self.finished
-                .insert(seq, (Finished::Matched, request.sent_at));
-            return Verdict::Matched { seq, latency };
+            request.ended = Ended::Answered;
+            self.retire();
+            return verdict;
         }
-        match self.finished.get(&seq).map(|(how, _)| *how) {
-            Some(Finished::Matched | Finished::Late) => Verdict::Duplicate,
-            Some(Finished::TimedOut) => {
-                let entry = self.finished.get_mut(&seq);
-                let sent_at = entry.map_or(now, |(how, sent_at)| {
-                    *how = Finished::Late;
-                    *sent_at
-                });
-                Verdict::Late {
-                    seq,
-                    latency: now.saturating_duration_since(sent_at),
+        if seq + REMEMBERED < self.next_seq {
+            return Verdict::Unmatched;
+        }
+        match self.ended_before_base(seq) {
+            Ended::Answered => Verdict::Duplicate,
+            Ended::TimedOut => {
+                self.set_ended_bits(seq, Ended::Answered);
+                let sent_at = self
+                    .timed_out
+                    .binary_search_by_key(&seq, |(s, _)| *s)
+                    .ok()
+                    .map(|i| self.timed_out[i].1);
+                let latency =
+                    sent_at.map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
+                Verdict::Late { seq, latency }
+            }
+            Ended::Failed | Ended::Open => Verdict::Unmatched,
+        }
+    }
+
+    /// Times out every open request whose deadline has passed at `now`, oldest first, telling
+    /// `each` its sequence and how long it waited.
+    pub fn expire(&mut self, now: Instant, mut each: impl FnMut(u64, Duration)) {
+        for (seq, request) in (self.base..).zip(self.window.iter_mut()) {
+            if request.ended == Ended::Open {
+                let waited = now.saturating_duration_since(request.sent_at);
+                if waited < self.timeout {
+                    // Deadlines come in the order requests were sent.
+                    break;
                 }
+                request.ended = Ended::TimedOut;
+                self.open -= 1;
+                each(seq, waited);
             }
-            // A refused request never reached a responder: an answer cannot be to it.
-            Some(Finished::Failed) | None => Verdict::Unmatched,
         }
+        self.retire();
     }
 
-    /// The request's timer ran out: returns how long it waited if it was still in flight.
-    pub fn expire(&mut self, seq: u64, now: Instant) -> Option<Duration> {
-        let request = self.in_flight.remove(&seq)?;
-        self.finished
-            .insert(seq, (Finished::TimedOut, request.sent_at));
-        Some(now.saturating_duration_since(request.sent_at))
-    }
-
-    /// The broker refused the publish with this tag: returns the request it carried.
-    pub fn refuse(&mut self, tag: u64) -> Option<u64> {
-        let seq = self
-            .in_flight
-            .iter()
-            .find_map(|(seq, r)| (r.tag == tag).then_some(*seq))?;
-        if let Some(request) = self.in_flight.remove(&seq) {
-            self.finished
-                .insert(seq, (Finished::Failed, request.sent_at));
+    /// The broker refused the request `seq` (or it was never sent): true if it was open.
+    pub fn fail(&mut self, seq: u64) -> bool {
+        let Some(request) = seq
+            .checked_sub(self.base)
+            .and_then(|i| self.window.get_mut(i as usize))
+        else {
+            return false;
+        };
+        if request.ended != Ended::Open {
+            return false;
         }
-        Some(seq)
+        request.ended = Ended::Failed;
+        self.open -= 1;
+        self.retire();
+        true
     }
 
-    pub fn correlation(&self, seq: u64) -> Bytes {
-        Bytes::from(format!("{}{seq}", self.prefix))
+    /// When the oldest open request times out.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let oldest = self.window.iter().find(|r| r.ended == Ended::Open)?;
+        oldest.sent_at.checked_add(self.timeout)
     }
 
     pub fn sent(&self) -> u64 {
@@ -160,196 +234,431 @@ impl RequestTracker {
     }
 
     pub fn in_flight(&self) -> usize {
-        self.in_flight.len()
+        self.open
+    }
+
+    /// Moves ended requests off the front of the window into the bits.
+    fn retire(&mut self) {
+        while let Some(front) = self.window.front().copied() {
+            if front.ended == Ended::Open {
+                break;
+            }
+            self.window.pop_front();
+            let seq = self.base;
+            self.base += 1;
+            self.set_ended_bits(seq, front.ended);
+            if front.ended == Ended::TimedOut {
+                self.timed_out.push_back((seq, front.sent_at));
+            }
+        }
+        let forgotten = self.next_seq.saturating_sub(REMEMBERED);
+        while self
+            .timed_out
+            .front()
+            .is_some_and(|(seq, _)| *seq < forgotten)
+        {
+            self.timed_out.pop_front();
+        }
+    }
+
+    fn set_ended_bits(&mut self, seq: u64, ended: Ended) {
+        let bits = self
+            .ended
+            .get_or_insert_with(|| Box::new([0; (REMEMBERED / 32) as usize]));
+        let slot = seq % REMEMBERED;
+        let (word, shift) = ((slot / 32) as usize, (slot % 32) * 2);
+        bits[word] = (bits[word] & !(3 << shift)) | ((ended as u64) << shift);
+    }
+
+    fn ended_before_base(&self, seq: u64) -> Ended {
+        let Some(bits) = &self.ended else {
+            return Ended::Open;
+        };
+        let slot = seq % REMEMBERED;
+        Ended::from_bits(bits[(slot / 32) as usize] >> ((slot % 32) * 2))
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Pace {
-    every: Duration,
-    jitter: Duration,
-    timeout: Duration,
-    max_requests: Option<u64>,
+/// Decimal digits of `n` without allocating.
+fn itoa(mut n: u64, buffer: &mut [u8; 20]) -> &[u8] {
+    let mut i = buffer.len();
+    loop {
+        i -= 1;
+        buffer[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buffer[i..];
+        }
+    }
 }
 
-pub(super) struct PhoneState {
-    /// The phone's pace: all it keeps of its spec besides the targets (fleets are large).
+/// When the next request is due, by the phone's load model.
+#[derive(Debug)]
+struct Pacer {
     pace: Pace,
-    tracker: RequestTracker,
-    /// Targets with their topics shared, so each request's trace event costs no string copies.
-    targets: Vec<TargetTopics>,
+    /// Every/Rate: when the next request is due; None before `begin`.
+    next: Option<Instant>,
+    /// Rate: the run's start, and requests due so far.
+    start: Option<Instant>,
+    due_count: u64,
+    /// InFlight: requests it may still send now (a slot freed while it could not send).
+    owed: u32,
 }
 
-struct TargetTopics {
-    request_topic: Arc<str>,
-    /// As configured: may hold `{response_info}`.
-    response_template: Arc<str>,
-    /// As used, once the Response Information is known.
-    response_topic: Arc<str>,
-    /// Why the broker refused the subscription to the Response Topic, if it did: requests
-    /// answered there could never be heard, so they fail at once.
-    refused: Option<String>,
-    payloads: Vec<Bytes>,
-}
-
-impl PhoneState {
-    pub(super) fn new(id: &str, spec: &fleet::Phone) -> Self {
-        let targets = spec
-            .targets
-            .iter()
-            .map(|t| TargetTopics {
-                request_topic: t.request_topic.as_str().into(),
-                response_template: t.response_topic.as_str().into(),
-                response_topic: t.response_topic.as_str().into(),
-                refused: None,
-                payloads: t.payloads.iter().map(|p| Bytes::from(p.clone())).collect(),
-            })
-            .collect();
+impl Pacer {
+    fn new(pace: Pace) -> Self {
         Self {
-            pace: Pace {
-                every: spec.every,
-                jitter: spec.jitter,
-                timeout: spec.timeout,
-                max_requests: spec.max_requests,
-            },
+            pace,
+            next: None,
+            start: None,
+            due_count: 0,
+            owed: 0,
+        }
+    }
+
+    /// The run starts at `now`: when the first request is due (or how many at once).
+    fn begin(&mut self, now: Instant, rng: &mut impl Rng) {
+        match self.pace {
+            Pace::Every { every, .. } => {
+                let first = every.mul_f64(rng.random_range(0.0..1.0));
+                self.next = now.checked_add(first);
+            }
+            Pace::Rate { per_second, offset } => {
+                let offset = offset.unwrap_or_else(|| {
+                    Duration::from_secs_f64(rng.random_range(0.0..1.0) / per_second)
+                });
+                self.start = now.checked_add(offset);
+                self.next = self.start;
+            }
+            Pace::InFlight(n) => self.owed = n,
+        }
+    }
+
+    /// A request was due at `self.next`: when the one after it is.
+    fn advance(&mut self, rng: &mut impl Rng) {
+        let Some(due) = self.next else { return };
+        self.next = match self.pace {
+            Pace::Every { every, jitter } => {
+                let wait = if jitter.is_zero() {
+                    every
+                } else {
+                    let j = jitter.as_secs_f64();
+                    Duration::from_secs_f64(
+                        (every.as_secs_f64() + rng.random_range(-j..=j)).max(0.0),
+                    )
+                };
+                due.checked_add(wait)
+            }
+            Pace::Rate { per_second, .. } => {
+                self.due_count += 1;
+                let since = Duration::from_secs_f64(self.due_count as f64 / per_second);
+                self.start.and_then(|start| start.checked_add(since))
+            }
+            Pace::InFlight(_) => None,
+        };
+    }
+}
+
+pub(super) struct Phone {
+    tracker: RequestTracker,
+    pacer: Pacer,
+    /// Response Topics built from Response Information, per target (when the template has
+    /// `{response_info}`); None: the fleet's topics as they are.
+    resolved: Option<Vec<Arc<str>>>,
+    /// Response Topics the broker refused to subscribe to, with why: requests answered there
+    /// could never be heard, so they fail at once.
+    refused: Vec<(String, String)>,
+    /// Wound down with requests in flight: the runner waits for them.
+    draining: bool,
+}
+
+impl Phone {
+    pub(super) fn new(id: &str, spec: &fleet::Phone) -> Self {
+        Self {
             tracker: RequestTracker::new(id, spec.timeout),
-            targets,
+            pacer: Pacer::new(spec.pace),
+            resolved: None,
+            refused: Vec::new(),
+            draining: false,
         }
     }
 
-    /// Builds the Response Topics from the Response Information (a prefix: `{response_info}`
-    /// is replaced by it) and returns them, each once.
-    pub(super) fn resolve_response_info(&mut self, value: &str) -> Vec<String> {
-        for target in &mut self.targets {
-            if target.response_template.contains(RESPONSE_INFO) {
-                target.response_topic = target
-                    .response_template
-                    .replace(RESPONSE_INFO, value)
-                    .into();
-            }
-        }
-        self.response_topics().collect()
+    pub(super) fn next_wakeup(&self, running: bool) -> Option<Instant> {
+        let send = if running { self.pacer.next } else { None };
+        [send, self.tracker.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
-    /// The broker refused the subscription to `topic`.
-    pub(super) fn refuse_response_topic(&mut self, topic: &str, reason: &str) {
-        for target in &mut self.targets {
-            if &*target.response_topic == topic {
-                target.refused = Some(reason.to_owned());
-            }
+    pub(super) fn wind(&mut self, out: &mut Out<'_>) {
+        self.pacer.next = None;
+        self.pacer.owed = 0;
+        if self.tracker.in_flight() > 0 {
+            self.draining = true;
+            out.shared.progress.draining();
+        }
+    }
+
+    /// After a request ended: when winding down and none is left, the runner hears of it.
+    fn check_drained(&mut self, out: &mut Out<'_>) {
+        if self.draining && self.tracker.in_flight() == 0 {
+            self.draining = false;
+            out.shared.progress.drained();
+        }
+    }
+
+    fn response_topic<'a>(&'a self, target: usize, spec: &'a fleet::Phone) -> &'a str {
+        match &self.resolved {
+            Some(topics) => &topics[target],
+            None => &spec.targets[target].response_topic,
         }
     }
 
     /// Response topics to subscribe to, each once.
-    pub(super) fn response_topics(&self) -> impl Iterator<Item = String> {
-        let mut topics: Vec<String> = self
-            .targets
-            .iter()
-            .map(|t| t.response_topic.to_string())
+    pub(super) fn response_topics(&self, spec: &fleet::Device) -> Vec<String> {
+        let fleet::Role::Phone(phone) = &spec.role else {
+            return Vec::new();
+        };
+        let mut topics: Vec<String> = (0..phone.targets.len())
+            .map(|i| self.response_topic(i, phone).to_owned())
             .collect();
         topics.sort();
         topics.dedup();
-        topics.into_iter()
+        topics
+    }
+
+    /// Builds the Response Topics from the Response Information (a prefix: `{response_info}`
+    /// is replaced by it) and returns them, each once.
+    pub(super) fn resolve_response_info(
+        &mut self,
+        value: &str,
+        spec: &fleet::Device,
+    ) -> Vec<String> {
+        if let fleet::Role::Phone(phone) = &spec.role
+            && phone
+                .targets
+                .iter()
+                .any(|t| t.response_topic.contains(RESPONSE_INFO))
+        {
+            self.resolved = Some(
+                phone
+                    .targets
+                    .iter()
+                    .map(|t| t.response_topic.replace(RESPONSE_INFO, value).into())
+                    .collect(),
+            );
+        }
+        self.response_topics(spec)
+    }
+
+    /// The broker refused the subscription to `topic`.
+    pub(super) fn refuse_response_topic(&mut self, topic: &str, reason: &str) {
+        self.refused.push((topic.to_owned(), reason.to_owned()));
     }
 }
 
-impl DeviceActor {
-    fn phone(&mut self) -> Option<&mut PhoneState> {
+impl Device {
+    fn phone(&mut self) -> Option<&mut Phone> {
         match &mut self.role {
-            RoleState::Phone(state) => Some(state),
+            Role::Phone(phone) => Some(phone),
             _ => None,
         }
     }
 
-    /// Schedules the next request: `every` plus seeded jitter; the first one at a seeded point
-    /// inside the first interval, so phones do not all fire at once.
-    pub(super) fn schedule_request(&mut self, ctx: &mut Context<Self>, first: bool) {
-        let Some(phone) = self.phone() else {
+    fn phone_spec(&self) -> Option<&fleet::Phone> {
+        match &self.spec().role {
+            fleet::Role::Phone(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    pub(super) fn phone_begin(&mut self, now: Instant, out: &mut Out<'_>) {
+        let Role::Phone(phone) = &mut self.role else {
             return;
         };
-        let every = phone.pace.every.as_secs_f64();
-        let jitter = phone.pace.jitter.as_secs_f64();
-        let wait = if first {
-            self.rng.random_range(0.0..every)
-        } else if jitter > 0.0 {
-            every + self.rng.random_range(-jitter..=jitter)
-        } else {
-            every
+        phone.pacer.begin(now, &mut self.rng.pacing);
+        // A closed loop starts with its window full.
+        self.phone_tick(now, out);
+    }
+
+    /// Times out what is due, then sends what the load model says is due.
+    pub(super) fn phone_tick(&mut self, now: Instant, out: &mut Out<'_>) {
+        self.expire_requests(now, out);
+        if !self.running {
+            return;
+        }
+        let Role::Phone(phone) = &self.role else {
+            return;
         };
-        ctx.run_later(Duration::from_secs_f64(wait.max(0.0)), |act, ctx| {
-            if act.running && act.send_request(ctx) {
-                act.schedule_request(ctx, false);
+        if let Pace::InFlight(_) = phone.pacer.pace {
+            return self.send_owed(now, out);
+        }
+        for _ in 0..CATCH_UP {
+            let due = match &self.role {
+                Role::Phone(phone) => phone.pacer.next.is_some_and(|next| next <= now),
+                _ => false,
+            };
+            if !due {
+                break;
             }
+            let more = self.send_request(now, out);
+            let Role::Phone(phone) = &mut self.role else {
+                return;
+            };
+            if more {
+                phone.pacer.advance(&mut self.rng.pacing);
+            } else {
+                phone.pacer.next = None;
+            }
+        }
+    }
+
+    /// A closed loop sends as many requests as it has free slots, when it can.
+    fn send_owed(&mut self, now: Instant, out: &mut Out<'_>) {
+        while self.running && self.online() {
+            let Some(phone) = self.phone() else { return };
+            if phone.pacer.owed == 0 {
+                return;
+            }
+            phone.pacer.owed -= 1;
+            if !self.send_request(now, out) {
+                if let Some(phone) = self.phone() {
+                    phone.pacer.owed = 0;
+                }
+                return;
+            }
+        }
+    }
+
+    /// A request ended (matched, timed out, failed): a closed loop sends the next one.
+    fn request_ended(&mut self, now: Instant, out: &mut Out<'_>) {
+        let Some(phone) = self.phone() else { return };
+        phone.check_drained(out);
+        if let Pace::InFlight(_) = phone.pacer.pace
+            && self.running
+        {
+            if let Some(phone) = self.phone() {
+                phone.pacer.owed += 1;
+            }
+            self.send_owed(now, out);
+        }
+    }
+
+    /// Back online: a closed loop fills the slots it could not use meanwhile.
+    pub(super) fn phone_online(&mut self, now: Instant, out: &mut Out<'_>) {
+        if matches!(&self.role, Role::Phone(p) if matches!(p.pacer.pace, Pace::InFlight(_))) {
+            self.send_owed(now, out);
+        }
+    }
+
+    fn expire_requests(&mut self, now: Instant, out: &mut Out<'_>) {
+        let Some(phone) = self.phone() else { return };
+        if phone
+            .tracker
+            .next_deadline()
+            .is_none_or(|deadline| deadline > now)
+        {
+            return;
+        }
+        let mut expired = Vec::new();
+        phone
+            .tracker
+            .expire(now, |seq, waited| expired.push((seq, waited)));
+        for (seq, after) in expired {
+            let Some(phone) = self.phone() else { return };
+            let correlation = phone.tracker.correlation(seq);
+            tracing::debug!(device = %self.id(), seq, "request timed out");
+            out.tally.requests.timed_out += 1;
+            self.ended(&correlation, Outcome::TimedOut { after }, out);
+            self.request_ended(now, out);
+        }
+    }
+
+    /// Tells the trace and the fault stories how the request with `correlation` ended.
+    fn ended(&self, correlation: &Bytes, outcome: Outcome, out: &mut Out<'_>) {
+        out.shared.stories.effect(correlation, || match &outcome {
+            Outcome::Matched { latency, .. } => {
+                format!("answered in {:.1} ms", latency.as_secs_f64() * 1000.0)
+            }
+            Outcome::TimedOut { after } => {
+                format!("no answer: timed out after {:.1}s", after.as_secs_f64())
+            }
+            Outcome::Late { latency } => {
+                format!("answered late, {:.2}s after sending", latency.as_secs_f64())
+            }
+            Outcome::Failed { reason } => format!("failed: {reason}"),
         });
+        if out.shared.trace.active() {
+            out.shared.trace.done(correlation, &outcome);
+        }
     }
 
     /// Sends one request; false when the phone has sent all it was asked to. A request due
     /// while the phone is offline, or while its session already holds as many unsent
     /// publishes as it may, is skipped and counted as such: it was never sent.
-    fn send_request(&mut self, ctx: &mut Context<Self>) -> bool {
-        let qos = self.qos;
-        // The tag `publish` will give this request's PUBLISH, so a refusal finds the request.
-        let tag = self.next_tag + 1;
-        let skip = if !self.online() {
-            Some(Skip::RequestOffline)
-        } else if self.session.queue_full() {
-            Some(Skip::RequestBacklog)
-        } else {
-            None
-        };
-        let Some(state) = self.phone() else {
+    fn send_request(&mut self, now: Instant, out: &mut Out<'_>) -> bool {
+        let Some(spec) = self.phone_spec() else {
             return false;
         };
-        let sent = state.tracker.sent();
-        let spec = &state.pace;
-        if spec.max_requests.is_some_and(|max| sent >= max) || state.targets.is_empty() {
+        let Role::Phone(phone) = &self.role else {
+            return false;
+        };
+        let sent = phone.tracker.sent();
+        if spec.max_requests.is_some_and(|max| sent >= max) || spec.targets.is_empty() {
             return false;
         }
-        if let Some(skip) = skip {
-            self.emit(Event::Skipped(skip));
+        if !self.online() {
+            out.tally.requests.skipped_offline += 1;
             return true;
         }
-        let timeout = spec.timeout;
-        let target = &state.targets[(sent % state.targets.len() as u64) as usize];
-        let round = sent / state.targets.len() as u64;
-        let refused = target.refused.clone();
-        let exchange = Exchange {
-            published: refused.is_none(),
-            topic: target.request_topic.clone(),
-            response_topic: target.response_topic.clone(),
-            correlation: Bytes::new(),
-            payload: target.payloads[(round % target.payloads.len() as u64) as usize].clone(),
+        if self.session.queue_full() {
+            out.tally.requests.skipped_backlog += 1;
+            return true;
+        }
+        let fleet = self.fleet.clone();
+        let fleet::Role::Phone(spec) = &fleet.devices[self.index as usize].role else {
+            return false;
         };
-        let (seq, correlation) = state.tracker.open(tag, Instant::now());
-        let more = state.pace.max_requests.is_none_or(|max| seq < max);
-        let exchange = Arc::new(Exchange {
-            correlation: correlation.clone(),
-            ..exchange
-        });
-        self.emit(Event::RequestSent(exchange.clone()));
-
+        let targets = spec.targets.len() as u64;
+        let target_index = (sent % targets) as usize;
+        let target = &spec.targets[target_index];
+        let payload = &target.payloads[((sent / targets) % target.payloads.len() as u64) as usize];
+        let Some(phone) = self.phone() else {
+            return false;
+        };
+        let response_topic = phone.response_topic(target_index, spec).to_owned();
+        let refused = phone
+            .refused
+            .iter()
+            .find(|(topic, _)| *topic == response_topic)
+            .map(|(_, reason)| reason.clone());
+        let (seq, correlation) = phone.tracker.open(now);
+        let more = spec.max_requests.is_none_or(|max| seq < max);
+        out.tally.requests.sent += 1;
+        if out.shared.trace.active() {
+            let exchange = Exchange {
+                published: refused.is_none(),
+                topic: target.request_topic.as_str().into(),
+                response_topic: response_topic.as_str().into(),
+                correlation: correlation.clone(),
+                payload: Bytes::copy_from_slice(payload.as_bytes()),
+            };
+            out.shared.trace.request(self.id(), Arc::new(exchange));
+        }
         if let Some(refused) = refused {
             // Nobody could ever hear the answer: the request fails without being sent.
-            if let Some(state) = self.phone() {
-                state.tracker.refuse(tag);
-            }
-            let reason = format!(
-                "its Response Topic {} was refused: {refused}",
-                exchange.response_topic
-            );
-            self.emit(Event::RequestDone {
-                correlation,
-                outcome: Outcome::Failed { reason },
-            });
+            let reason = format!("its Response Topic {response_topic} was refused: {refused}");
+            self.request_failed(seq, reason, now, out);
             return more;
         }
         let mut msg = Outgoing {
-            topic: exchange.topic.to_string(),
-            payload: exchange.payload.clone(),
-            qos,
+            topic: target.request_topic.clone(),
+            payload: Bytes::copy_from_slice(payload.as_bytes()),
+            qos: self.qos,
             retain: false,
             properties: PublishProperties {
-                response_topic: Some(exchange.response_topic.to_string()),
+                response_topic: Some(response_topic),
                 correlation_data: Some(correlation.clone()),
                 ..PublishProperties::default()
             },
@@ -361,27 +670,23 @@ impl DeviceActor {
             let what = self.spoil_request(&mut msg, kind, params);
             if kind == FaultKind::WildcardResponseTopic {
                 // What the broker makes of it shows on the connection.
-                self.watched_fault = Some((correlation.clone(), Instant::now()));
+                self.watch_fault(correlation.clone(), now);
             }
-            self.emit(Event::FaultInjected {
-                kind,
-                correlation,
-                what,
-                applied: true,
-            });
+            let at_s = self.run_time(now, out.shared);
+            out.shared
+                .stories
+                .injected(at_s, self.id(), kind, correlation, what, true);
         }
         let again = twice.then(|| msg.clone());
-        if let Err(e) = self.publish(msg) {
-            // The queue had room a moment ago: only a refusal of this very message gets here.
-            self.phone_refused(tag, e.to_string());
+        if let Err(e) = self.publish_tagged(msg, seq, now, out) {
+            self.request_failed(seq, e.to_string(), now, out);
             return more;
         }
         if let Some(again) = again {
             // The same request, Correlation Data and all: the backend should answer once, or
             // the phone counts a duplicate answer.
-            self.publish_counted(again);
+            self.publish_counted(again, now, out);
         }
-        ctx.run_later(timeout, move |act, _| act.expire_request(seq));
         more
     }
 
@@ -422,7 +727,7 @@ impl DeviceActor {
             }
             FaultKind::BinaryPayload => {
                 let mut bytes = vec![0u8; params.size];
-                self.rng.fill(&mut bytes[..]);
+                self.rng.payloads.fill(&mut bytes[..]);
                 msg.payload = Bytes::from(bytes);
                 format!("sent with {} random bytes as payload", params.size)
             }
@@ -431,205 +736,88 @@ impl DeviceActor {
         }
     }
 
-    fn expire_request(&mut self, seq: u64) {
-        let Some(state) = self.phone() else {
-            return;
-        };
-        if let Some(after) = state.tracker.expire(seq, Instant::now()) {
-            let correlation = state.tracker.correlation(seq);
-            tracing::debug!(device = %self.id, seq, "request timed out");
-            self.emit(Event::RequestDone {
-                correlation,
-                outcome: Outcome::TimedOut { after },
-            });
-        }
-    }
-
-    pub(super) fn phone_response(&mut self, publish: PublishPacket) {
-        let correlation = correlation_of(&publish);
-        let Some(state) = self.phone() else {
-            return;
-        };
-        let verdict = state.tracker.answer(correlation.as_deref(), Instant::now());
-        let event = match verdict {
-            Verdict::Matched { latency, .. } => Event::RequestDone {
-                correlation: correlation.unwrap_or_default(),
-                outcome: Outcome::Matched {
-                    latency,
-                    payload: publish.payload,
-                },
-            },
+    /// An answer arrived on one of the phone's Response Topics.
+    pub(super) fn phone_answer(&mut self, publish: PublishPacket, now: Instant, out: &mut Out<'_>) {
+        let correlation = super::correlation_of(&publish);
+        let Some(phone) = self.phone() else { return };
+        let verdict = phone.tracker.answer(correlation.as_deref(), now);
+        let correlation = correlation.unwrap_or_default();
+        let q = &mut out.tally.requests;
+        match verdict {
+            Verdict::Matched { latency, .. } => {
+                q.matched += 1;
+                out.tally.latency.record(latency);
+                if is_error_answer(&publish.payload) {
+                    q.error_answers += 1;
+                }
+                let payload = publish.payload;
+                self.ended(&correlation, Outcome::Matched { latency, payload }, out);
+                self.request_ended(now, out);
+            }
+            Verdict::Overdue { latency, .. } => {
+                q.late += 1;
+                self.ended(&correlation, Outcome::Late { latency }, out);
+                self.request_ended(now, out);
+            }
             // A redelivery (DUP) is the broker keeping its QoS promise after a lost ack, not a
             // responder answering twice.
             Verdict::Duplicate if publish.dup => {
-                tracing::debug!(device = %self.id, "answer redelivered with DUP");
-                return;
+                tracing::debug!(device = %self.id(), "answer redelivered with DUP");
             }
-            Verdict::Duplicate => Event::DuplicateResponse {
-                correlation: correlation.unwrap_or_default(),
-            },
-            Verdict::Late { latency, .. } => Event::LateAnswer {
-                correlation: correlation.unwrap_or_default(),
-                latency,
-            },
-            Verdict::Overdue { latency, .. } => Event::RequestDone {
-                correlation: correlation.unwrap_or_default(),
-                outcome: Outcome::Late { latency },
-            },
-            Verdict::Unmatched => Event::UnmatchedResponse { correlation },
-        };
-        self.emit(event);
-    }
-
-    pub(super) fn phone_refused(&mut self, tag: u64, reason: String) {
-        let Some(state) = self.phone() else {
-            return;
-        };
-        if let Some(seq) = state.tracker.refuse(tag) {
-            let correlation = state.tracker.correlation(seq);
-            tracing::warn!(device = %self.id, seq, %reason, "request failed");
-            self.emit(Event::RequestDone {
-                correlation,
-                outcome: Outcome::Failed { reason },
-            });
+            Verdict::Duplicate => {
+                q.duplicate_responses += 1;
+                out.shared
+                    .stories
+                    .effect(&correlation, || "then a duplicate answer".into());
+            }
+            Verdict::Late { latency, .. } => {
+                // The request was counted timed out; it ends as late instead.
+                q.timed_out = q.timed_out.saturating_sub(1);
+                q.late += 1;
+                out.shared.stories.effect(&correlation, || {
+                    format!(
+                        "then answered late, {:.2}s after sending",
+                        latency.as_secs_f64()
+                    )
+                });
+            }
+            Verdict::Unmatched => q.unmatched_responses += 1,
         }
     }
+
+    /// The request `seq` failed: refused by the broker, or held back.
+    pub(super) fn request_failed(
+        &mut self,
+        seq: u64,
+        reason: String,
+        now: Instant,
+        out: &mut Out<'_>,
+    ) {
+        if seq & NOT_A_REQUEST != 0 {
+            return;
+        }
+        let Some(phone) = self.phone() else { return };
+        if !phone.tracker.fail(seq) {
+            return;
+        }
+        let correlation = phone.tracker.correlation(seq);
+        tracing::warn!(device = %self.id(), seq, %reason, "request failed");
+        out.tally.requests.failed += 1;
+        self.ended(&correlation, Outcome::Failed { reason }, out);
+        self.request_ended(now, out);
+    }
+}
+
+/// A JSON object with an `error` field, as fleetsim's responders and many backends answer a
+/// request they could not carry out. Only small objects that mention the key at all are
+/// parsed: this runs on every matched answer.
+fn is_error_answer(payload: &[u8]) -> bool {
+    payload.len() <= 4096
+        && payload.first() == Some(&b'{')
+        && payload.windows(7).any(|w| w == b"\"error\"")
+        && serde_json::from_slice::<serde_json::Value>(payload)
+            .is_ok_and(|v| v.get("error").is_some())
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const TIMEOUT: Duration = Duration::from_secs(2);
-
-    #[test]
-    fn an_answer_after_the_timeout_is_late_even_before_the_timer_fires() {
-        let mut t = RequestTracker::new("p", Duration::from_millis(5));
-        let now = Instant::now();
-        let (seq, corr) = t.open(1, now);
-        let later = now + Duration::from_millis(6);
-        assert_eq!(
-            t.answer(Some(&corr), later),
-            Verdict::Overdue {
-                seq,
-                latency: Duration::from_millis(6)
-            }
-        );
-        // Its timer fires afterwards: nothing left to time out; a second answer is a duplicate.
-        assert_eq!(t.expire(seq, later), None);
-        assert_eq!(t.answer(Some(&corr), later), Verdict::Duplicate);
-        // Exactly at the timeout is still in time.
-        let (seq, corr) = t.open(2, now);
-        let at = now + Duration::from_millis(5);
-        assert!(matches!(t.answer(Some(&corr), at), Verdict::Matched { seq: s, .. } if s == seq));
-    }
-
-    #[test]
-    fn correlation_data_is_unique_per_request_and_names_the_phone() {
-        let mut t = RequestTracker::new("phone-1", TIMEOUT);
-        let now = Instant::now();
-        let (s1, c1) = t.open(1, now);
-        let (s2, c2) = t.open(2, now);
-        assert_eq!((s1, s2), (1, 2));
-        assert_eq!(&c1[..], b"phone-1:1");
-        assert_ne!(c1, c2);
-        assert_eq!(t.sent(), 2);
-    }
-
-    #[test]
-    fn first_answer_matches_with_its_latency_and_second_is_a_duplicate() {
-        let mut t = RequestTracker::new("p", TIMEOUT);
-        let now = Instant::now();
-        let (seq, corr) = t.open(1, now);
-        let later = now + Duration::from_millis(7);
-        assert_eq!(
-            t.answer(Some(&corr), later),
-            Verdict::Matched {
-                seq,
-                latency: Duration::from_millis(7)
-            }
-        );
-        assert_eq!(t.answer(Some(&corr), later), Verdict::Duplicate);
-        assert_eq!(t.in_flight(), 0);
-    }
-
-    #[test]
-    fn answers_out_of_order_each_find_their_own_request() {
-        let mut t = RequestTracker::new("p", TIMEOUT);
-        let now = Instant::now();
-        let (s1, c1) = t.open(1, now);
-        let (s2, c2) = t.open(2, now + Duration::from_millis(1));
-        let at = now + Duration::from_millis(10);
-        assert!(matches!(t.answer(Some(&c2), at), Verdict::Matched { seq, .. } if seq == s2));
-        assert!(matches!(t.answer(Some(&c1), at), Verdict::Matched { seq, .. } if seq == s1));
-    }
-
-    #[test]
-    fn unknown_or_missing_correlation_is_unmatched() {
-        let mut t = RequestTracker::new("p", TIMEOUT);
-        let now = Instant::now();
-        t.open(1, now);
-        assert_eq!(t.answer(None, now), Verdict::Unmatched);
-        assert_eq!(t.answer(Some(b"other:1"), now), Verdict::Unmatched);
-        assert_eq!(t.answer(Some(b"p:99"), now), Verdict::Unmatched);
-        assert_eq!(t.answer(Some(b"p:x"), now), Verdict::Unmatched);
-        assert_eq!(t.answer(Some(&[0xff, 0x00]), now), Verdict::Unmatched);
-        assert_eq!(t.in_flight(), 1);
-    }
-
-    #[test]
-    fn expired_request_times_out_once_and_its_first_later_answer_makes_it_late() {
-        let mut t = RequestTracker::new("p", TIMEOUT);
-        let now = Instant::now();
-        let (seq, corr) = t.open(1, now);
-        let deadline = now + Duration::from_secs(2);
-        assert_eq!(t.expire(seq, deadline), Some(Duration::from_secs(2)));
-        assert_eq!(t.expire(seq, deadline), None);
-        let later = deadline + Duration::from_secs(1);
-        assert_eq!(
-            t.answer(Some(&corr), later),
-            Verdict::Late {
-                seq,
-                latency: Duration::from_secs(3)
-            }
-        );
-        assert_eq!(
-            t.answer(Some(&corr), later),
-            Verdict::Duplicate,
-            "late once"
-        );
-    }
-
-    #[test]
-    fn expire_after_match_does_nothing() {
-        let mut t = RequestTracker::new("p", TIMEOUT);
-        let now = Instant::now();
-        let (seq, corr) = t.open(1, now);
-        t.answer(Some(&corr), now);
-        assert_eq!(t.expire(seq, now), None);
-    }
-
-    #[test]
-    fn refused_publish_fails_its_request_by_tag() {
-        let mut t = RequestTracker::new("p", TIMEOUT);
-        let now = Instant::now();
-        t.open(10, now);
-        let (seq, corr) = t.open(11, now);
-        assert_eq!(t.refuse(11), Some(seq));
-        assert_eq!(t.refuse(11), None);
-        assert_eq!(t.answer(Some(&corr), now), Verdict::Unmatched);
-        assert_eq!(t.in_flight(), 1);
-    }
-
-    #[test]
-    fn memory_of_finished_requests_is_bounded() {
-        let mut t = RequestTracker::new("p", TIMEOUT);
-        let now = Instant::now();
-        for tag in 0..(REMEMBERED * 3) {
-            let (seq, corr) = t.open(tag, now);
-            t.answer(Some(&corr), now);
-            assert!(seq > 0);
-        }
-        assert!(t.finished.len() as u64 <= REMEMBERED + 1);
-    }
-}
+mod tests;

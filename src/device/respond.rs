@@ -1,36 +1,115 @@
-//! Answering a request, shared by lights and sensors: to the request's Response Topic, with its
-//! Correlation Data copied, unless a responder fault says to misbehave.
+//! Responders: lights and sensors answering requests, to the request's Response Topic with its
+//! Correlation Data copied, unless a responder fault says to misbehave; and sensors' readings.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use actix::prelude::*;
 use bytes::Bytes;
 use mqtt5_protocol::is_valid_topic_name;
+use mqtt5_protocol::packet::publish::PublishPacket;
 use rand::Rng;
 
-use super::DeviceActor;
-use crate::events::{Event, Handled};
-use crate::fleet::{FaultClass, FaultKind};
+use super::core::{Device, Out, Role, Timed};
+use super::{correlation_of, response_topic_of};
+use crate::events::Handled;
+use crate::fleet::{self, FaultClass, FaultKind};
 use crate::mqtt::{Outgoing, PublishProperties};
 
-impl DeviceActor {
+/// An answer on its way: held for the responder's `delay`, then published.
+#[derive(Debug)]
+pub struct PendingAnswer {
+    response_topic: Option<String>,
+    correlation: Option<Bytes>,
+    answer: Bytes,
+    /// The request was not one the responder understands (answered with an error).
+    rejected: bool,
+    fault: Option<FaultKind>,
+    /// What the exchange trace shows of it, while the trace is on.
+    traced: Option<Handled>,
+}
+
+fn reading(value: f64, unit: &str) -> Bytes {
+    Bytes::from(serde_json::json!({ "value": value, "unit": unit }).to_string())
+}
+
+impl Device {
+    /// A light or sensor received a request: apply it, and answer.
+    pub(super) fn on_request(&mut self, publish: PublishPacket, now: Instant, out: &mut Out<'_>) {
+        let fleet = self.fleet.clone();
+        let spec = &fleet.devices[self.index as usize];
+        let (answer, rejected, delay) = match (&mut self.role, &spec.role) {
+            (Role::Light(state), fleet::Role::Light(light)) => {
+                let rejected = state.apply(&publish.payload).is_err();
+                let answer = if rejected {
+                    state.rejection(&publish.payload)
+                } else {
+                    state.answer()
+                };
+                (answer, rejected, light.delay)
+            }
+            (Role::Sensor(sensor), fleet::Role::Sensor(spec)) => {
+                let rejected = !String::from_utf8_lossy(&publish.payload)
+                    .trim()
+                    .eq_ignore_ascii_case("get");
+                let answer = if rejected {
+                    // Echoed in an error: a little of it, never a whole huge payload.
+                    let head = &publish.payload[..publish.payload.len().min(40)];
+                    let command = String::from_utf8_lossy(head);
+                    Bytes::from(
+                        serde_json::json!({
+                            "error": format!("unknown request {command:?}, expected \"get\"")
+                        })
+                        .to_string(),
+                    )
+                } else {
+                    reading(sensor.signal.last(), &spec.unit)
+                };
+                (answer, rejected, Duration::ZERO)
+            }
+            _ => return,
+        };
+        let r = &mut out.tally.responders;
+        r.received += 1;
+        if rejected {
+            r.rejected += 1;
+        }
+        let correlation = correlation_of(&publish);
+        let response_topic = response_topic_of(&publish);
+        let traced = out.shared.trace.active().then(|| Handled {
+            topic: publish.topic_name.clone(),
+            payload: publish.payload.clone(),
+            response_topic: response_topic.clone(),
+            correlation: correlation.clone(),
+            answer: None,
+            rejected,
+            withheld: false,
+        });
+        let pending = PendingAnswer {
+            response_topic,
+            correlation,
+            answer,
+            rejected,
+            fault: None,
+            traced,
+        };
+        self.answer(pending, delay, now, out);
+    }
+
     /// Answers after `delay` (plus a `slow` fault's), or misbehaves as a due fault says.
-    pub(super) fn answer(
+    fn answer(
         &mut self,
-        handled: Handled,
-        answer: Bytes,
+        mut pending: PendingAnswer,
         delay: Duration,
-        ctx: &mut Context<Self>,
+        now: Instant,
+        out: &mut Out<'_>,
     ) {
-        let fault = self.next_fault(FaultClass::Responder);
         let mut delay = delay;
-        if let Some((kind, params)) = fault {
+        if let Some((kind, params)) = self.next_fault(FaultClass::Responder) {
             let what = match kind {
                 FaultKind::Slow => {
                     let (min, max) = params.delay;
                     let extra = if max > min {
-                        self.rng.random_range(min..=max)
+                        self.rng.faults.random_range(min..=max)
                     } else {
                         min
                     };
@@ -47,49 +126,67 @@ impl DeviceActor {
                 FaultKind::ErrorPayload => "answered with an error payload".into(),
                 other => format!("{} does not apply to an answer", other.as_str()),
             };
-            let what = match &handled.correlation {
+            let what = match &pending.correlation {
                 Some(_) => what,
                 // The requester's outcome is found by Correlation Data; without it, say so.
                 None => format!("{what} -> untraceable: the request carried no Correlation Data"),
             };
-            self.emit(Event::FaultInjected {
-                kind,
-                correlation: handled.correlation.clone().unwrap_or_default(),
-                what,
-                applied: true,
-            });
+            let at_s = self.run_time(now, out.shared);
+            let key = pending.correlation.clone().unwrap_or_default();
+            out.shared
+                .stories
+                .injected(at_s, self.id(), kind, key, what, true);
+            pending.fault = Some(kind);
         }
-        let fault = fault.map(|(kind, _)| kind);
-        if delay.is_zero() {
-            self.respond(handled, answer, fault);
-        } else {
-            ctx.run_later(delay, move |act, _| act.respond(handled, answer, fault));
+        match now.checked_add(delay).filter(|_| !delay.is_zero()) {
+            Some(at) => self.timers.add(at, Timed::Answer(Box::new(pending))),
+            None => self.respond(pending, now, out),
         }
     }
 
-    /// Publishes the answer and reports what was done.
-    fn respond(&mut self, mut handled: Handled, answer: Bytes, fault: Option<FaultKind>) {
-        let Some(mut topic) = handled.response_topic.clone() else {
+    /// Publishes the answer and counts what was done.
+    pub(super) fn respond(&mut self, pending: PendingAnswer, now: Instant, out: &mut Out<'_>) {
+        let PendingAnswer {
+            response_topic,
+            mut correlation,
+            answer,
+            rejected,
+            fault,
+            mut traced,
+        } = pending;
+        let r = &mut out.tally.responders;
+        let topic = match response_topic {
             // Applied, counted, not answered: nobody said where to.
-            self.emit(Event::Handled(Arc::new(handled)));
-            return;
+            None => {
+                r.without_response_topic += 1;
+                return self.trace_handled(traced, out);
+            }
+            Some(topic) if !is_valid_topic_name(&topic) => {
+                // A Response Topic with a wildcard (or empty) is no topic to publish to: a
+                // broker would close the connection for it, and the session would resend it
+                // forever.
+                tracing::warn!(device = %self.id(), %topic, "request with an invalid Response Topic: not answered");
+                if !rejected {
+                    r.rejected += 1;
+                }
+                r.without_response_topic += 1;
+                if let Some(t) = &mut traced {
+                    t.rejected = true;
+                    t.response_topic = None;
+                }
+                return self.trace_handled(traced, out);
+            }
+            Some(topic) => topic,
         };
-        if !is_valid_topic_name(&topic) {
-            // A Response Topic with a wildcard (or empty) is no topic to publish to: a broker
-            // would close the connection for it, and the session would resend it forever.
-            tracing::warn!(device = %self.id, %topic, "request with an invalid Response Topic: not answered");
-            handled.rejected = true;
-            handled.response_topic = None;
-            self.emit(Event::Handled(Arc::new(handled)));
-            return;
-        }
-        let mut correlation = handled.correlation.clone();
+        let mut topic = topic;
         let mut payload = answer;
         match fault {
             Some(FaultKind::NoAnswer) => {
-                handled.withheld = true;
-                self.emit(Event::Handled(Arc::new(handled)));
-                return;
+                r.withheld += 1;
+                if let Some(t) = &mut traced {
+                    t.withheld = true;
+                }
+                return self.trace_handled(traced, out);
             }
             Some(FaultKind::WrongTopic) => topic.push_str("/wrong"),
             Some(FaultKind::WrongCorrelation) => {
@@ -102,9 +199,13 @@ impl DeviceActor {
             }
             _ => {}
         }
+        r.answered += 1;
+        if let Some(t) = &mut traced {
+            t.answer = Some(payload.clone());
+        }
         let msg = Outgoing {
             topic,
-            payload: payload.clone(),
+            payload,
             qos: self.qos,
             retain: false,
             properties: PublishProperties {
@@ -114,10 +215,77 @@ impl DeviceActor {
             tag: 0,
         };
         if fault == Some(FaultKind::DuplicateAnswer) {
-            self.publish_counted(msg.clone());
+            self.publish_counted(msg.clone(), now, out);
         }
-        self.publish_counted(msg);
-        handled.answer = Some(payload);
-        self.emit(Event::Handled(Arc::new(handled)));
+        self.publish_counted(msg, now, out);
+        self.trace_handled(traced, out);
+    }
+
+    fn trace_handled(&self, traced: Option<Handled>, out: &mut Out<'_>) {
+        if let Some(handled) = traced {
+            out.shared.trace.handled(self.id(), Arc::new(handled));
+        }
+    }
+
+    /// A sensor publishes a reading when one is due; one due while it is offline (or its
+    /// session's queue is full) is skipped and counted, not queued: a reading is only worth
+    /// its time.
+    pub(super) fn sensor_tick(&mut self, now: Instant, out: &mut Out<'_>) {
+        let fleet = self.fleet.clone();
+        let fleet::Role::Sensor(spec) = &fleet.devices[self.index as usize].role else {
+            return;
+        };
+        let Role::Sensor(sensor) = &mut self.role else {
+            return;
+        };
+        if !self.running || sensor.next_reading.is_none_or(|at| at > now) {
+            return;
+        }
+        // Paced against the previous due time, so readings do not drift.
+        sensor.next_reading = sensor
+            .next_reading
+            .and_then(|at| at.checked_add(spec.every));
+        if sensor.next_reading.is_some_and(|next| next <= now) {
+            // Far behind (the machine stalled): start again from now rather than burst.
+            sensor.next_reading = now.checked_add(spec.every);
+        }
+        let value = sensor.signal.next(&mut self.rng.payloads);
+        let t = &mut out.tally.telemetry;
+        if !self.online() {
+            t.skipped_offline += 1;
+            return;
+        }
+        if self.session.queue_full() {
+            t.skipped_backlog += 1;
+            return;
+        }
+        let msg = Outgoing {
+            topic: spec.telemetry_topic.clone(),
+            payload: reading(value, &spec.unit),
+            qos: self.qos,
+            retain: false,
+            properties: PublishProperties {
+                content_type: Some("application/json".into()),
+                ..PublishProperties::default()
+            },
+            tag: 0,
+        };
+        let tag = self.next_untracked_tag();
+        match self.publish_tagged(msg, tag, now, out) {
+            Ok(()) => out.tally.telemetry.published += 1,
+            Err(_) => out.tally.telemetry.skipped_backlog += 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reading_is_json_with_unit() {
+        let v: serde_json::Value = serde_json::from_slice(&reading(21.5, "°C")).unwrap();
+        assert_eq!(v["value"], 21.5);
+        assert_eq!(v["unit"], "°C");
     }
 }

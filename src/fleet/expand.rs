@@ -6,12 +6,13 @@
 //! of ten thousand lights is one mistake, not ten thousand.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
 
 use serde_saphyr::Location;
 
 use super::group::{GroupPlan, Located, MAX_DEVICES, RolePlan};
-use super::model::{Connection, Device, Kind, Light, Phone, Role, Sensor, Target};
-use super::phone::{PhoneDest, PhonePlan, TargetPattern};
+use super::model::{Connection, Device, Kind, Light, Pace, Phone, Role, Sensor, Target};
+use super::phone::{PacePlan, PhoneDest, PhonePlan, TargetPattern};
 use super::response_info::expand_response_topic;
 use super::template::{Template, Vars, check_topic, glob_match};
 use super::values::Problems;
@@ -379,10 +380,17 @@ fn expand_phones(
             let targets = phone_targets(
                 problems, phone, entry, fallback, &shared, &per_phone, &resolver,
             );
+            let pace = match phone.pace {
+                PacePlan::Phone(pace) => pace,
+                // The group's rate, split evenly, each phone staggered by one group interval.
+                PacePlan::GroupRate(rate) => Pace::Rate {
+                    per_second: rate / f64::from(ids.count),
+                    offset: Some(Duration::from_secs_f64(f64::from(entry.n - 1) / rate)),
+                },
+            };
             let role = Role::Phone(Phone {
                 targets,
-                every: phone.every,
-                jitter: phone.jitter,
+                pace,
                 timeout: phone.timeout,
                 max_requests: phone.max_requests,
             });

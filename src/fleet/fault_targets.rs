@@ -12,7 +12,7 @@ use serde_saphyr::Location;
 
 use super::expand::Entry;
 use super::group::GroupPlan;
-use super::model::{FaultClass, FaultKind, Kind};
+use super::model::{FaultClass, FaultKind, Kind, will_due_after};
 use super::values::Problems;
 
 /// One fault's resolved targets, for the checks that depend on the devices it hits.
@@ -219,12 +219,8 @@ impl Hit<'_> {
             .devices()
             .filter_map(|(entry, plan)| {
                 let delay = plan.will.as_ref()?.delay?;
-                let session = Duration::from_secs(u64::from(plan.connection.session_expiry));
-                let noticed = match kind {
-                    FaultKind::Stall => plan.connection.keepalive * 3 / 2,
-                    _ => Duration::ZERO,
-                };
-                let due = noticed + delay.min(session);
+                let c = &plan.connection;
+                let due = will_due_after(kind, c.keepalive, delay, c.session_expiry);
                 (self.down_for.abs_diff(due) < RACE_MARGIN).then_some((entry, due))
             })
             .collect();

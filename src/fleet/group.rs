@@ -99,6 +99,9 @@ const PHONE_FIELDS: &[&str] = &[
     "payloads",
     "every",
     "jitter",
+    "rate",
+    "group_rate",
+    "in_flight",
     "timeout",
     "requests",
 ];
@@ -176,7 +179,7 @@ pub(super) fn loc_of<T>(field: &Option<Spanned<T>>) -> Option<Location> {
 }
 
 /// Kind-specific fields present in the group, with their positions.
-fn specific_fields(g: &RawGroup) -> [(&'static str, Option<Location>); 14] {
+fn specific_fields(g: &RawGroup) -> [(&'static str, Option<Location>); 17] {
     [
         ("command_topic", loc_of(&g.command_topic)),
         ("delay", loc_of(&g.delay)),
@@ -190,6 +193,9 @@ fn specific_fields(g: &RawGroup) -> [(&'static str, Option<Location>); 14] {
         ("response_topic", loc_of(&g.response_topic)),
         ("payloads", loc_of(&g.payloads)),
         ("jitter", loc_of(&g.jitter)),
+        ("rate", loc_of(&g.rate)),
+        ("group_rate", loc_of(&g.group_rate)),
+        ("in_flight", loc_of(&g.in_flight)),
         ("timeout", loc_of(&g.timeout)),
         ("requests", loc_of(&g.requests)),
     ]

@@ -31,6 +31,9 @@ pub struct Fleet {
     /// In front of every client id (the supervisor's too), so two runs share no client id
     /// and, through `{id}`, no topic. Empty by default.
     pub id_prefix: String,
+    /// Devices started a second at most while dialling in (None: as fast as the broker takes
+    /// them).
+    pub ramp: Option<f64>,
 }
 
 impl Fleet {
@@ -351,6 +354,15 @@ pub struct Device {
 }
 
 impl Device {
+    /// The topic this device receives requests on (lights and sensors).
+    pub fn request_topic(&self) -> Option<&str> {
+        match &self.role {
+            Role::Light(l) => Some(&l.command_topic),
+            Role::Sensor(s) => Some(&s.request_topic),
+            Role::Phone(_) => None,
+        }
+    }
+
     pub fn kind(&self) -> Kind {
         match self.role {
             Role::Phone(_) => Kind::Phone,
@@ -390,14 +402,42 @@ pub enum Role {
 pub struct Phone {
     /// Where each request goes, in the order requests cycle through them.
     pub targets: Vec<Target>,
-    /// Mean time between two requests of this phone.
-    pub every: Duration,
-    /// Each interval is `every` plus a seeded uniform offset in `[-jitter, +jitter]`.
-    pub jitter: Duration,
+    /// When it sends.
+    pub pace: Pace,
     /// How long a request may wait for its answer before it counts as timed out.
     pub timeout: Duration,
     /// Stop after this many requests (None: until the run's duration ends).
     pub max_requests: Option<u64>,
+}
+
+/// When a phone sends its requests: the load model.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pace {
+    /// About every `every`: each interval is `every` plus a seeded uniform offset in
+    /// `[-jitter, +jitter]`, counted from when the last request was due, the first at a seeded
+    /// point of the first interval.
+    Every { every: Duration, jitter: Duration },
+    /// Open loop at a rate: request k is due at `start + offset + k / per_second`, however the
+    /// earlier ones fared, so the rate achieved is the rate asked for. `offset` None: a seeded
+    /// point of the first interval; `group_rate` staggers a group's phones evenly instead.
+    Rate {
+        per_second: f64,
+        offset: Option<Duration>,
+    },
+    /// Closed loop: keep this many requests outstanding, sending the next as soon as one ends.
+    InFlight(u32),
+}
+
+impl Pace {
+    /// Requests a second asked for (none for a closed loop, whose rate is what the backend
+    /// allows).
+    pub fn offered_rate(self) -> Option<f64> {
+        match self {
+            Pace::Every { every, .. } => Some(1.0 / every.as_secs_f64()),
+            Pace::Rate { per_second, .. } => Some(per_second),
+            Pace::InFlight(_) => None,
+        }
+    }
 }
 
 /// One destination of a phone's requests, with everything templated already expanded.
@@ -467,6 +507,37 @@ pub struct Will {
     pub user_properties: Vec<(String, String)>,
     /// Response Topic carried by the Will (no wildcards); the device subscribes to it at QoS 1.
     pub response_topic: String,
+}
+
+impl Will {
+    /// How long after a connection fault of `kind` the broker publishes this Will, if the
+    /// device stays away: when the broker notices the device gone (at once; after 1.5 x
+    /// keepalive for a stall, when the broker gives up on a silent client) plus the Will Delay
+    /// or the session's end, whichever comes first. The one rule the fleet's checks, the
+    /// supervisor and the runner's drain all use.
+    pub fn due_after(&self, kind: FaultKind, connection: &Connection) -> Duration {
+        will_due_after(
+            kind,
+            connection.keepalive,
+            self.delay,
+            connection.session_expiry,
+        )
+    }
+}
+
+/// [`Will::due_after`] from the numbers themselves (the fleet checks use it before devices
+/// are built).
+pub fn will_due_after(
+    kind: FaultKind,
+    keepalive: Duration,
+    delay: Duration,
+    session_expiry_s: u32,
+) -> Duration {
+    let noticed = match kind {
+        FaultKind::Stall => keepalive.mul_f64(1.5),
+        _ => Duration::ZERO,
+    };
+    noticed.saturating_add(delay.min(Duration::from_secs(session_expiry_s.into())))
 }
 
 /// What a Will consumer listens to and how it acks.

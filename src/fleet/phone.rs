@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_saphyr::{Location, Spanned};
 
 use super::group::{Located, topic_template};
-use super::model::Connection;
+use super::model::{Connection, Pace};
 use super::raw::RawGroup;
 use super::response_info::check_response_topic;
 use super::template::{Template, Var, is_id_char};
@@ -19,11 +19,23 @@ pub(super) struct PhonePlan {
     pub response_topic: Located<Template>,
     /// None: the default payloads of each target's kind.
     pub payloads: Option<Vec<String>>,
-    pub every: Duration,
-    pub jitter: Duration,
+    pub pace: PacePlan,
     pub timeout: Duration,
     pub max_requests: Option<u64>,
 }
+
+/// The load model as the group asks for it; `group_rate` becomes each phone's `Rate` once
+/// the group's phones are counted.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum PacePlan {
+    Phone(Pace),
+    GroupRate(f64),
+}
+
+/// The most requests a second a phone (or a group) may ask for.
+const MAX_RATE: f64 = 1_000_000.0;
+/// The most requests a phone may keep outstanding.
+const MAX_IN_FLIGHT: i64 = 65_535;
 
 #[derive(Debug)]
 pub(super) enum PhoneDest {
@@ -114,34 +126,7 @@ pub(super) fn check_phone(
         }
         Some(p) => Some(Some(p.value.iter().map(|s| s.value.clone()).collect())),
     };
-    let every = duration(
-        problems,
-        g.every.as_ref(),
-        &at("every"),
-        Duration::from_secs(1),
-        DurationRule::Positive,
-    );
-    let jitter = duration(
-        problems,
-        g.jitter.as_ref(),
-        &at("jitter"),
-        Duration::ZERO,
-        DurationRule::NonNegative,
-    );
-    // The interval is every ± jitter; it must stay positive.
-    if let (Some(every), Some(jitter), Some(raw)) = (every, jitter, &g.jitter)
-        && jitter >= every
-    {
-        problems.at(
-            raw.referenced,
-            at("jitter"),
-            format!(
-                "jitter must be less than every ({}), got `{}`",
-                humantime::format_duration(every),
-                raw.value
-            ),
-        );
-    }
+    let pace = check_pace(problems, g, &at);
     let timeout = duration(
         problems,
         g.timeout.as_ref(),
@@ -177,11 +162,143 @@ pub(super) fn check_phone(
         dest: dest?,
         response_topic: response_topic?,
         payloads: payloads.flatten(),
-        every: every.unwrap_or(Duration::from_secs(1)),
-        jitter: jitter.unwrap_or_default(),
+        pace,
         timeout: timeout.unwrap_or(Duration::from_secs(2)),
         max_requests: max_requests.flatten(),
     })
+}
+
+/// The load model: `every` (with `jitter`), `rate`, `group_rate` or `in_flight`, one at most;
+/// a request every second without any. After a problem (recorded) it still returns one, so
+/// the rest of the group is checked too.
+fn check_pace(problems: &mut Problems, g: &RawGroup, at: &dyn Fn(&str) -> String) -> PacePlan {
+    pace_of(problems, g, at).unwrap_or(PacePlan::Phone(Pace::Every {
+        every: Duration::from_secs(1),
+        jitter: Duration::ZERO,
+    }))
+}
+
+fn pace_of(problems: &mut Problems, g: &RawGroup, at: &dyn Fn(&str) -> String) -> Option<PacePlan> {
+    let given: Vec<(&str, Location)> = [
+        ("every", g.every.as_ref().map(|s| s.referenced)),
+        ("rate", g.rate.as_ref().map(|s| s.referenced)),
+        ("group_rate", g.group_rate.as_ref().map(|s| s.referenced)),
+        ("in_flight", g.in_flight.as_ref().map(|s| s.referenced)),
+    ]
+    .into_iter()
+    .filter_map(|(name, loc)| Some((name, loc?)))
+    .collect();
+    if let [(first, _), (second, loc), ..] = given[..] {
+        problems.at(
+            loc,
+            at(second),
+            format!("a phone takes one of `every`, `rate`, `group_rate` and `in_flight`: `{first}` is given already"),
+        );
+        return None;
+    }
+    if let Some(jitter) = &g.jitter
+        && g.every.is_none()
+        && !given.is_empty()
+    {
+        problems.at(
+            jitter.referenced,
+            at("jitter"),
+            "jitter goes with `every` only (a `rate` is paced exactly, `in_flight` by the answers)",
+        );
+        return None;
+    }
+    if let Some(rate) = &g.rate {
+        return per_second(problems, rate, &at("rate")).map(|per_second| {
+            PacePlan::Phone(Pace::Rate {
+                per_second,
+                offset: None,
+            })
+        });
+    }
+    if let Some(rate) = &g.group_rate {
+        return per_second(problems, rate, &at("group_rate")).map(PacePlan::GroupRate);
+    }
+    if let Some(n) = &g.in_flight {
+        if !(1..=MAX_IN_FLIGHT).contains(&n.value) {
+            problems.at(
+                n.referenced,
+                at("in_flight"),
+                format!(
+                    "in_flight must be from 1 to {MAX_IN_FLIGHT}, got {}",
+                    n.value
+                ),
+            );
+            return None;
+        }
+        return Some(PacePlan::Phone(Pace::InFlight(n.value as u32)));
+    }
+    let every = duration(
+        problems,
+        g.every.as_ref(),
+        &at("every"),
+        Duration::from_secs(1),
+        DurationRule::Positive,
+    );
+    let jitter = duration(
+        problems,
+        g.jitter.as_ref(),
+        &at("jitter"),
+        Duration::ZERO,
+        DurationRule::NonNegative,
+    );
+    // The interval is every ± jitter; it must stay positive.
+    if let (Some(every), Some(jitter), Some(raw)) = (every, jitter, &g.jitter)
+        && jitter >= every
+    {
+        problems.at(
+            raw.referenced,
+            at("jitter"),
+            format!(
+                "jitter must be less than every ({}), got `{}`",
+                humantime::format_duration(every),
+                raw.value
+            ),
+        );
+        return None;
+    }
+    Some(PacePlan::Phone(Pace::Every {
+        every: every?,
+        jitter: jitter?,
+    }))
+}
+
+/// `500/s`, `30/m`, `2.5/s`: so many a second, within (0, [`MAX_RATE`]].
+pub(super) fn per_second(
+    problems: &mut Problems,
+    raw: &Spanned<String>,
+    field: &str,
+) -> Option<f64> {
+    let text = raw.value.trim();
+    let parsed = text
+        .strip_suffix("/s")
+        .map(|n| (n, 1.0))
+        .or_else(|| text.strip_suffix("/m").map(|n| (n, 60.0)))
+        .and_then(|(n, per)| n.trim().parse::<f64>().ok().map(|n| n / per))
+        .filter(|r| r.is_finite());
+    match parsed {
+        Some(rate) if rate > 0.0 && rate <= MAX_RATE => Some(rate),
+        Some(_) => {
+            problems.at(
+                raw.referenced,
+                field,
+                format!("a rate must be above 0 and at most {MAX_RATE}/s, got `{text}`"),
+            );
+            None
+        }
+        None => {
+            problems.at(
+                raw.referenced,
+                field,
+                format!("expected a rate like `500/s` or `30/m`, got `{text}`"),
+            );
+            None
+        }
+    }
 }
 
 /// The shortest request timeout a phone accepts.

@@ -89,6 +89,7 @@ pub(super) struct RawFleet {
     pub expect: Option<Spanned<RawExpect>>,
     pub supervisor: Option<Spanned<RawSupervisor>>,
     pub id_prefix: Option<Spanned<String>>,
+    pub ramp: Option<Spanned<String>>,
 }
 
 /// `supervisor:`, the login of the supervisor's own connection on an external broker.
@@ -153,6 +154,9 @@ pub(super) struct RawGroup {
     pub response_topic: Option<Spanned<String>>,
     pub payloads: Option<Spanned<Vec<Spanned<String>>>>,
     pub jitter: Option<Spanned<String>>,
+    pub rate: Option<Spanned<String>>,
+    pub group_rate: Option<Spanned<String>>,
+    pub in_flight: Option<Spanned<i64>>,
     pub timeout: Option<Spanned<String>>,
     pub requests: Option<Spanned<i64>>,
     // any kind. `will:` with nothing after it is null: kept apart from an absent field (see

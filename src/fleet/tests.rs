@@ -199,8 +199,13 @@ fn phone_targets_are_resolved_in_list_order_without_duplicates() {
             ),
         ]
     );
-    assert_eq!(p.every, Duration::from_secs(1));
-    assert_eq!(p.jitter, Duration::from_millis(100));
+    assert_eq!(
+        p.pace,
+        Pace::Every {
+            every: Duration::from_secs(1),
+            jitter: Duration::from_millis(100)
+        }
+    );
     assert_eq!(p.timeout, Duration::from_secs(2));
     assert_eq!(p.max_requests, Some(5));
 }

@@ -187,7 +187,7 @@ fn the_fault_schedule_is_bounded_and_counted_as_it_is_built() {
         "  - { kind: reset, target: lamp, every: 10us }\n",
     ));
     assert_eq!(f.injections(), 999_999);
-    assert_eq!(crate::faults::schedule(&f).len(), 999_999);
+    assert_eq!(crate::faults::schedule(&f).count(), 999_999);
     assert_each_problem(
         with_faults,
         &[
@@ -213,7 +213,7 @@ fn the_fault_schedule_is_bounded_and_counted_as_it_is_built() {
         "  - { kind: reset, target: lamp, at: 1s }\n  - { kind: latency, target: \"*\", every: 3s }\n",
     ));
     assert_eq!(f.injections(), 1 + 3 * 3);
-    assert_eq!(crate::faults::schedule(&f).len(), 10);
+    assert_eq!(crate::faults::schedule(&f).count(), 10);
     assert_eq!(f.check_injections(), Ok(()));
     // A longer run (`--duration`) fires the same faults more often.
     f.duration = MAX_DURATION;

@@ -14,6 +14,7 @@ use super::expect::check_expect;
 use super::faults::check_faults;
 use super::group::check_group;
 use super::model::{BrokerTarget, EmbeddedSettings, Fleet};
+use super::phone::per_second;
 use super::raw::{RawBroker, RawFleet};
 use super::secret::Env;
 use super::tls::{check_ca_for, check_tls};
@@ -126,6 +127,10 @@ pub(super) fn validate(raw: Spanned<RawFleet>, ctx: &Context<'_>) -> Result<Flee
         expanded.as_ref().and_then(|e| e.entries.as_deref()),
     );
     let expect = check_expect(&mut problems, f.expect.as_ref());
+    let ramp = f
+        .ramp
+        .as_ref()
+        .and_then(|r| per_second(&mut problems, r, "ramp"));
     let supervisor = check_supervisor(&mut problems, f.supervisor.as_ref(), ctx.env);
     let devices = expanded.map(|e| e.devices).unwrap_or_default();
 
@@ -146,6 +151,7 @@ pub(super) fn validate(raw: Spanned<RawFleet>, ctx: &Context<'_>) -> Result<Flee
                 expect,
                 supervisor,
                 id_prefix,
+                ramp,
             })
         }
         _ => Err(problems.into_sorted()),

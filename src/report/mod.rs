@@ -8,7 +8,7 @@ mod verdict;
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Everything a run measured. Field names are the JSON report's; see docs/report.md.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -24,6 +24,7 @@ pub struct Report {
     pub problems: Vec<String>,
     pub devices: Devices,
     pub requests: Requests,
+    pub load: Load,
     pub responders: Responders,
     pub telemetry: Telemetry,
     pub response_info: ResponseInfo,
@@ -143,7 +144,7 @@ pub struct ExpectationResult {
 }
 
 /// How many devices how fared with Response Information.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ResponseInfo {
     /// Devices that asked for it (Request Response Information = 1).
     pub requested: u64,
@@ -155,7 +156,7 @@ pub struct ResponseInfo {
     pub devices: Vec<ResponseInfoUse>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResponseInfoUse {
     pub device: String,
     /// The Response Information received, if any.
@@ -166,7 +167,7 @@ pub struct ResponseInfoUse {
 }
 
 /// What the broker refused, counted, and the first few told in full.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Refusals {
     pub connect: u64,
     pub subscribe: u64,
@@ -182,21 +183,21 @@ impl Refusals {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Refusal {
     pub device: String,
     /// connect, subscribe or publish.
-    pub what: &'static str,
+    pub what: String,
     pub topic: Option<String>,
     pub reason: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Devices {
     pub total: u64,
     /// Devices that completed at least one CONNECT/CONNACK.
     pub connected: u64,
-    pub by_kind: BTreeMap<&'static str, u64>,
+    pub by_kind: BTreeMap<String, u64>,
     /// Connections re-established after a drop, planned or not.
     pub reconnects: u64,
     /// Connections that dropped without a fault doing it: the broker closed them, sent
@@ -224,7 +225,7 @@ pub struct Devices {
 }
 
 /// Requester-side accounting. `sent == matched + late + timed_out + failed + in_flight` always.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Requests {
     pub sent: u64,
     pub matched: u64,
@@ -257,8 +258,21 @@ impl Requests {
     }
 }
 
+/// The load the phones asked for and what they sent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Load {
+    /// Requests a second the phones asked for, added up; null when one keeps a closed loop
+    /// (`in_flight`), whose rate is whatever the backend allows.
+    pub offered_rps: Option<f64>,
+    /// Requests sent a second over the run phase.
+    pub achieved_rps: f64,
+    /// Seconds of the run phase: from the start signal to the end of the duration (or to an
+    /// interrupt).
+    pub run_s: f64,
+}
+
 /// Round-trip percentiles of matched requests, from an HDR histogram (microsecond precision).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Latency {
     pub p50: f64,
     pub p90: f64,
@@ -267,7 +281,7 @@ pub struct Latency {
 }
 
 /// Responder-side counts (lights and sensors answering requests).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Responders {
     /// Requests received by lights and sensors.
     pub received: u64,
@@ -281,7 +295,7 @@ pub struct Responders {
     pub withheld: u64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Telemetry {
     pub published: u64,
     /// Readings due while their sensor was disconnected: skipped, not queued.

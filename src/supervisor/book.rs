@@ -51,14 +51,11 @@ struct Outage {
 }
 
 impl WillTiming {
-    /// How long after the fault the broker publishes the Will, if the device stays away.
+    /// How long after the fault the broker publishes the Will, if the device stays away
+    /// ([`crate::fleet::will_due_after`], the one rule).
     pub fn due_after(&self, kind: FaultKind) -> Duration {
-        let noticed = match kind {
-            // The broker gives up on a silent client after 1.5 x keepalive.
-            FaultKind::Stall => self.keepalive.mul_f64(1.5),
-            _ => Duration::ZERO,
-        };
-        noticed + self.delay.min(self.session_expiry)
+        let session_expiry = u32::try_from(self.session_expiry.as_secs()).unwrap_or(u32::MAX);
+        crate::fleet::will_due_after(kind, self.keepalive, self.delay, session_expiry)
     }
 
     /// Whether the broker should publish the Will after this fault: the fault must be one that
@@ -273,22 +270,45 @@ impl OutageBook {
     pub fn pending(&self, now: Instant) -> usize {
         self.outages
             .iter()
-            .filter(|o| o.skipped.is_none())
-            .filter(|o| {
-                let will_due = self.timing(o.device).is_some_and(|t| {
-                    o.expect_will && o.will_at.is_none() && now < o.will_deadline(t)
-                });
-                let ack_due = o
-                    .will_at
-                    .is_some_and(|will| o.acks.is_empty() && now < will + self.ack_timeout);
-                let back_due = o.back_at.is_none() && now < o.began + o.down_for + LEARN_SLACK;
-                let learning = match (o.acks.last(), o.back_at, o.learned_at) {
-                    (Some((_, ack)), Some(back), None) => now < (*ack).max(back) + LEARN_SLACK,
-                    _ => false,
-                };
-                will_due || ack_due || back_due || learning
-            })
+            .filter(|o| self.open_until(o, now).is_some())
             .count()
+    }
+
+    /// When every story that may still change will have settled at the latest (None: all
+    /// have): the drain waits no longer than that.
+    pub fn settled_by(&self, now: Instant) -> Option<Instant> {
+        self.outages
+            .iter()
+            .filter_map(|o| self.open_until(o, now))
+            .max()
+    }
+
+    /// Until when this outage's story may still change, if it may.
+    fn open_until(&self, o: &Outage, now: Instant) -> Option<Instant> {
+        if o.skipped.is_some() {
+            return None;
+        }
+        let will_due = self
+            .timing(o.device)
+            .filter(|_| o.expect_will && o.will_at.is_none())
+            .map(|t| o.will_deadline(t));
+        let ack_due = o
+            .will_at
+            .filter(|_| o.acks.is_empty())
+            .map(|will| will + self.ack_timeout);
+        let back_due = o
+            .back_at
+            .is_none()
+            .then(|| o.began + o.down_for + LEARN_SLACK);
+        let learning = match (o.acks.last(), o.back_at, o.learned_at) {
+            (Some((_, ack)), Some(back), None) => Some((*ack).max(back) + LEARN_SLACK),
+            _ => None,
+        };
+        [will_due, ack_due, back_due, learning]
+            .into_iter()
+            .flatten()
+            .filter(|until| now < *until)
+            .max()
     }
 
     fn since_start(&self, at: Instant) -> f64 {

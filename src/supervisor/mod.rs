@@ -1,39 +1,28 @@
-//! The supervisor: one per run, with its own MQTT connection subscribed to every Will topic and
-//! every Will Response Topic of the fleet. It hears devices report their outages, sees the
-//! Wills and their acks on the wire, and keeps the story of each outage in the [`OutageBook`].
-//!
-//! Its connection is a [`DeviceActor`](crate::device::DeviceActor) in observer role, which
-//! forwards every message it receives here as [`Seen`].
+//! The supervisor: one per run, with its own MQTT connection ([`SupervisorLink`]) subscribed to
+//! every Will topic and every Will Response Topic of the fleet. It hears devices report their
+//! outages, sees the Wills and their acks on the wire, and keeps the story of each outage in
+//! the [`OutageBook`].
 
 mod book;
+mod link;
 
-use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use bytes::Bytes;
 
 pub use book::{OutageBook, Watched, WillTiming};
+pub use link::{Leave, SupervisorLink, cover};
 
-use crate::events::{DeviceEvent, DeviceIndex, Event};
+use crate::device::parse_will_correlation;
+use crate::events::DeviceIndex;
 use crate::fleet::{FaultKind, Fleet};
 use crate::report::Wills;
+use crate::shared::Shared;
 
-/// The client id of the supervisor's connection.
+/// The client id of the supervisor's connection (behind the fleet's `id_prefix`).
 pub const CLIENT_ID: &str = "fleetsim-supervisor";
-
-/// The Correlation Data of a device's Will for its `incarnation`-th connection: `{id}#{n}`.
-/// Each connection registers its own Will, so an ack names the outage it answers.
-pub fn will_correlation(id: &str, incarnation: u32) -> Bytes {
-    Bytes::from(format!("{id}#{incarnation}"))
-}
-
-/// The device id and incarnation a Will's Correlation Data names, if it is one of ours.
-pub fn parse_will_correlation(data: &[u8]) -> Option<(&str, u32)> {
-    let text = std::str::from_utf8(data).ok()?;
-    let (id, n) = text.rsplit_once('#')?;
-    Some((id, n.parse().ok()?))
-}
 
 /// What devices tell the supervisor about their outages.
 #[derive(Debug, Message)]
@@ -83,15 +72,13 @@ pub struct Seen {
 }
 
 pub struct Supervisor {
+    fleet: Arc<Fleet>,
     book: OutageBook,
-    will_topics: HashSet<String>,
-    response_topics: HashSet<String>,
-    ready: bool,
-    failure: Option<String>,
+    shared: Arc<Shared>,
 }
 
 impl Supervisor {
-    pub fn new(fleet: &Fleet) -> Self {
+    pub fn new(fleet: Arc<Fleet>, shared: Arc<Shared>) -> Self {
         let watched = fleet
             .devices
             .iter()
@@ -104,25 +91,29 @@ impl Supervisor {
                 }),
             })
             .collect();
-        let wills = fleet.devices.iter().filter_map(|d| d.will.as_ref());
         Self {
             book: OutageBook::new(watched, fleet.will_ack_timeout, Instant::now()),
-            will_topics: wills.clone().map(|w| w.topic.clone()).collect(),
-            response_topics: wills.map(|w| w.response_topic.clone()).collect(),
-            ready: false,
-            failure: None,
+            fleet,
+            shared,
         }
     }
 
-    /// What the supervisor's connection subscribes to: every Will topic and Response Topic.
-    /// Empty when no device has a Will, and then no connection is needed.
-    pub fn filters(&self) -> Vec<String> {
-        let mut filters: Vec<String> = self
-            .will_topics
-            .iter()
-            .chain(&self.response_topics)
-            .cloned()
-            .collect();
+    /// Once every story has settled, the runner (draining) hears of it at once.
+    fn settled(&self) {
+        if self.book.settled_by(Instant::now()).is_none() {
+            self.shared.progress.changed.notify_one();
+        }
+    }
+
+    /// What the supervisor's connection subscribes to: every Will topic and Response Topic,
+    /// folded into wildcards where the topics allow. Empty when no device has a Will, and then
+    /// no connection is needed.
+    pub fn filters(fleet: &Fleet) -> Vec<String> {
+        let wills = fleet.devices.iter().filter_map(|d| d.will.as_ref());
+        let topics: Vec<String> = wills.clone().map(|w| w.topic.clone()).collect();
+        let acks: Vec<String> = wills.map(|w| w.response_topic.clone()).collect();
+        let mut filters = cover(&topics);
+        filters.extend(cover(&acks));
         filters.sort();
         filters.dedup();
         filters
@@ -164,6 +155,7 @@ impl Handler<WillFact> for Supervisor {
                 at,
             } => book.learned(device as usize, incarnation, at),
         }
+        self.settled();
     }
 }
 
@@ -180,31 +172,18 @@ impl Handler<Seen> for Supervisor {
             tracing::debug!(topic = %seen.topic, id, "Correlation Data names no device");
             return;
         };
-        if self.will_topics.contains(&seen.topic) {
+        let Some(will) = self.fleet.devices.get(device).and_then(|d| d.will.as_ref()) else {
+            return;
+        };
+        if seen.topic == will.topic {
             tracing::info!(device = id, incarnation, topic = %seen.topic, "Will published");
             self.book.will_seen(device, incarnation, seen.at);
-        } else if self.response_topics.contains(&seen.topic) {
+        } else if seen.topic == will.response_topic {
             let by = seen.publisher.unwrap_or_else(|| "someone".into());
             tracing::info!(device = id, incarnation, by, "Will acked");
             self.book.ack_seen(device, incarnation, by, seen.at);
         }
-    }
-}
-
-/// Lifecycle of the supervisor's own connection.
-impl Handler<DeviceEvent> for Supervisor {
-    type Result = ();
-
-    fn handle(&mut self, msg: DeviceEvent, _: &mut Context<Self>) {
-        match msg.event {
-            Event::Ready => self.ready = true,
-            Event::ConnectFailed { reason } => self.failure = Some(reason),
-            Event::Dropped { reason, .. } => {
-                let reason = reason.key();
-                tracing::warn!(%reason, "the supervisor's connection dropped: Wills published meanwhile are missed");
-            }
-            _ => {}
-        }
+        self.settled();
     }
 }
 
@@ -223,29 +202,16 @@ impl Handler<RunStarted> for Supervisor {
     }
 }
 
-#[derive(Debug, Clone, Default)]
-pub struct SupervisorStatus {
-    /// The supervisor's connection is up and subscribed.
-    pub ready: bool,
-    /// It gave up connecting, and why.
-    pub failure: Option<String>,
-    /// Outages whose story may still change.
-    pub pending: usize,
-}
-
+/// When the outage stories that may still change will have settled (None: all have).
 #[derive(Message)]
-#[rtype(result = "SupervisorStatus")]
-pub struct GetStatus;
+#[rtype(result = "Option<Instant>")]
+pub struct GetSettledBy;
 
-impl Handler<GetStatus> for Supervisor {
-    type Result = MessageResult<GetStatus>;
+impl Handler<GetSettledBy> for Supervisor {
+    type Result = Option<Instant>;
 
-    fn handle(&mut self, _: GetStatus, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(SupervisorStatus {
-            ready: self.ready,
-            failure: self.failure.clone(),
-            pending: self.book.pending(Instant::now()),
-        })
+    fn handle(&mut self, _: GetSettledBy, _: &mut Context<Self>) -> Option<Instant> {
+        self.book.settled_by(Instant::now())
     }
 }
 
@@ -258,22 +224,5 @@ impl Handler<GetWills> for Supervisor {
 
     fn handle(&mut self, _: GetWills, _: &mut Context<Self>) -> Self::Result {
         MessageResult(self.book.report())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn will_correlation_round_trips_and_names_the_incarnation() {
-        let data = will_correlation("light-in-bedroom", 3);
-        assert_eq!(&data[..], b"light-in-bedroom#3");
-        assert_eq!(parse_will_correlation(&data), Some(("light-in-bedroom", 3)));
-        // Ids may contain '#'? They may not (client id rules), but the last one wins anyway.
-        assert_eq!(parse_will_correlation(b"a#b#7"), Some(("a#b", 7)));
-        assert_eq!(parse_will_correlation(b"phone:1"), None);
-        assert_eq!(parse_will_correlation(b"x#"), None);
-        assert_eq!(parse_will_correlation(&[0xff, b'#', b'1']), None);
     }
 }

@@ -1,0 +1,291 @@
+//! What the devices of every shard share with each other and with the runner: the run's
+//! progress (who is ready, who gave up, who still has requests in flight), the stories of
+//! faults (a request spoiled by a phone on one shard ends at a light on another), and the
+//! exchange trace. Each sits behind a lock that is taken rarely; where devices would touch one
+//! on every request, an atomic says first whether there is anything to do.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+use crate::events::{Exchange, Handled, Outcome};
+use crate::fleet::FaultKind;
+use crate::report::{FaultEvent, Faults};
+use crate::trace::ExchangeTrace;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Everything shared, one per run.
+#[derive(Debug)]
+pub struct Shared {
+    pub progress: Progress,
+    pub stories: Stories,
+    pub trace: TraceGate,
+    /// When the run phase began (fault times in the report count from it).
+    started: OnceLock<Instant>,
+}
+
+impl Shared {
+    pub fn new(show_exchanges: usize) -> Arc<Self> {
+        Arc::new(Self {
+            progress: Progress::default(),
+            stories: Stories::default(),
+            trace: TraceGate::new(show_exchanges),
+            started: OnceLock::new(),
+        })
+    }
+
+    pub fn set_started(&self, at: Instant) {
+        let _ = self.started.set(at);
+    }
+
+    pub fn started(&self) -> Option<Instant> {
+        self.started.get().copied()
+    }
+}
+
+/// Where the run stands, for the runner's phases: it waits on `changed` instead of polling.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Devices started whose first TCP (and TLS) connect is under way.
+    dialing: AtomicU64,
+    /// Devices connected for the first time but not yet subscribed.
+    handshaking: AtomicU64,
+    ready: AtomicU64,
+    supervisor: AtomicBool,
+    failure: Mutex<Option<(String, String)>>,
+    /// Phones that still have requests in flight after the run's duration.
+    draining: AtomicU64,
+    pub changed: Notify,
+}
+
+impl Progress {
+    /// The runner started a device.
+    pub fn dialing_started(&self) {
+        self.dialing.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A device's first connection is open (TCP, TLS): it leaves the dialling window.
+    pub fn connected(&self) {
+        self.dialing.fetch_sub(1, Ordering::Relaxed);
+        self.handshaking.fetch_add(1, Ordering::Relaxed);
+        self.changed.notify_one();
+    }
+
+    /// A device is connected and subscribed for the first time.
+    pub fn ready(&self) {
+        self.handshaking.fetch_sub(1, Ordering::Relaxed);
+        self.ready.fetch_add(1, Ordering::Relaxed);
+        self.changed.notify_one();
+    }
+
+    pub fn dialing(&self) -> u64 {
+        self.dialing.load(Ordering::Relaxed)
+    }
+
+    pub fn handshaking(&self) -> u64 {
+        self.handshaking.load(Ordering::Relaxed)
+    }
+
+    /// The supervisor's connection is up and subscribed.
+    pub fn supervisor_ready(&self) {
+        self.supervisor.store(true, Ordering::Relaxed);
+        self.changed.notify_one();
+    }
+
+    pub fn supervisor_is_ready(&self) -> bool {
+        self.supervisor.load(Ordering::Relaxed)
+    }
+
+    pub fn ready_count(&self) -> u64 {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// A device (or the supervisor's connection) gave up connecting; the first one is kept.
+    pub fn failed(&self, device: &str, reason: String) {
+        lock(&self.failure).get_or_insert_with(|| (device.to_owned(), reason));
+        self.changed.notify_one();
+    }
+
+    pub fn failure(&self) -> Option<(String, String)> {
+        lock(&self.failure).clone()
+    }
+
+    /// A phone winds down with requests in flight; [`Progress::drained`] when they have ended.
+    pub fn draining(&self) {
+        self.draining.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn drained(&self) {
+        self.draining.fetch_sub(1, Ordering::Relaxed);
+        self.changed.notify_one();
+    }
+
+    pub fn still_draining(&self) -> u64 {
+        self.draining.load(Ordering::Relaxed)
+    }
+}
+
+/// The faults of the run and what came of each, told in the report. A request or responder
+/// fault is keyed by the request's Correlation Data, a connection-level one by a key of its
+/// own; what comes of it later (the request's outcome, a late answer, the connection lost and
+/// regained) is appended to its entry, whichever device and shard it happens on.
+#[derive(Debug, Default)]
+pub struct Stories {
+    /// Keys waiting for effects: zero in a run without such faults, so the devices' check on
+    /// every request outcome is one atomic load.
+    watched: AtomicUsize,
+    inner: Mutex<StoriesInner>,
+}
+
+#[derive(Debug, Default)]
+struct StoriesInner {
+    faults: Faults,
+    by_key: HashMap<Bytes, Vec<usize>>,
+}
+
+impl Stories {
+    /// A fault was applied (or was due and could not act: `applied` false).
+    pub fn injected(
+        &self,
+        at_s: f64,
+        device: &str,
+        kind: FaultKind,
+        key: Bytes,
+        what: String,
+        applied: bool,
+    ) {
+        let mut inner = lock(&self.inner);
+        let f = &mut inner.faults;
+        if applied {
+            f.injected += 1;
+            *f.by_kind.entry(kind.as_str()).or_insert(0) += 1;
+        }
+        if f.events.len() >= Faults::TOLD {
+            return;
+        }
+        let index = f.events.len();
+        f.events.push(FaultEvent {
+            at_s,
+            device: device.to_owned(),
+            kind: kind.as_str(),
+            effect: what,
+            connection: false,
+        });
+        // Empty Correlation Data names no request: nothing to wait for.
+        if !key.is_empty() {
+            inner.by_key.entry(key).or_default().push(index);
+            self.watched.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// What came of the fault keyed `key`, if one is: `effect` is only called then.
+    pub fn effect(&self, key: &[u8], effect: impl FnOnce() -> String) {
+        if self.watched.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut inner = lock(&self.inner);
+        let Some(indexes) = inner.by_key.get(key).cloned() else {
+            return;
+        };
+        let effect = effect();
+        for i in indexes {
+            if let Some(event) = inner.faults.events.get_mut(i) {
+                event.effect = format!("{} -> {effect}", event.effect);
+            }
+        }
+    }
+
+    pub fn faults(&self) -> Faults {
+        lock(&self.inner).faults.clone()
+    }
+}
+
+/// The exchange trace, while it still has exchanges to tell: `active` turns false once the
+/// first few are told, and from then on a request costs one atomic load.
+#[derive(Debug)]
+pub struct TraceGate {
+    active: AtomicBool,
+    inner: Mutex<ExchangeTrace>,
+}
+
+impl TraceGate {
+    fn new(limit: usize) -> Self {
+        Self {
+            active: AtomicBool::new(limit > 0),
+            inner: Mutex::new(ExchangeTrace::new(limit)),
+        }
+    }
+
+    pub fn active(&self) -> bool {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    fn with(&self, f: impl FnOnce(&mut ExchangeTrace)) {
+        let mut trace = lock(&self.inner);
+        f(&mut trace);
+        if trace.finished() {
+            self.active.store(false, Ordering::Relaxed);
+        }
+    }
+
+    pub fn request(&self, requester: &str, exchange: Arc<Exchange>) {
+        self.with(|t| t.request(requester, exchange));
+    }
+
+    pub fn handled(&self, responder: &str, handled: Arc<Handled>) {
+        self.with(|t| t.handled(responder, handled));
+    }
+
+    pub fn done(&self, correlation: &Bytes, outcome: &Outcome) {
+        self.with(|t| t.done(correlation, outcome));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn effects_reach_the_fault_they_answer_and_cost_nothing_without_one() {
+        let stories = Stories::default();
+        let mut asked = false;
+        stories.effect(b"p:1", || {
+            asked = true;
+            String::new()
+        });
+        assert!(!asked, "no fault watched: the effect is never even made");
+        let key = Bytes::from_static(b"p:1");
+        stories.injected(
+            1.0,
+            "p",
+            FaultKind::NoAnswer,
+            key,
+            "did not answer".into(),
+            true,
+        );
+        stories.effect(b"p:2", || "other".into());
+        stories.effect(b"p:1", || "timed out".into());
+        let faults = stories.faults();
+        assert_eq!(faults.injected, 1);
+        assert_eq!(faults.events[0].effect, "did not answer -> timed out");
+    }
+
+    #[test]
+    fn progress_keeps_the_first_failure() {
+        let p = Progress::default();
+        p.ready();
+        p.failed("a", "refused".into());
+        p.failed("b", "other".into());
+        assert_eq!(p.ready_count(), 1);
+        assert_eq!(p.failure(), Some(("a".into(), "refused".into())));
+    }
+}
