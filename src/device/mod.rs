@@ -61,3 +61,6 @@ pub fn response_topic_of(publish: &PublishPacket) -> Option<String> {
 pub fn user_property<'a>(publish: &'a PublishPacket, key: &str) -> Option<&'a str> {
     publish.properties.get_user_property_value(key)
 }
+
+#[cfg(test)]
+mod tests;

@@ -598,6 +598,60 @@ fn bad_files() -> Vec<(&'static str, String, Expect, [&'static str; 3])> {
             ["devices[1].timeout", ":8:", "at least 1ms, got `1ns`"],
         ),
         (
+            "two load models",
+            phone("    targets: [light-1]\n    every: 1s\n    rate: 10/s\n"),
+            Invalid,
+            [
+                "devices[1].rate",
+                ":9:",
+                "one of `every`, `rate`, `group_rate` and `in_flight`: `every` is given already",
+            ],
+        ),
+        (
+            "rate not a rate",
+            phone("    targets: [light-1]\n    rate: fast\n"),
+            Invalid,
+            [
+                "devices[1].rate",
+                ":8:",
+                "like `500/s` or `30/m`, got `fast`",
+            ],
+        ),
+        (
+            "rate of nothing",
+            phone("    targets: [light-1]\n    group_rate: 0/s\n"),
+            Invalid,
+            ["devices[1].group_rate", ":8:", "above 0"],
+        ),
+        (
+            "in_flight 0",
+            phone("    targets: [light-1]\n    in_flight: 0\n"),
+            Invalid,
+            ["devices[1].in_flight", ":8:", "from 1 to 65535, got 0"],
+        ),
+        (
+            "jitter without every",
+            phone("    targets: [light-1]\n    in_flight: 2\n    jitter: 1ms\n"),
+            Invalid,
+            ["devices[1].jitter", ":9:", "jitter goes with `every` only"],
+        ),
+        (
+            "rate on a light",
+            format!("{HEAD}  - kind: light\n    id: l\n    rate: 5/s\n"),
+            Invalid,
+            [
+                "devices[0].rate",
+                ":5:",
+                "field `rate` is not valid for a light",
+            ],
+        ),
+        (
+            "ramp not a rate",
+            format!("ramp: 5\n{HEAD}  - kind: light\n    id: l\n"),
+            Invalid,
+            ["ramp", ":1:", "like `500/s`"],
+        ),
+        (
             "requests 0",
             phone("    targets: [light-1]\n    requests: 0\n"),
             Invalid,
@@ -1548,6 +1602,33 @@ faults:
         !err.contains("faults[2]"),
         "5 s is clear of the 3 s due time: {err}"
     );
+}
+
+#[test]
+fn load_models_parse_and_a_group_rate_staggers_its_phones() {
+    let f = fleet(
+        "name: r\nramp: 2/m\ndevices:\n  - { kind: light, id: l }\n  - { kind: phone, id: \"p-{n}\", count: 4, targets: [l], group_rate: 400/s }\n  - { kind: phone, id: q, targets: [l], rate: 30/m }\n  - { kind: phone, id: w, targets: [l], in_flight: 8 }\n",
+    );
+    assert_eq!(f.ramp, Some(2.0 / 60.0));
+    let paces: Vec<Pace> = f.devices[1..].iter().map(|d| phone(d).pace).collect();
+    assert_eq!(
+        paces[1],
+        Pace::Rate {
+            per_second: 100.0,
+            offset: Some(Duration::from_micros(2500))
+        },
+        "phone 2 of the group: 400/s over 4 phones, one group interval after phone 1"
+    );
+    assert_eq!(
+        paces[4],
+        Pace::Rate {
+            per_second: 0.5,
+            offset: None
+        }
+    );
+    assert_eq!(paces[5], Pace::InFlight(8));
+    assert_eq!(paces[5].offered_rate(), None);
+    assert_eq!(paces[0].offered_rate(), Some(100.0));
 }
 
 #[test]

@@ -63,6 +63,20 @@ impl fmt::Display for Table<'_> {
                 skipped(q.skipped_offline, q.skipped_backlog)
             ),
         )?;
+        if q.sent + q.skipped_offline + q.skipped_backlog > 0 {
+            let offered = match r.load.offered_rps {
+                Some(rate) => format!("{rate:.1}/s asked for"),
+                None => "a closed loop".to_owned(),
+            };
+            row(
+                f,
+                "load",
+                format!(
+                    "{offered}, {:.1}/s sent over {:.1}s",
+                    r.load.achieved_rps, r.load.run_s
+                ),
+            )?;
+        }
         row(
             f,
             "stray answers",
