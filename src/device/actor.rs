@@ -83,14 +83,18 @@ impl Stream for AlarmStream {
 /// The alarm went off.
 struct Wakeup;
 
+thread_local! {
+    /// The actions of the event being handled: one buffer for all the devices of a thread
+    /// (they run one at a time), not one kept by every device.
+    static SCRATCH: Cell<Vec<Action>> = const { Cell::new(Vec::new()) };
+}
+
 pub struct DeviceActor {
     device: Device,
     endpoint: Endpoint,
     tally: ShardTally,
     shared: Arc<Shared>,
     facts: Option<Recipient<WillFact>>,
-    /// Reused for every event, so handling one allocates nothing for the actions.
-    actions: Vec<Action>,
     /// The connection the reader and writer belong to.
     generation: u64,
     reader: Option<SpawnHandle>,
@@ -115,7 +119,6 @@ impl DeviceActor {
             tally,
             shared,
             facts,
-            actions: Vec::new(),
             generation: 0,
             reader: None,
             writer: None,
@@ -127,20 +130,20 @@ impl DeviceActor {
 
     /// Hands an event to the device, then carries out what it asks.
     fn step(&mut self, ctx: &mut Context<Self>, event: impl FnOnce(&mut Device, &mut Out<'_>)) {
+        let mut actions = SCRATCH.take();
         {
             let mut tally = self.tally.lock();
             let mut out = Out {
-                actions: &mut self.actions,
+                actions: &mut actions,
                 tally: &mut tally,
                 shared: &self.shared,
             };
             event(&mut self.device, &mut out);
         }
-        let mut actions = std::mem::take(&mut self.actions);
         for action in actions.drain(..) {
             self.act(action, ctx);
         }
-        self.actions = actions;
+        SCRATCH.set(actions);
         self.rearm();
     }
 

@@ -75,13 +75,11 @@ pub(super) enum Link {
     Up,
 }
 
-/// The device's occasional timed steps (see [`Timers`]).
+/// The device's occasional timed steps (see [`Timers`]). Dialling and the CONNACK deadline,
+/// which every device has, are fields of their own: a queue kept by every device of a large
+/// fleet costs memory.
 #[derive(Debug)]
 pub(super) enum Timed {
-    /// Dial again after a backoff.
-    Dial,
-    /// Connection number `generation` must have had its CONNACK by now.
-    ConnackDue(u64),
     /// A connection fault's `down_for` is over.
     ComeBack,
     /// A responder's answer, held for its `delay` (or a `slow` fault's).
@@ -148,6 +146,10 @@ pub struct Device {
     pub(super) poison: Option<u64>,
     pub(super) rng: Streams,
     pub(super) timers: Timers<Timed>,
+    /// When to dial again after a backoff.
+    pub(super) dial_at: Option<Instant>,
+    /// The connection attempt that must have its CONNACK by then.
+    pub(super) connack_by: Option<(u64, Instant)>,
     /// Only devices a fault may hit keep fault state.
     pub(super) faults: Option<Box<FaultState>>,
     pub(super) role: Role,
@@ -210,6 +212,8 @@ impl Device {
             poison: None,
             rng: Streams::new(fleet.seed, index),
             timers: Timers::default(),
+            dial_at: None,
+            connack_by: None,
             faults,
             role,
             next_tag: 0,
@@ -342,6 +346,22 @@ impl Device {
 
     /// Whatever is due at `now`: timed steps, keepalive, request deadlines, pacing.
     pub fn tick(&mut self, now: Instant, out: &mut Out<'_>) {
+        if let Some((generation, by)) = self.connack_by
+            && by <= now
+        {
+            self.connack_by = None;
+            if generation == self.generation && self.link == Link::Connecting {
+                self.drop_link(out);
+                let limit = CONNECT_TIMEOUT * 2;
+                self.connect_failed(format!("no CONNACK within {limit:?}"), now, out);
+            }
+        }
+        if self.dial_at.is_some_and(|at| at <= now) {
+            self.dial_at = None;
+            if !self.stopping && self.away.is_none() && self.link == Link::Down {
+                self.connect(now, out);
+            }
+        }
         while let Some(step) = self.timers.pop_due(now) {
             self.timed(step, now, out);
         }
@@ -365,26 +385,21 @@ impl Device {
             Role::Sensor(sensor) if self.running => sensor.next_reading,
             _ => None,
         };
-        [self.timers.next_at(), keepalive, role]
-            .into_iter()
-            .flatten()
-            .min()
+        let connack = self.connack_by.map(|(_, by)| by);
+        [
+            self.timers.next_at(),
+            self.dial_at,
+            connack,
+            keepalive,
+            role,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn timed(&mut self, step: Timed, now: Instant, out: &mut Out<'_>) {
         match step {
-            Timed::Dial => {
-                if !self.stopping && self.away.is_none() && self.link == Link::Down {
-                    self.connect(now, out);
-                }
-            }
-            Timed::ConnackDue(generation) => {
-                if generation == self.generation && self.link == Link::Connecting {
-                    self.drop_link(out);
-                    let limit = CONNECT_TIMEOUT * 2;
-                    self.connect_failed(format!("no CONNACK within {limit:?}"), now, out);
-                }
-            }
             Timed::ComeBack => self.come_back(now, out),
             Timed::Answer(answer) => self.respond(*answer, now, out),
             Timed::Ack(ack) => self.publish_counted(*ack, now, out),

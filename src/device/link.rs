@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use mqtt5_protocol::packet::suback::SubAckReasonCode;
 use mqtt5_protocol::{Packet, QoS, ReasonCode};
 
-use super::core::{Action, CONNECT_TIMEOUT, Device, Link, Out, Role, Timed};
+use super::core::{Action, CONNECT_TIMEOUT, Device, Link, Out, Role};
 use crate::events::DropReason;
 use crate::mqtt::{BadFrame, ProtocolError};
 use crate::report::{Refusal, ResponseInfoUse};
@@ -42,9 +42,9 @@ impl Device {
             proxied,
             seed,
         });
-        if let Some(due) = now.checked_add(CONNECT_TIMEOUT * 2) {
-            self.timers.add(due, Timed::ConnackDue(self.generation));
-        }
+        self.connack_by = now
+            .checked_add(CONNECT_TIMEOUT * 2)
+            .map(|by| (self.generation, by));
     }
 
     /// The socket is open: register this connection's Will and send CONNECT.
@@ -74,9 +74,7 @@ impl Device {
             return self.give_up(reason, out);
         }
         tracing::debug!(device = %self.id(), %reason, attempt = self.backoff.attempts(), ?wait, "dialling again");
-        if let Some(at) = now.checked_add(wait) {
-            self.timers.add(at, Timed::Dial);
-        }
+        self.dial_at = now.checked_add(wait);
     }
 
     /// The first connection cannot be made: tell the runner, which stops the run (exit 3).
@@ -107,8 +105,7 @@ impl Device {
         self.link = Link::Down;
         // Whatever the socket still says is about a connection that is gone.
         self.generation += 1;
-        self.timers
-            .retain(|step| !matches!(step, Timed::ConnackDue(_)));
+        self.connack_by = None;
     }
 
     /// An established connection died under us: count it, clean up, come back (unless a fault
@@ -337,6 +334,7 @@ impl Device {
         out: &mut Out<'_>,
     ) {
         let first = !self.ever_connected;
+        self.connack_by = None;
         self.apply_response_info(response_information, first, out);
         self.ever_connected = true;
         self.backoff.connected(now);

@@ -36,7 +36,7 @@ pub fn parse_will_correlation(data: &[u8]) -> Option<(&str, u32)> {
 
 impl Device {
     /// The Will for the connection being opened (`self.incarnation`).
-    pub(super) fn will_message(&self) -> Option<WillMessage> {
+    pub(super) fn will_message(&self) -> Option<Box<WillMessage>> {
         let will = self.spec().will.as_ref()?;
         let seconds = |d: std::time::Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
         let properties = WillProperties {
@@ -47,13 +47,13 @@ impl Device {
             user_properties: will.user_properties.clone(),
             ..WillProperties::default()
         };
-        Some(WillMessage {
+        Some(Box::new(WillMessage {
             topic: will.topic.clone(),
             payload: will.payload.clone().into_bytes(),
             qos: super::core::qos(will.qos),
             retain: will.retain,
             properties,
-        })
+        }))
     }
 
     pub(super) fn is_own_will_ack(&self, topic: &str) -> bool {

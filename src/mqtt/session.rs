@@ -54,7 +54,8 @@ pub struct SessionConfig {
     pub request_response_information: bool,
     pub username: Option<String>,
     pub password: Option<Vec<u8>>,
-    pub will: Option<WillMessage>,
+    /// Boxed: it is large, and most devices of a fleet have none.
+    pub will: Option<Box<WillMessage>>,
     /// The largest packet we accept (our codec's read limit), announced in CONNECT so a
     /// server never sends more; 0 announces none.
     pub maximum_packet_size: u32,
@@ -361,6 +362,8 @@ impl Session {
         self.server_receive_maximum = DEFAULT_RECEIVE_MAXIMUM;
         self.last_sent = Some(now);
 
+        // A Will belongs to one connection: it goes out with this CONNECT and is not kept.
+        let will = self.config.will.take().map(|will| *will);
         let config = &self.config;
         let options = ConnectOptions {
             client_id: config.client_id.clone(),
@@ -368,7 +371,7 @@ impl Session {
             clean_start: config.clean_start && !self.resume,
             username: config.username.clone(),
             password: config.password.clone(),
-            will: config.will.clone(),
+            will,
             properties: ConnectProperties {
                 session_expiry_interval: (config.session_expiry != 0)
                     .then_some(config.session_expiry),
@@ -535,10 +538,10 @@ impl Session {
         Packet::Disconnect(packet)
     }
 
-    /// The Will the next CONNECT registers. A Will belongs to one connection, so callers that
-    /// want each connection's Will to be told apart (by its Correlation Data) set it before each
-    /// [`Session::connect`].
-    pub fn set_will(&mut self, will: Option<WillMessage>) {
+    /// The Will the next CONNECT registers. A Will belongs to one connection: the session does
+    /// not keep it past that CONNECT, so callers set it before each [`Session::connect`] (and
+    /// can tell each connection's Will apart by its Correlation Data).
+    pub fn set_will(&mut self, will: Option<Box<WillMessage>>) {
         self.config.will = will;
     }
 
@@ -567,6 +570,14 @@ impl Session {
     /// Whether [`Session::publish`] would refuse a message for want of room.
     pub fn queue_full(&self) -> bool {
         self.queue.len() >= MAX_QUEUED
+    }
+
+    /// With no flow in flight, gives the table's memory back: a fleet of ten thousand devices
+    /// that each publish now and then would otherwise each keep a table sized for a burst.
+    fn release_if_idle(&mut self) {
+        if self.in_flight.is_empty() && self.in_flight.capacity() > 0 {
+            self.in_flight = HashMap::new();
+        }
     }
 
     /// Forgets what only made sense on the connection that ended.
@@ -644,6 +655,7 @@ impl Session {
                     Entry::Occupied(e) if e.get().publish.qos == QoS::AtLeastOnce => e.remove(),
                     _ => return Err(unknown("PUBACK", id)),
                 };
+                self.release_if_idle();
                 self.drain_queue(out);
                 Ok(Some(outcome(flow, ack.reason_code, &ack.properties)))
             }
@@ -657,6 +669,7 @@ impl Session {
                 }
                 if rec.reason_code.is_error() {
                     let flow = entry.remove();
+                    self.release_if_idle();
                     self.drain_queue(out);
                     return Ok(Some(outcome(flow, rec.reason_code, &rec.properties)));
                 }
@@ -671,6 +684,7 @@ impl Session {
                     Entry::Occupied(e) if e.get().released => e.remove(),
                     _ => return Err(unknown("PUBCOMP", id)),
                 };
+                self.release_if_idle();
                 self.drain_queue(out);
                 Ok(Some(outcome(flow, comp.reason_code, &comp.properties)))
             }

@@ -492,7 +492,7 @@ fn connect_carries_the_config() {
         request_response_information: true,
         username: Some("u".to_owned()),
         password: Some(b"p".to_vec()),
-        will: Some(will),
+        will: Some(Box::new(will)),
         ..config()
     });
     let Packet::Connect(connect) = session.connect(now) else {
@@ -887,11 +887,11 @@ fn each_connect_carries_the_will_set_for_it() {
         will.properties.response_topic = Some("will-ack/dev".into());
         will
     };
-    session.set_will(Some(will(b"dev#1")));
+    session.set_will(Some(Box::new(will(b"dev#1"))));
     let Packet::Connect(first) = session.connect(Instant::now()) else {
         panic!("not a CONNECT");
     };
-    session.set_will(Some(will(b"dev#2")));
+    session.set_will(Some(Box::new(will(b"dev#2"))));
     let Packet::Connect(second) = session.connect(Instant::now()) else {
         panic!("not a CONNECT");
     };
