@@ -206,10 +206,12 @@ fn summary(fleet: &Fleet) -> String {
     for device in &fleet.devices {
         out += &format!("\n  {:<7} {}", device.kind().as_str(), device.id);
         if let fleet::Role::Phone(phone) = &device.role {
-            for target in &phone.targets {
+            let targets = &phone.targets;
+            for i in 0..targets.len() {
                 out += &format!(
                     "\n            -> {}  (Response Topic {})",
-                    target.request_topic, target.response_topic
+                    targets.request_topic(i, fleet),
+                    targets.response_topic(i)
                 );
             }
         }

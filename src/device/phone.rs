@@ -408,10 +408,10 @@ impl Phone {
         }
     }
 
-    fn response_topic<'a>(&'a self, target: usize, spec: &'a fleet::Phone) -> &'a str {
+    fn response_topic<'a>(&'a self, target: usize, spec: &'a fleet::Phone) -> &'a Arc<str> {
         match &self.resolved {
-            Some(topics) => &topics[target],
-            None => &spec.targets[target].response_topic,
+            Some(topics) => &topics[if topics.len() == 1 { 0 } else { target }],
+            None => spec.targets.response_topic(target),
         }
     }
 
@@ -420,8 +420,9 @@ impl Phone {
         let fleet::Role::Phone(phone) = &spec.role else {
             return Vec::new();
         };
-        let mut topics: Vec<String> = (0..phone.targets.len())
-            .map(|i| self.response_topic(i, phone).to_owned())
+        let count = phone.targets.response_topics.len();
+        let mut topics: Vec<String> = (0..count)
+            .map(|i| self.response_topic(i, phone).to_string())
             .collect();
         topics.sort();
         topics.dedup();
@@ -435,19 +436,14 @@ impl Phone {
         value: &str,
         spec: &fleet::Device,
     ) -> Vec<String> {
-        if let fleet::Role::Phone(phone) = &spec.role
-            && phone
-                .targets
-                .iter()
-                .any(|t| t.response_topic.contains(RESPONSE_INFO))
-        {
-            self.resolved = Some(
-                phone
-                    .targets
+        if let fleet::Role::Phone(phone) = &spec.role {
+            let topics = &phone.targets.response_topics;
+            if topics.iter().any(|t| t.contains(RESPONSE_INFO)) {
+                let resolved = topics
                     .iter()
-                    .map(|t| t.response_topic.replace(RESPONSE_INFO, value).into())
-                    .collect(),
-            );
+                    .map(|t| t.replace(RESPONSE_INFO, value).into());
+                self.resolved = Some(resolved.collect());
+            }
         }
         self.response_topics(spec)
     }
@@ -622,16 +618,17 @@ impl Device {
         };
         let targets = spec.targets.len() as u64;
         let target_index = (sent % targets) as usize;
-        let target = &spec.targets[target_index];
-        let payload = &target.payloads[((sent / targets) % target.payloads.len() as u64) as usize];
+        let request_topic = spec.targets.request_topic(target_index, &fleet);
+        let payloads = spec.targets.payloads(target_index, &fleet);
+        let payload = payloads[((sent / targets) % payloads.len() as u64) as usize].clone();
         let Some(phone) = self.phone() else {
             return false;
         };
-        let response_topic = phone.response_topic(target_index, spec).to_owned();
+        let response_topic = phone.response_topic(target_index, spec).clone();
         let refused = phone
             .refused
             .iter()
-            .find(|(topic, _)| *topic == response_topic)
+            .find(|(topic, _)| **topic == *response_topic)
             .map(|(_, reason)| reason.clone());
         let (seq, correlation) = phone.tracker.open(now);
         let more = spec.max_requests.is_none_or(|max| seq < max);
@@ -639,10 +636,10 @@ impl Device {
         if out.shared.trace.active() {
             let exchange = Exchange {
                 published: refused.is_none(),
-                topic: target.request_topic.as_str().into(),
-                response_topic: response_topic.as_str().into(),
+                topic: request_topic.into(),
+                response_topic: response_topic.clone(),
                 correlation: correlation.clone(),
-                payload: Bytes::copy_from_slice(payload.as_bytes()),
+                payload: payload.clone(),
             };
             out.shared.trace.request(self.id(), Arc::new(exchange));
         }
@@ -653,12 +650,12 @@ impl Device {
             return more;
         }
         let mut msg = Outgoing {
-            topic: target.request_topic.clone(),
-            payload: Bytes::copy_from_slice(payload.as_bytes()),
+            topic: request_topic.to_owned(),
+            payload,
             qos: self.qos,
             retain: false,
             properties: PublishProperties {
-                response_topic: Some(response_topic),
+                response_topic: Some(response_topic.to_string()),
                 correlation_data: Some(correlation.clone()),
                 ..PublishProperties::default()
             },

@@ -6,15 +6,18 @@
 //! of ten thousand lights is one mistake, not ten thousand.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
+
+use bytes::Bytes;
 
 use serde_saphyr::Location;
 
 use super::group::{GroupPlan, Located, MAX_DEVICES, RolePlan};
-use super::model::{Connection, Device, Kind, Light, Pace, Phone, Role, Sensor, Target};
+use super::model::{Connection, Device, Kind, Light, Pace, Phone, Role, Sensor, Targets};
 use super::phone::{PacePlan, PhoneDest, PhonePlan, TargetPattern};
 use super::response_info::expand_response_topic;
-use super::template::{Template, Vars, check_topic, glob_match};
+use super::template::{Template, Var, Vars, check_topic, glob_match};
 use super::values::Problems;
 use super::will::check_ack_topic;
 
@@ -65,9 +68,8 @@ pub(super) fn expand(problems: &mut Problems, plans: &[GroupPlan], id_prefix: &s
 fn expand_devices(problems: &mut Problems, plans: &[GroupPlan], entries: &[Entry]) -> Vec<Device> {
     let by_id = index_ids(problems, plans, entries);
 
-    // Lights and sensors first: phones need the topics their targets listen on.
+    // Lights and sensors first: phones target them.
     let mut slots: Vec<Option<Device>> = Vec::new();
-    let mut inbound: Vec<Option<String>> = Vec::new();
     for entry in entries {
         // In bounds: entries are made from `plans`, whose `index` is their position.
         let plan = &plans[entry.group];
@@ -76,19 +78,18 @@ fn expand_devices(problems: &mut Problems, plans: &[GroupPlan], entries: &[Entry
             n: entry.n,
             target: None,
         };
-        let (role, topic) = match &plan.role {
+        let role = match &plan.role {
             Some(RolePlan::Light {
                 command_topic,
                 delay,
                 initially_on,
             }) => {
-                let command_topic = topic(problems, command_topic, vars);
                 let light = Light {
-                    command_topic: command_topic.clone(),
+                    command_topic: topic(problems, command_topic, vars),
                     delay: *delay,
                     initially_on: *initially_on,
                 };
-                (Some(Role::Light(light)), Some(command_topic))
+                Some(Role::Light(light))
             }
             Some(RolePlan::Sensor {
                 telemetry_topic,
@@ -97,26 +98,23 @@ fn expand_devices(problems: &mut Problems, plans: &[GroupPlan], entries: &[Entry
                 unit,
                 signal,
             }) => {
-                let request_topic = topic(problems, request_topic, vars);
                 let sensor = Sensor {
                     telemetry_topic: topic(problems, telemetry_topic, vars),
                     every: *every,
-                    request_topic: request_topic.clone(),
+                    request_topic: topic(problems, request_topic, vars),
                     unit: unit.clone(),
                     signal: signal.clone(),
                 };
-                (Some(Role::Sensor(sensor)), Some(request_topic))
+                Some(Role::Sensor(sensor))
             }
-            Some(RolePlan::Phone(_)) | None => (None, None),
+            Some(RolePlan::Phone(_)) | None => None,
         };
         slots.push(role.map(|role| device(problems, plan, entry, role)));
-        inbound.push(topic);
     }
 
     let resolver = Resolver {
         entries,
         by_id: &by_id,
-        inbound: &inbound,
         globs: HashMap::new(),
     };
     expand_phones(problems, plans, entries, &mut slots, resolver);
@@ -276,11 +274,10 @@ pub(super) fn topic(
 }
 
 /// Looks up target patterns against the expanded fleet, caching glob results. Every index it
-/// hands out points into `entries`, and `inbound` has one slot per entry.
+/// hands out points into `entries`.
 struct Resolver<'a> {
     entries: &'a [Entry],
     by_id: &'a HashMap<&'a str, usize>,
-    inbound: &'a [Option<String>],
     globs: HashMap<String, Vec<usize>>,
 }
 
@@ -358,7 +355,14 @@ fn expand_phones(
                 };
                 shared.extend(found.into_iter().filter(|i| seen.insert(*i)));
             }
-            let each = (shared.len() + per_phone.len()) as u64;
+            // Phones that share one list (and one Response Topic for all its targets) cost one
+            // list for the group; only lists and topics made per phone count per phone.
+            let per_target_topics = phone.response_topic.value.uses(Var::Target);
+            let each = if per_phone.is_empty() && !per_target_topics {
+                1
+            } else {
+                (shared.len() + per_phone.len()) as u64
+            };
             pairs = pairs.saturating_add(each.saturating_mul(u64::from(ids.count)));
             if pairs > MAX_TARGETS {
                 problems.at(
@@ -372,14 +376,20 @@ fn expand_phones(
             }
         }
 
+        let payloads: Option<Arc<[Bytes]>> = phone
+            .payloads
+            .as_ref()
+            .map(|p| p.iter().map(|p| Bytes::from(p.clone())).collect());
+        let shared: Arc<[u32]> = shared.iter().map(|&i| i as u32).collect();
         for (slot, entry) in slots.iter_mut().zip(entries) {
             if entry.group != plan.index {
                 continue;
             }
             let fallback = &plan.connection.response_info_fallback;
-            let targets = phone_targets(
+            let mut targets = phone_targets(
                 problems, phone, entry, fallback, &shared, &per_phone, &resolver,
             );
+            targets.payloads = payloads.clone();
             let pace = match phone.pace {
                 PacePlan::Phone(pace) => pace,
                 // The group's rate, split evenly, each phone staggered by one group interval.
@@ -404,10 +414,10 @@ fn phone_targets(
     phone: &PhonePlan,
     me: &Entry,
     fallback: &str,
-    shared: &[usize],
+    shared: &Arc<[u32]>,
     per_phone: &[(&Located<TargetPattern>, &Template)],
     resolver: &Resolver<'_>,
-) -> Vec<Target> {
+) -> Targets {
     let vars = Vars {
         id: &me.client_id,
         n: me.n,
@@ -416,57 +426,53 @@ fn phone_targets(
     // Target patterns name devices as the file does, before any id prefix.
     let as_written = Vars { id: &me.id, ..vars };
     if let PhoneDest::Topic(request_topic) = &phone.dest {
-        return vec![Target {
-            device: None,
-            request_topic: topic(problems, request_topic, vars),
-            response_topic: expand_response_topic(problems, &phone.response_topic, vars, fallback),
-            payloads: phone
-                .payloads
-                .clone()
-                .unwrap_or_else(|| vec!["ping".to_string()]),
-        }];
-    }
-
-    let mut chosen: Vec<usize> = shared.to_vec();
-    for (pattern, template) in per_phone {
-        let id = template.expand(as_written);
-        match resolver.exact(&id) {
-            Ok(i) if !chosen.contains(&i) => chosen.push(i),
-            Ok(_) => {}
-            Err(message) => problems.once(
-                &pattern.field,
-                pattern.loc,
-                &pattern.field,
-                format!("for phone `{}`: {message}", me.id),
-            ),
-        }
-    }
-
-    let mut targets = Vec::with_capacity(chosen.len());
-    for i in chosen {
-        let entry = &resolver.entries[i];
-        // A target whose own group had problems has no topic; the fleet is rejected anyway.
-        let (Some(request_topic), Some(kind)) = (&resolver.inbound[i], entry.kind) else {
-            continue;
+        let response = expand_response_topic(problems, &phone.response_topic, vars, fallback);
+        return Targets {
+            devices: Arc::from([]),
+            topic: Some(topic(problems, request_topic, vars).into()),
+            response_topics: Arc::from([Arc::from(response)]),
+            payloads: None,
         };
-        let payloads = phone.payloads.clone().unwrap_or_else(|| match kind {
-            Kind::Sensor => vec!["get".to_string()],
-            _ => ["ON", "OFF", "TOGGLE"].map(String::from).to_vec(),
-        });
-        targets.push(Target {
-            device: Some(entry.client_id.clone()),
-            request_topic: request_topic.clone(),
-            response_topic: expand_response_topic(
-                problems,
-                &phone.response_topic,
-                Vars {
-                    target: Some(&entry.client_id),
-                    ..vars
-                },
-                fallback,
-            ),
-            payloads,
-        });
     }
-    targets
+
+    let devices = if per_phone.is_empty() {
+        shared.clone()
+    } else {
+        let mut chosen: Vec<u32> = shared.to_vec();
+        for (pattern, template) in per_phone {
+            let id = template.expand(as_written);
+            match resolver.exact(&id) {
+                Ok(i) if !chosen.contains(&(i as u32)) => chosen.push(i as u32),
+                Ok(_) => {}
+                Err(message) => problems.once(
+                    &pattern.field,
+                    pattern.loc,
+                    &pattern.field,
+                    format!("for phone `{}`: {message}", me.id),
+                ),
+            }
+        }
+        chosen.into()
+    };
+    let response_topics = if phone.response_topic.value.uses(Var::Target) {
+        devices
+            .iter()
+            .map(|&i| {
+                let target = Vars {
+                    target: Some(&resolver.entries[i as usize].client_id),
+                    ..vars
+                };
+                expand_response_topic(problems, &phone.response_topic, target, fallback).into()
+            })
+            .collect()
+    } else {
+        let response = expand_response_topic(problems, &phone.response_topic, vars, fallback);
+        Arc::from([Arc::from(response)])
+    };
+    Targets {
+        devices,
+        topic: None,
+        response_topics,
+        payloads: None,
+    }
 }

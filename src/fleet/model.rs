@@ -1,7 +1,10 @@
 //! The validated fleet: what the rest of fleetsim runs. Built only by `fleet::load`/`fleet::parse`,
 //! so every value here has been checked and every template expanded.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use bytes::Bytes;
 
 /// A checked fleet file, ready to run.
 #[derive(Debug, Clone, PartialEq)]
@@ -401,7 +404,7 @@ pub enum Role {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Phone {
     /// Where each request goes, in the order requests cycle through them.
-    pub targets: Vec<Target>,
+    pub targets: Targets,
     /// When it sends.
     pub pace: Pace,
     /// How long a request may wait for its answer before it counts as timed out.
@@ -440,18 +443,83 @@ impl Pace {
     }
 }
 
-/// One destination of a phone's requests, with everything templated already expanded.
+/// Where a phone's requests go, kept compact: target devices are indices into
+/// `Fleet::devices` (whose request topics they use), and phones of a group whose targets are
+/// the same share one list; payloads are shared by the group.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Target {
-    /// The target device id, or None for a plain request topic answered outside the fleet.
-    pub device: Option<String>,
-    /// Topic the request is published to (no wildcards).
-    pub request_topic: String,
-    /// Response Topic put on the request (no wildcards); the phone subscribes to it. May
-    /// still hold `{response_info}`, replaced once CONNACK says what it is.
-    pub response_topic: String,
-    /// Payloads to send, cycled in order (`ON`, `OFF`, `TOGGLE`, `get`, ...).
-    pub payloads: Vec<String>,
+pub struct Targets {
+    /// The lights and sensors requests go to, cycled in this order (empty with `topic`).
+    pub devices: Arc<[u32]>,
+    /// Instead of devices: one topic, answered by something outside the fleet.
+    pub topic: Option<Arc<str>>,
+    /// The Response Topic put on each request (no wildcards; the phone subscribes to it): one
+    /// for every target, or one per target when the template uses `{target}`. May still hold
+    /// `{response_info}`, replaced once CONNACK says what it is.
+    pub response_topics: Arc<[Arc<str>]>,
+    /// Payloads cycled in order; None: the defaults of each target's kind.
+    pub payloads: Option<Arc<[Bytes]>>,
+}
+
+/// What a light is sent when the file names no payloads.
+static LIGHT_PAYLOADS: [Bytes; 3] = [
+    Bytes::from_static(b"ON"),
+    Bytes::from_static(b"OFF"),
+    Bytes::from_static(b"TOGGLE"),
+];
+static SENSOR_PAYLOADS: [Bytes; 1] = [Bytes::from_static(b"get")];
+static TOPIC_PAYLOADS: [Bytes; 1] = [Bytes::from_static(b"ping")];
+
+impl Targets {
+    /// How many targets requests cycle through.
+    pub fn len(&self) -> usize {
+        if self.topic.is_some() {
+            1
+        } else {
+            self.devices.len()
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The device of target `i`, if it is one of the fleet's.
+    pub fn device(&self, i: usize) -> Option<u32> {
+        self.devices.get(i).copied()
+    }
+
+    /// Where a request to target `i` is published.
+    pub fn request_topic<'a>(&'a self, i: usize, fleet: &'a Fleet) -> &'a str {
+        match (&self.topic, self.device(i)) {
+            (Some(topic), _) => topic,
+            (None, Some(d)) => fleet.devices[d as usize]
+                .request_topic()
+                .unwrap_or_default(),
+            (None, None) => "",
+        }
+    }
+
+    /// The Response Topic of a request to target `i`.
+    pub fn response_topic(&self, i: usize) -> &Arc<str> {
+        let i = if self.response_topics.len() == 1 {
+            0
+        } else {
+            i
+        };
+        &self.response_topics[i]
+    }
+
+    /// The payloads a request to target `i` cycles through.
+    pub fn payloads<'a>(&'a self, i: usize, fleet: &'a Fleet) -> &'a [Bytes] {
+        if let Some(payloads) = &self.payloads {
+            return payloads;
+        }
+        match self.device(i).map(|d| fleet.devices[d as usize].kind()) {
+            Some(Kind::Sensor) => &SENSOR_PAYLOADS,
+            Some(_) => &LIGHT_PAYLOADS,
+            None => &TOPIC_PAYLOADS,
+        }
+    }
 }
 
 /// A responder that switches on and off.

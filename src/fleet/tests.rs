@@ -53,6 +53,31 @@ fn device<'a>(fleet: &'a Fleet, id: &str) -> &'a Device {
         .unwrap_or_else(|| panic!("no device {id}"))
 }
 
+/// A phone's targets spelled out, as the phone will use them.
+#[derive(Debug, PartialEq)]
+struct Target {
+    device: Option<String>,
+    request_topic: String,
+    response_topic: String,
+    payloads: Vec<String>,
+}
+
+fn targets(f: &Fleet, p: &Phone) -> Vec<Target> {
+    let t = &p.targets;
+    (0..t.len())
+        .map(|i| Target {
+            device: t.device(i).map(|d| f.devices[d as usize].id.clone()),
+            request_topic: t.request_topic(i, f).to_owned(),
+            response_topic: t.response_topic(i).to_string(),
+            payloads: t
+                .payloads(i, f)
+                .iter()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .collect(),
+        })
+        .collect()
+}
+
 fn phone(d: &Device) -> &Phone {
     match &d.role {
         Role::Phone(p) => p,
@@ -162,14 +187,13 @@ fn connection_defaults_and_overrides() {
 fn phone_targets_are_resolved_in_list_order_without_duplicates() {
     let f = fleet(HOME);
     let p = phone(device(&f, "phone-1"));
-    let summary: Vec<_> = p
-        .targets
-        .iter()
+    let summary: Vec<_> = targets(&f, p)
+        .into_iter()
         .map(|t| {
             (
-                t.device.as_deref().unwrap_or("-"),
-                t.request_topic.as_str(),
-                t.response_topic.as_str(),
+                t.device.unwrap_or_else(|| "-".into()),
+                t.request_topic,
+                t.response_topic,
                 t.payloads.join(","),
             )
         })
@@ -183,21 +207,22 @@ fn phone_targets_are_resolved_in_list_order_without_duplicates() {
                 "light-2",
                 "cmnd/light-2/power",
                 "resp/phone-1/light-2",
-                "ON,OFF,TOGGLE".to_string()
+                "ON,OFF,TOGGLE"
             ),
             (
                 "light-1",
                 "cmnd/light-1/power",
                 "resp/phone-1/light-1",
-                "ON,OFF,TOGGLE".to_string()
+                "ON,OFF,TOGGLE"
             ),
             (
                 "sensor-kitchen",
                 "cmnd/sensor-kitchen/get",
                 "resp/phone-1/sensor-kitchen",
-                "get".to_string()
+                "get"
             ),
         ]
+        .map(|(a, b, c, d)| (a.to_owned(), b.to_owned(), c.to_owned(), d.to_owned()))
     );
     assert_eq!(
         p.pace,
@@ -217,9 +242,10 @@ fn per_phone_targets_pair_phone_n_with_device_n() {
     );
     for n in 1..=3 {
         let p = phone(device(&f, &format!("p-{n}")));
-        let devices: Vec<_> = p.targets.iter().map(|t| t.device.clone()).collect();
+        let t = targets(&f, p);
+        let devices: Vec<_> = t.iter().map(|t| t.device.clone()).collect();
         assert_eq!(devices, [Some(format!("l-{n}"))]);
-        assert_eq!(p.targets[0].response_topic, format!("resp/p-{n}"));
+        assert_eq!(t[0].response_topic, format!("resp/p-{n}"));
     }
 }
 
@@ -228,7 +254,7 @@ fn plain_request_topic_phone_gets_one_outside_target() {
     let f = fleet(HOME);
     let p = phone(device(&f, "hub-client"));
     assert_eq!(
-        p.targets,
+        targets(&f, p),
         [Target {
             device: None,
             request_topic: "home/hub/cmd".into(),
@@ -1177,13 +1203,27 @@ fn too_many_devices_or_targets_are_refused_before_expansion() {
         "{err}"
     );
 
+    // Phones that share one target list cost one list, however many they are.
     let yaml = format!(
         "{HEAD}  - {{kind: light, id: \"l{{n}}\", count: 2000}}\n  - {{kind: phone, id: \"p{{n}}\", count: 2000, targets: [\"*\"]}}\n"
     );
-    let err = parse(&yaml, "t").unwrap_err().to_string();
+    let f = parse(&yaml, "t").expect("a shared list is cheap");
+    let (first, last) = (phone(&f.devices[2000]), phone(&f.devices[3999]));
+    assert_eq!(first.targets.devices.len(), 2000);
+    assert!(std::sync::Arc::ptr_eq(
+        &first.targets.devices,
+        &last.targets.devices
+    ));
+    // A Response Topic per target is made per phone: that is what is counted.
+    let yaml = yaml.replace("targets:", "response_topic: \"r/{id}/{target}\", targets:");
+    let Err(err) = parse(&yaml, "t") else {
+        panic!("4 million Response Topics should be refused");
+    };
+    let err = err.to_string();
     assert!(
         err.contains("devices[1].targets") && err.contains("4000000"),
-        "{err}"
+        "{}",
+        &err[..err.len().min(500)]
     );
 }
 
@@ -1285,24 +1325,20 @@ fn load_reads_files_and_reports_missing_and_binary_ones() {
 #[test]
 fn the_repo_fleets_are_valid() {
     let home = fleet(include_str!("../../fleets/home.yaml"));
-    let p = phone(device(&home, "phone"));
-    assert_eq!(p.targets[0].device.as_deref(), Some("light-in-bedroom"));
-    assert_eq!(p.targets[0].request_topic, "cmnd/light-in-bedroom/power");
-    assert_eq!(p.targets[0].response_topic, "state/light-in-bedroom/power");
-    let tablet = phone(device(&home, "tablet"));
-    let asked: Vec<_> = tablet
-        .targets
-        .iter()
-        .map(|t| t.request_topic.as_str())
-        .collect();
+    let p = targets(&home, phone(device(&home, "phone")));
+    assert_eq!(p[0].device.as_deref(), Some("light-in-bedroom"));
+    assert_eq!(p[0].request_topic, "cmnd/light-in-bedroom/power");
+    assert_eq!(p[0].response_topic, "state/light-in-bedroom/power");
+    let tablet = targets(&home, phone(device(&home, "tablet")));
+    let asked: Vec<_> = tablet.iter().map(|t| t.request_topic.as_str()).collect();
     assert_eq!(asked, ["cmnd/sensor-1/get", "cmnd/sensor-2/get"]);
 
     let multi = fleet(include_str!("../../fleets/multi.yaml"));
     assert_eq!(multi.devices.len(), 7);
-    let p = phone(device(&multi, "phone-4"));
-    assert_eq!(p.targets.len(), 3);
-    assert_eq!(p.targets[2].response_topic, "home/replies/phone-4");
-    assert_eq!(p.targets[2].request_topic, "home/light-3/set");
+    let p = targets(&multi, phone(device(&multi, "phone-4")));
+    assert_eq!(p.len(), 3);
+    assert_eq!(p[2].response_topic, "home/replies/phone-4");
+    assert_eq!(p[2].request_topic, "home/light-3/set");
 }
 
 /// Wills, their consumers and faults. Devices in fleet order: light-1 (0), light-2 (1),
@@ -1647,8 +1683,9 @@ fn an_id_prefix_goes_in_front_of_client_ids_and_topics_but_targets_match_ids_as_
     let Role::Phone(phone) = &f.devices[1].role else {
         panic!("phone");
     };
-    assert_eq!(phone.targets[0].request_topic, "cmnd/run7-lamp/power");
-    assert_eq!(phone.targets[0].device.as_deref(), Some("run7-lamp"));
+    let t = targets(&f, phone);
+    assert_eq!(t[0].request_topic, "cmnd/run7-lamp/power");
+    assert_eq!(t[0].device.as_deref(), Some("run7-lamp"));
     assert_eq!(f.faults[0].targets, [0]);
     assert_eq!(f.supervisor_id(), "run7-fleetsim-supervisor");
     for bad in ["a/b", "a+", "#", "a b", "\\x1bx"] {

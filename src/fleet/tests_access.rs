@@ -135,7 +135,10 @@ fn devices_get_their_login_and_response_information_settings() {
         panic!("not a phone")
     };
     // Kept for the device to fill in after CONNACK.
-    assert_eq!(p.targets[0].response_topic, "{response_info}phone-2/lamp");
+    assert_eq!(
+        &**p.targets.response_topic(0),
+        "{response_info}phone-2/lamp"
+    );
 }
 
 #[test]

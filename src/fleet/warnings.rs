@@ -20,11 +20,14 @@ pub fn oversized_payloads(fleet: &Fleet, limit: usize) -> Vec<String> {
         }
     };
     for device in &fleet.devices {
-        if let Role::Phone(phone) = &device.role {
-            for target in &phone.targets {
-                let extra = target.response_topic.len();
-                for payload in &target.payloads {
-                    let topic = &target.request_topic;
+        if let Role::Phone(phone) = &device.role
+            && let Some(payloads) = &phone.targets.payloads
+        {
+            let t = &phone.targets;
+            for i in 0..t.len() {
+                let extra = t.response_topic(i).len();
+                for payload in payloads.iter() {
+                    let topic = t.request_topic(i, fleet);
                     warn(&device.id, "a payload".into(), topic, payload.len(), extra);
                 }
             }
@@ -43,14 +46,14 @@ pub fn oversized_payloads(fleet: &Fleet, limit: usize) -> Vec<String> {
                     continue;
                 };
                 // The request may go to any of the phone's targets: the longest topics count.
-                let longest = phone
-                    .targets
-                    .iter()
-                    .max_by_key(|t| t.request_topic.len() + t.response_topic.len());
-                if let Some(t) = longest {
+                let t = &phone.targets;
+                let longest = (0..t.len())
+                    .max_by_key(|&i| t.request_topic(i, fleet).len() + t.response_topic(i).len());
+                if let Some(i) = longest {
                     let what = format!("a {} fault's payload", fault.kind.as_str());
-                    let extra = t.response_topic.len();
-                    warn(&device.id, what, &t.request_topic, fault.params.size, extra);
+                    let extra = t.response_topic(i).len();
+                    let topic = t.request_topic(i, fleet);
+                    warn(&device.id, what, topic, fault.params.size, extra);
                 }
             }
         }

@@ -325,8 +325,9 @@ pub(super) fn check_ack_topic(problems: &mut Problems, plan: &WillPlan, device: 
         // Compared as sent without Response Information: the best guess available now.
         Role::Phone(p) => p
             .targets
+            .response_topics
             .iter()
-            .any(|t| as_sent(&t.response_topic, &device.connection.response_info_fallback) == ack)
+            .any(|t| as_sent(t, &device.connection.response_info_fallback) == ack)
             .then_some(
                 "a response topic it subscribes to, so Will acks would be taken for responses",
             ),
