@@ -251,3 +251,23 @@ fn a_duration_override_that_would_schedule_too_many_faults_exits_2() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("at most 30days"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_ca_file_that_is_a_device_exits_2_naming_it() {
+    let port = free_port(); // never reached: the CA file is refused first
+    let url = format!("mqtts://127.0.0.1:{port}");
+    let out = fleetsim(&[
+        "fleets/home.yaml",
+        "--broker",
+        &url,
+        "--ca-file",
+        "/dev/zero",
+        "-q",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot read /dev/zero: it is a character device"),
+        "{}",
+        stderr(&out)
+    );
+}
