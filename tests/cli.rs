@@ -271,3 +271,46 @@ fn a_ca_file_that_is_a_device_exits_2_naming_it() {
         stderr(&out)
     );
 }
+
+#[test]
+fn control_characters_from_a_fleet_file_never_reach_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "id.yaml",
+            "name: x\ndevices:\n  - kind: light\n    id: \"a\\x1b[2Jb\"\n",
+            "devices[0].id",
+        ),
+        (
+            "topic.yaml",
+            "name: x\ndevices:\n  - kind: light\n    id: l\n    command_topic: \"c/\\u202E/\\x1b]0;t\\x07\"\n",
+            "devices[0].command_topic",
+        ),
+        // A YAML error quotes the offending text in its message and snippet.
+        (
+            "yaml.yaml",
+            "name: x\ndevices:\n  - kind: light\n    \"co\\x1b[2Jlour\": red\n",
+            "co\\u{1b}[2Jlour",
+        ),
+    ];
+    for (name, text, needle) in cases {
+        let path = write_fleet(&dir, name, text);
+        let out = fleetsim(&["validate", &path]);
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", stderr(&out));
+        for bytes in [&out.stdout, &out.stderr] {
+            assert!(
+                !bytes.contains(&0x1b),
+                "{name}: raw ESC in {}",
+                String::from_utf8_lossy(bytes)
+            );
+            let text = String::from_utf8_lossy(bytes);
+            assert!(
+                !text.contains('\u{202e}') && !text.contains('\u{7}'),
+                "{name}: {text}"
+            );
+        }
+        let err = stderr(&out);
+        assert!(err.contains(needle), "{name}: {needle} not in {err}");
+        assert!(err.contains("\\u{1b}"), "{name}: {err}");
+    }
+}

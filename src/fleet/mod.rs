@@ -64,6 +64,8 @@ mod tests_faults;
 mod tests_network;
 #[cfg(test)]
 mod tests_protocol;
+#[cfg(test)]
+mod tests_text;
 
 use std::fmt;
 use std::io;
