@@ -104,6 +104,15 @@ fn bad_fleet_files_exit_2_naming_file_line_and_field() {
             ["unknown.yaml", "colour", "5"],
         ),
         (
+            "supervisor.yaml",
+            "name: x\nbroker: {embedded: {users: [{name: fleetsim-supervisor, password: p}]}}\ndevices:\n  - {kind: light, id: l}\n",
+            [
+                "supervisor.yaml:2",
+                "broker.embedded.users[0].name",
+                "fleetsim-supervisor",
+            ],
+        ),
+        (
             "target.yaml",
             "name: x\ndevices:\n  - kind: phone\n    id: p\n    targets: [ghost]\n",
             ["target.yaml:5", "targets", "ghost"],

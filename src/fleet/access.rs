@@ -117,6 +117,13 @@ fn check_user_name(name: &str) -> Result<(), String> {
     if name == "*" {
         return Err("`*` cannot be a user name: in `acl` it means every user".to_string());
     }
+    // The broker would take one account for both, and the supervisor's random password would
+    // silently replace the fleet's.
+    if name == crate::supervisor::CLIENT_ID {
+        return Err(format!(
+            "`{name}` cannot be a user name: it is the account fleetsim gives its supervisor on a locked-down embedded broker"
+        ));
+    }
     if let Some(what) = unsafe_char(name) {
         return Err(format!(
             "user name `{}` contains {what}",
