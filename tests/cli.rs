@@ -323,3 +323,14 @@ fn control_characters_from_a_fleet_file_never_reach_the_terminal() {
         assert!(err.contains("\\u{1b}"), "{name}: {err}");
     }
 }
+
+#[test]
+fn an_endless_fleet_file_exits_2_instead_of_filling_memory() {
+    let out = fleetsim(&["validate", "/dev/zero"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot read fleet file /dev/zero: larger than 64 MiB"),
+        "{}",
+        stderr(&out)
+    );
+}
