@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::fleet::{self, BrokerTarget, Fleet};
 use crate::interrupt::Signal;
-use crate::output;
+use crate::output::{self, Escaped};
 use crate::report::{FleetFacts, Report, ReportTarget, Table};
 use crate::run::{RunError, RunOptions, run};
 
@@ -168,8 +168,10 @@ pub fn execute(cli: Cli) -> Exit {
     }
 }
 
+/// Messages quote fleet files and brokers: escaped, so they cannot drive the terminal.
 fn fail(exit: Exit, message: impl std::fmt::Display) -> Exit {
-    output::error_line(format_args!("fleetsim: {message}"));
+    let message = message.to_string();
+    output::error_line(format_args!("fleetsim: {}", Escaped::lines(&message)));
     exit
 }
 
@@ -196,37 +198,41 @@ fn validate(path: &Path) -> Exit {
 
 /// What the fleet would run, one line per device and per fault, for `validate`.
 fn summary(fleet: &Fleet) -> String {
+    // Names and topics come from the file: escaped, like everything fleetsim prints.
+    fn e(text: &str) -> Escaped<'_> {
+        Escaped::value(text)
+    }
     let mut out = format!(
         "ok: valid fleet \"{}\", {} devices, {}, seed {}",
-        fleet.name,
+        e(&fleet.name),
         fleet.devices.len(),
         humantime::format_duration(fleet.duration),
         fleet.seed
     );
     for device in &fleet.devices {
-        out += &format!("\n  {:<7} {}", device.kind().as_str(), device.id);
+        out += &format!("\n  {:<7} {}", device.kind().as_str(), e(&device.id));
         if let fleet::Role::Phone(phone) = &device.role {
             let targets = &phone.targets;
             for i in 0..targets.len() {
                 out += &format!(
                     "\n            -> {}  (Response Topic {})",
-                    targets.request_topic(i, fleet),
-                    targets.response_topic(i)
+                    e(targets.request_topic(i, fleet)),
+                    e(targets.response_topic(i))
                 );
             }
         }
         if let Some(will) = &device.will {
             out += &format!(
                 "\n            Will on {} (Response Topic {}, delay {})",
-                will.topic,
-                will.response_topic,
+                e(&will.topic),
+                e(&will.response_topic),
                 humantime::format_duration(will.delay)
             );
         }
         if let Some(consumer) = &device.consume_wills {
             out += &format!(
                 "\n            consumes Wills on {}",
-                consumer.filters.join(", ")
+                e(&consumer.filters.join(", "))
             );
         }
     }
@@ -235,7 +241,7 @@ fn summary(fleet: &Fleet) -> String {
             "\n  fault   {}@{} on {}, away {}",
             injection.kind.as_str(),
             humantime::format_duration(injection.at),
-            fleet.devices[injection.device].id,
+            e(&fleet.devices[injection.device].id),
             humantime::format_duration(injection.down_for)
         );
     }
@@ -258,7 +264,8 @@ fn run_fleet(args: RunArgs, quiet: bool) -> Exit {
     }
     let (report, exit) = match load_and_run(args, quiet) {
         Ok(report) => {
-            output::human(Table(&report));
+            // The table quotes ids, topics and the broker's reasons.
+            output::human(Escaped::lines(&Table(&report).to_string()));
             let exit = match report.signal {
                 Some(Signal::Term) => Exit::Terminated,
                 Some(Signal::Int) => Exit::Interrupted,
@@ -394,6 +401,25 @@ mod tests {
                 .contains("99999")
         );
         assert!(parse_broker("tcp://x:1").unwrap_err().contains("mqtt://"));
+    }
+
+    #[test]
+    fn the_summary_escapes_what_the_file_holds() {
+        let mut fleet = fleet::parse(
+            "name: n\ndevices:\n  - {kind: light, id: l, will: {}}\n",
+            "<test>",
+        )
+        .unwrap();
+        // Validation refuses these; the summary must not count on it.
+        fleet.name = "\u{1b}[2J".into();
+        if let Some(will) = &mut fleet.devices[0].will {
+            will.topic = "status/\u{202e}x".into();
+        }
+        let text = summary(&fleet);
+        let raw = |c: char| c != '\n' && output::is_unsafe(c);
+        assert!(!text.contains(raw), "{text:?}");
+        assert!(text.contains("\"\\u{1b}[2J\""), "{text}");
+        assert!(text.contains("Will on status/\\u{202e}x"), "{text}");
     }
 
     #[test]

@@ -16,7 +16,8 @@
 //! - [`broker`]: the embedded broker, for runs with nothing else installed.
 //! - [`events`] and [`collector`]: what devices report, and the one actor that counts it.
 //! - [`trace`]: the step-by-step printout of the first exchanges.
-//! - [`output`]: printing that survives a closed stdout (`fleetsim validate f.yaml | head`).
+//! - [`output`]: printing that survives a closed stdout (`fleetsim validate f.yaml | head`)
+//!   and shows hostile text (control and bidi characters) escaped.
 //! - [`report`]: the end-of-run numbers, as JSON and as a table.
 //! - [`run`]: the phases of a run, from broker start to report; [`interrupt`]: SIGINT and
 //!   SIGTERM ending it early.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::events::{Exchange, Handled, Outcome};
+use crate::output::{Escaped, VALUE_CHARS};
 
 /// Collects the steps of the first `limit` requests and prints each exchange once it ends.
 #[derive(Debug)]
@@ -70,13 +71,15 @@ impl ExchangeTrace {
     }
 }
 
+/// Topics, ids and reasons come from the fleet file and the broker: each is [`Escaped`], and
+/// payloads go through [`show`].
 fn render(steps: &Steps, outcome: &Outcome) -> String {
     let e = &steps.exchange;
-    let who = &steps.requester;
+    let who = &Escaped::value(&steps.requester).to_string();
     let width = steps
         .responders
         .iter()
-        .map(|(id, _)| id.len())
+        .map(|(id, _)| Escaped::value(id).to_string().len())
         .chain([who.len()])
         .max()
         .unwrap_or(0);
@@ -89,10 +92,13 @@ fn render(steps: &Steps, outcome: &Outcome) -> String {
     };
     out += &format!(
         "  {who:<width$}  {verb} {}  {}\n",
-        e.topic,
+        Escaped::value(&e.topic),
         show(&e.payload)
     );
-    out += &format!("  {pad}    Response Topic    {}\n", e.response_topic);
+    out += &format!(
+        "  {pad}    Response Topic    {}\n",
+        Escaped::value(&e.response_topic)
+    );
     out += &format!("  {pad}    Correlation Data  {}\n", show(&e.correlation));
     for (responder, handled) in &steps.responders {
         let answer = handled.answer.as_ref().map_or_else(
@@ -100,16 +106,17 @@ fn render(steps: &Steps, outcome: &Outcome) -> String {
             |a| format!("answers {} on the Response Topic", show(a)),
         );
         out += &format!(
-            "  {responder:<width$}  got {} on {}, {answer}, Correlation Data copied\n",
+            "  {:<width$}  got {} on {}, {answer}, Correlation Data copied\n",
+            Escaped::value(responder).to_string(),
             show(&handled.payload),
-            handled.topic
+            Escaped::value(&handled.topic)
         );
     }
     let end = match outcome {
         Outcome::Matched { latency, payload } => format!(
             "got {} on {}: Correlation Data {} matches request {}, {:.2} ms after sending",
             show(payload),
-            e.response_topic,
+            Escaped::value(&e.response_topic),
             show(&e.correlation),
             steps.number,
             latency.as_secs_f64() * 1000.0
@@ -119,20 +126,38 @@ fn render(steps: &Steps, outcome: &Outcome) -> String {
             "got the answer {:.2} ms after sending, past its timeout: late",
             latency.as_secs_f64() * 1000.0
         ),
-        Outcome::Failed { reason } => format!("the request failed: {reason}"),
+        Outcome::Failed { reason } => {
+            format!("the request failed: {}", Escaped::value(reason))
+        }
     };
     out += &format!("  {who:<width$}  {end}");
     out
 }
 
-/// Payloads and correlation data as a person reads them: quoted text when printable, hex if not.
+/// Payloads and correlation data as a person reads them: quoted text when printable, hex if not
+/// (a control or bidi character makes it binary), cut after [`VALUE_CHARS`] characters or
+/// half as many bytes.
 pub fn show(bytes: &[u8]) -> String {
     match std::str::from_utf8(bytes) {
-        Ok(text) if !text.chars().any(char::is_control) => format!("{text:?}"),
-        _ => {
-            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-            format!("0x{hex}")
+        Ok(text) if !text.chars().any(crate::output::is_unsafe) => {
+            let shown: String = text.chars().take(VALUE_CHARS).collect();
+            let cut = text.chars().count() - shown.chars().count();
+            format!("{shown:?}{}", more(cut, "characters"))
         }
+        _ => {
+            let shown = &bytes[..bytes.len().min(VALUE_CHARS / 2)];
+            let hex: String = shown.iter().map(|b| format!("{b:02x}")).collect();
+            format!("0x{hex}{}", more(bytes.len() - shown.len(), "bytes"))
+        }
+    }
+}
+
+/// "... (N more characters)" after a cut, or nothing.
+fn more(cut: usize, unit: &str) -> String {
+    if cut == 0 {
+        String::new()
+    } else {
+        format!("... ({cut} more {unit})")
     }
 }
 
@@ -156,6 +181,11 @@ mod tests {
         assert_eq!(show(b"phone:1"), "\"phone:1\"");
         assert_eq!(show(&[0x00, 0xff]), "0x00ff");
         assert_eq!(show(b"a\nb"), "0x610a62");
+        assert_eq!(show("\u{202e}ab".as_bytes()), "0xe280ae6162");
+        let long = show(&[b'x'; 200]);
+        assert!(long.ends_with("x\"... (80 more characters)"), "{long}");
+        let binary = show(&[0u8; 100]);
+        assert_eq!(binary, format!("0x{}... (40 more bytes)", "00".repeat(60)));
     }
 
     #[test]
@@ -190,6 +220,28 @@ mod tests {
         assert!(text.contains("Correlation Data  \"phone:1\""));
         assert!(text.contains("light-in-bedroom  got \"ON\""));
         assert!(text.contains("matches request 1, 1.50 ms"));
+    }
+
+    #[test]
+    fn render_escapes_topics_ids_and_reasons() {
+        let mut e = (*exchange("phone:1")).clone();
+        e.topic = "cmnd/\u{1b}[2J".into();
+        e.response_topic = "resp/\u{202e}x".into();
+        let steps = Steps {
+            number: 1,
+            requester: "phone\u{7}".into(),
+            exchange: Arc::new(e),
+            responders: Vec::new(),
+        };
+        let reason = "refused: \u{1b}]0;title\u{7}".to_string();
+        let text = render(&steps, &Outcome::Failed { reason });
+        assert!(
+            !text.contains(|c: char| c != '\n' && crate::output::is_unsafe(c)),
+            "{text:?}"
+        );
+        assert!(text.contains("PUBLISH cmnd/\\u{1b}[2J"), "{text}");
+        assert!(text.contains("Response Topic    resp/\\u{202e}x"), "{text}");
+        assert!(text.contains("refused: \\u{1b}]0;title\\u{7}"), "{text}");
     }
 
     #[test]

@@ -316,3 +316,52 @@ fn the_response_info_requests_work_on_mosquitto_over_tls_with_credentials_throug
     assert_eq!(ri.devices[0].topics, ["resp/phone-ri"]);
     assert!(report.broker.starts_with("mqtts://"), "{}", report.broker);
 }
+
+/// The YAML block that follows `<!-- tested: NAME -->` in docs/fleet-format.md.
+fn doc_example(name: &str) -> String {
+    let doc = std::fs::read_to_string(repo_file("docs/fleet-format.md")).unwrap();
+    let marker = format!("<!-- tested: {name} -->");
+    let after = doc
+        .split_once(&marker)
+        .unwrap_or_else(|| panic!("no {marker} in docs/fleet-format.md"))
+        .1;
+    let block = after
+        .trim_start()
+        .strip_prefix("```yaml\n")
+        .unwrap_or_else(|| panic!("{marker} is not followed by a ```yaml block"));
+    block
+        .split_once("\n```")
+        .expect("the block is closed")
+        .0
+        .to_string()
+}
+
+#[test]
+fn the_access_control_example_in_the_docs_works_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = dir.path().join("locked-down.yaml");
+    std::fs::write(&fleet, doc_example("access-control")).unwrap();
+    let report = dir.path().join("report.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+        .arg(&fleet)
+        .args(["-q", "--duration", "2s", "--report"])
+        .arg(&report)
+        .env_remove("RUST_LOG")
+        .env("LAMP_PASSWORD", "lamp-secret")
+        .env("PHONE_PASSWORD", "phone-secret")
+        .output()
+        .expect("run fleetsim");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(json["ok"], true, "{json:#}");
+    let refusals = &json["refusals"];
+    for what in ["connect", "subscribe", "publish"] {
+        assert_eq!(refusals[what], 0, "{what}: {refusals:#}");
+    }
+    let q = &json["requests"];
+    let n = |key: &str| q[key].as_u64().unwrap_or_else(|| panic!("requests.{key}"));
+    assert!(n("sent") > 0, "{q:#}");
+    assert_eq!(n("matched"), n("sent"), "{q:#}");
+}

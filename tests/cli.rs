@@ -108,6 +108,15 @@ fn bad_fleet_files_exit_2_naming_file_line_and_field() {
             "name: x\ndevices:\n  - kind: phone\n    id: p\n    targets: [ghost]\n",
             ["target.yaml:5", "targets", "ghost"],
         ),
+        (
+            "supervisor.yaml",
+            "name: x\nbroker: {embedded: {users: [{name: fleetsim-supervisor, password: p}]}}\ndevices:\n  - {kind: light, id: l}\n",
+            [
+                "supervisor.yaml:2",
+                "broker.embedded.users[0].name",
+                "fleetsim-supervisor",
+            ],
+        ),
     ];
     for (name, text, needles) in cases {
         let path = write_fleet(&dir, name, text);
@@ -453,5 +462,79 @@ fn report_dash_writes_only_json_to_stdout_and_the_summary_to_stderr() {
     assert!(
         err.contains("exchange 1"),
         "the trace is for people too: {err}"
+    );
+}
+
+#[test]
+fn a_ca_file_that_is_a_device_exits_2_naming_it() {
+    let port = free_port(); // never reached: the CA file is refused first
+    let url = format!("mqtts://127.0.0.1:{port}");
+    let out = fleetsim(&[
+        "fleets/home.yaml",
+        "--broker",
+        &url,
+        "--ca-file",
+        "/dev/zero",
+        "-q",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot read /dev/zero: it is a character device"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn control_characters_from_a_fleet_file_never_reach_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "id.yaml",
+            "name: x\ndevices:\n  - kind: light\n    id: \"a\\x1b[2Jb\"\n",
+            "devices[0].id",
+        ),
+        (
+            "topic.yaml",
+            "name: x\ndevices:\n  - kind: light\n    id: l\n    command_topic: \"c/\\u202E/\\x1b]0;t\\x07\"\n",
+            "devices[0].command_topic",
+        ),
+        // A YAML error quotes the offending text in its message and snippet.
+        (
+            "yaml.yaml",
+            "name: x\ndevices:\n  - kind: light\n    \"co\\x1b[2Jlour\": red\n",
+            "co\\u{1b}[2Jlour",
+        ),
+    ];
+    for (name, text, needle) in cases {
+        let path = write_fleet(&dir, name, text);
+        let out = fleetsim(&["validate", &path]);
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", stderr(&out));
+        for bytes in [&out.stdout, &out.stderr] {
+            assert!(
+                !bytes.contains(&0x1b),
+                "{name}: raw ESC in {}",
+                String::from_utf8_lossy(bytes)
+            );
+            let text = String::from_utf8_lossy(bytes);
+            assert!(
+                !text.contains('\u{202e}') && !text.contains('\u{7}'),
+                "{name}: {text}"
+            );
+        }
+        let err = stderr(&out);
+        assert!(err.contains(needle), "{name}: {needle} not in {err}");
+        assert!(err.contains("\\u{1b}"), "{name}: {err}");
+    }
+}
+
+#[test]
+fn an_endless_fleet_file_exits_2_instead_of_filling_memory() {
+    let out = fleetsim(&["validate", "/dev/zero"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot read fleet file /dev/zero: larger than 64 MiB"),
+        "{}",
+        stderr(&out)
     );
 }

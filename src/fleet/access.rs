@@ -13,8 +13,9 @@ use super::model::{self, Access, AclRule, EmbeddedSettings, Secret, User};
 use super::raw::{RawAclRule, RawEmbedded, RawGroup, RawSecret, RawSupervisor, RawUser};
 use super::response_info::check_prefix;
 use super::secret::{Env, expand_secret};
-use super::template::{Template, Var, Vars, check_filter};
+use super::template::{Template, Var, Vars, check_filter, unsafe_char};
 use super::values::Problems;
+use crate::output::Escaped;
 
 /// MQTT strings (user names) carry a two-byte length.
 const MAX_STRING_BYTES: usize = 65_535;
@@ -116,11 +117,22 @@ fn check_user_name(name: &str) -> Result<(), String> {
     if name == "*" {
         return Err("`*` cannot be a user name: in `acl` it means every user".to_string());
     }
-    if let Some(bad) = name.chars().find(|c| matches!(c, '+' | '#' | '/' | '\0')) {
+    // The broker would take one account for both, and the supervisor's random password would
+    // silently replace the fleet's.
+    if name == crate::supervisor::CLIENT_ID {
         return Err(format!(
-            "user name `{}` contains `{}`; names stand for `%u` in ACL topics, where + # / would change the topic's levels",
-            name.escape_debug(),
-            bad.escape_debug()
+            "`{name}` cannot be a user name: it is the account fleetsim gives its supervisor on a locked-down embedded broker"
+        ));
+    }
+    if let Some(what) = unsafe_char(name) {
+        return Err(format!(
+            "user name `{}` contains {what}",
+            Escaped::value(name)
+        ));
+    }
+    if let Some(bad) = name.chars().find(|c| matches!(c, '+' | '#' | '/')) {
+        return Err(format!(
+            "user name `{name}` contains `{bad}`; names stand for `%u` in ACL topics, where + # / would change the topic's levels"
         ));
     }
     if name.len() > MAX_STRING_BYTES {
@@ -247,15 +259,23 @@ pub(super) fn check_supervisor(
             );
             return None;
         }
-        Some(name) if name.value.is_empty() || name.value.contains('\0') => {
-            problems.at(
-                name.referenced,
-                "supervisor.username",
-                "user name must be non-empty and without NUL",
-            );
-            return None;
+        Some(name) => {
+            let complaint = if name.value.is_empty() {
+                Some("user name must not be empty".to_string())
+            } else {
+                unsafe_char(&name.value).map(|what| {
+                    format!(
+                        "user name `{}` contains {what}",
+                        Escaped::value(&name.value)
+                    )
+                })
+            };
+            if let Some(message) = complaint {
+                problems.at(name.referenced, "supervisor.username", message);
+                return None;
+            }
+            name.value.clone()
         }
-        Some(name) => name.value.clone(),
     };
     let password = match &raw.value.password {
         Some(p) => Some(secret(problems, p, "supervisor.password", env)?),
@@ -332,10 +352,10 @@ fn check_username(text: &str) -> Result<(), String> {
     if text.is_empty() {
         return Err("username must not be empty (leave it out to connect without one)".into());
     }
-    if text.contains('\0') {
+    if let Some(what) = unsafe_char(text) {
         return Err(format!(
-            "username `{}` contains a NUL character",
-            text.escape_debug()
+            "username `{}` contains {what}",
+            Escaped::value(text)
         ));
     }
     if text.len() > MAX_STRING_BYTES {

@@ -15,6 +15,7 @@ use super::secret::Env;
 use super::template::{MAX_ID_LEN, Template, Var, Vars, check_topic, is_id_char};
 use super::values::{DurationRule, Problems, duration, finite, int_in_range};
 use super::will::{ConsumerPlan, SESSION_EXPIRY_WITH_WILL, WillPlan, check_consumer, check_will};
+use crate::output::Escaped;
 
 /// Largest `count` of one group, and of the whole fleet: far beyond what one machine can
 /// simulate, small enough that expanding a typo like `count: 1000000000000` cannot exhaust
@@ -278,8 +279,9 @@ fn check_ids(
         .find(|&c| !is_id_char(c))
     {
         found.push(problem(format!(
-            "id `{}` contains `{bad}`; ids may only use A-Z a-z 0-9 _ . -",
-            id.value
+            "id `{}` contains `{}`; ids may only use A-Z a-z 0-9 _ . -",
+            Escaped::value(&id.value),
+            Escaped::value(bad.encode_utf8(&mut [0; 4]))
         )));
     }
     let real_count = count.unwrap_or(1);

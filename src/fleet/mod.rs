@@ -66,9 +66,11 @@ mod tests_faults;
 mod tests_network;
 #[cfg(test)]
 mod tests_protocol;
+#[cfg(test)]
+mod tests_text;
 
 use std::fmt;
-use std::io;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 pub use model::*;
@@ -96,6 +98,8 @@ pub enum FleetError {
         #[source]
         source: io::Error,
     },
+    #[error("cannot read fleet file {}: larger than {} MiB", path.display(), MAX_FLEET_BYTES >> 20)]
+    TooLarge { path: PathBuf },
     /// Not YAML, or YAML that does not fit the format (unknown field, wrong type). `message`
     /// already names the line and column and shows a snippet.
     #[error("{origin}: {message}")]
@@ -147,6 +151,11 @@ impl fmt::Display for ProblemList<'_> {
     }
 }
 
+/// The largest fleet file read: a million devices written out one by one fit, and `/dev/zero`
+/// given by mistake ends in a message instead of exhausting memory. Not a regular-file check:
+/// `fleetsim validate <(generate-fleet)` reads a pipe, and should.
+pub const MAX_FLEET_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Read and validate a fleet file. Errors name the file, line, column and field. Relative
 /// `tls` paths are taken relative to the file's directory; `${VAR}` in passwords is read from
 /// the environment.
@@ -156,10 +165,18 @@ pub fn load(path: &Path) -> Result<Fleet, FleetError> {
 
 /// [`load`], with the command line's overrides.
 pub fn load_with(path: &Path, overrides: &Overrides) -> Result<Fleet, FleetError> {
-    let bytes = std::fs::read(path).map_err(|source| FleetError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_FLEET_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|source| FleetError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if bytes.len() as u64 > MAX_FLEET_BYTES {
+        return Err(FleetError::TooLarge {
+            path: path.to_path_buf(),
+        });
+    }
     let origin = path.display().to_string();
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,

@@ -32,19 +32,61 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Spanned<RawFleet>, Strin
     })
 }
 
-/// Whether some line holds `password` with anything but `${VAR}` references after it. Line by
-/// line, because the text did not parse; when unsure (a value on the next line, a block
-/// scalar, `password` elsewhere), it says yes and the error goes without a snippet.
+/// Key names that may hold a secret, in lower case: the format's `password`, and what a user
+/// might have meant by one.
+const SECRET_KEYS: [&str; 3] = ["password", "passwd", "secret"];
+
+fn is_secret_key(key: &str) -> bool {
+    let key = key.to_lowercase();
+    SECRET_KEYS.iter().any(|s| key.contains(s))
+}
+
+/// Whether a snippet of `text` could show a secret: some key that looks like a password (any
+/// case, however the YAML spells it: `"pass\x77ord"`, `'PASSWORD'`) with anything but `${VAR}`
+/// references as its value. Decided on the YAML's structure when it is well-formed (the error
+/// was about the fleet format), so escapes, flow mappings, block scalars and aliases are seen
+/// as serde sees them; line by line otherwise, saying yes when unsure.
 fn may_show_password(text: &str) -> bool {
-    text.lines().any(|line| {
-        let Some(at) = line.find("password") else {
-            return false;
-        };
-        let after_key = line[at + "password".len()..].trim_start_matches(['"', '\'']);
-        match after_key.trim_start().strip_prefix(':') {
-            Some(value) => !only_variables(value),
-            None => true,
-        }
+    match serde_saphyr::from_str::<serde_json::Value>(text) {
+        Ok(doc) => holds_secret(&doc),
+        Err(_) => text.lines().any(line_may_show_password),
+    }
+}
+
+/// A secret-looking key with a value other than `${VAR}` references, anywhere in `value`.
+fn holds_secret(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => map.iter().any(|(key, value)| {
+            let shown = match value {
+                Value::Null => false,
+                Value::String(s) => !only_variables(s),
+                _ => true,
+            };
+            (is_secret_key(key) && shown) || holds_secret(value)
+        }),
+        Value::Array(items) => items.iter().any(holds_secret),
+        _ => false,
+    }
+}
+
+/// For text that is not even YAML: a line with an escape (a quoted `"pass\x77ord"` may spell
+/// anything), or with a secret-looking word followed by anything but `${VAR}` references (a
+/// value on the next line or a block scalar count as something).
+fn line_may_show_password(line: &str) -> bool {
+    if line.contains('\\') {
+        return true;
+    }
+    // ASCII lower case keeps byte positions, so `at` indexes `line` too.
+    let lower = line.to_ascii_lowercase();
+    SECRET_KEYS.iter().any(|word| {
+        lower.match_indices(word).any(|(at, _)| {
+            let after_key = line[at + word.len()..].trim_start_matches(['"', '\'']);
+            match after_key.trim_start().strip_prefix(':') {
+                Some(value) => !only_variables(value),
+                None => true,
+            }
+        })
     })
 }
 
@@ -503,6 +545,7 @@ mod tests {
             "password: ${A}\n",
             "  - { name: a, password: \"${A_1}\" }\n",
             "'password': '${A}${B}'\n",
+            "password:\n",
         ] {
             assert!(!may_show_password(safe), "{safe}");
         }
@@ -510,12 +553,62 @@ mod tests {
             "password: hunter2\n",
             "password: pre-${A}\n",
             "password:\n  hunter2\n",
-            "password: |\n",
+            "password: |\n  hunter2\n",
             "password: ${A b}\n",
             "password: ${A\n",
-            "id: my-password-store\n",
+            "password: 1234\n",
+            "\"pass\\x77ord\": hunter2\n",
+            "\"p\\u0061ssword\": hunter2\n",
+            "'PASSWORD': hunter2\n",
+            "Password: hunter2\n",
+            "users: [{name: a, \"pass\\x77ord\": hunter2}]\n",
+            "users:\n  - name: a\n    Passwd: >-\n      hunter2\n",
+            "x: &p hunter2\nsecret_key: *p\n",
         ] {
             assert!(may_show_password(unsafe_), "{unsafe_}");
+        }
+    }
+
+    #[test]
+    fn text_that_is_not_yaml_is_judged_line_by_line_and_cautiously() {
+        // Unclosed flow mappings: not YAML, so no structure to go by.
+        for unsafe_ in [
+            "devices: [{id: l, \"pass\\x77ord\": hunter2\n",
+            "devices: [{id: l, PassWord: hunter2\n",
+            "devices: [{id: l, \"any\\u0020escape\": x\n",
+            "devices: [{id: l,\n  secret:\n    hunter2\n",
+        ] {
+            assert!(
+                serde_saphyr::from_str::<serde_json::Value>(unsafe_).is_err(),
+                "{unsafe_}"
+            );
+            assert!(may_show_password(unsafe_), "{unsafe_}");
+        }
+        let safe = "devices: [{id: l, password: \"${P}\"\n";
+        assert!(!may_show_password(safe), "{safe}");
+    }
+
+    /// Each spelling of a password key next to a format error: the error names the place, and
+    /// never shows the value.
+    #[test]
+    fn no_spelling_of_a_password_key_leaks_into_a_yaml_error() {
+        const SECRET: &str = "hunter2-literal";
+        let cases = [
+            format!("    \"pass\\x77ord\": {SECRET}\n    colour: red\n"),
+            format!("    \"p\\u0061ssword\": {SECRET}\n    colour: red\n"),
+            format!("    'PASSWORD': {SECRET}\n"),
+            format!("    Password: {SECRET}\n"),
+            format!("    will: {{payload: x, \"pass\\x77ord\": {SECRET}}}\n"),
+            format!("    password: |\n      {SECRET}\n    colour: red\n"),
+            format!("    password: >-\n      {SECRET}\n    colour: red\n"),
+            format!("    password: \"{SECRET}\n      -continued\"\n    colour: red\n"),
+        ];
+        for body in cases {
+            let text =
+                format!("name: t\ndevices:\n  - kind: light\n    id: l\n    username: u\n{body}");
+            let err = parse(&text, "f.yaml").expect_err("a format error");
+            assert!(!err.contains(SECRET), "{body}: {err}");
+            assert!(err.contains("line "), "{body}: {err}");
         }
     }
 }

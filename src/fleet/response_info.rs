@@ -13,8 +13,11 @@ use serde_saphyr::Spanned;
 use super::group::Located;
 use super::model::Connection;
 use super::raw::RawGroup;
-use super::template::{MAX_TOPIC_BYTES, RESPONSE_INFO, Template, Var, Vars, check_topic};
+use super::template::{
+    MAX_TOPIC_BYTES, RESPONSE_INFO, Template, Var, Vars, check_topic, unsafe_char,
+};
 use super::values::Problems;
+use crate::output::Escaped;
 
 /// What `{response_info}` becomes when CONNACK carries none (Mosquitto never sends any).
 pub(super) const DEFAULT_FALLBACK: &str = "resp/";
@@ -51,14 +54,11 @@ pub(super) fn check_prefix(
             "{} must not be empty (leave it out for none)",
             last_part(field)
         ))
+    } else if let Some(what) = unsafe_char(text) {
+        Some(format!("`{}` contains {what}", Escaped::value(text)))
     } else if let Some(w) = text.chars().find(|c| matches!(c, '+' | '#')) {
         Some(format!(
             "`{text}` contains the wildcard `{w}`; it begins topic names, which cannot hold wildcards"
-        ))
-    } else if text.contains('\0') {
-        Some(format!(
-            "`{}` contains a NUL character",
-            text.escape_debug()
         ))
     } else if text.len() > MAX_TOPIC_BYTES {
         Some(format!(

@@ -6,6 +6,8 @@
 
 use std::fmt::Write as _;
 
+use crate::output::{Escaped, is_unsafe};
+
 /// Longest client id fleetsim generates. MQTT 5 lets brokers refuse ids over 23 bytes; 64 is a
 /// limit every broker we target accepts, while leaving room for readable names.
 pub(super) const MAX_ID_LEN: usize = 64;
@@ -192,19 +194,32 @@ pub(super) fn is_id_char(c: char) -> bool {
 }
 
 /// Check an expanded topic name (or response topic): what a broker would refuse in PUBLISH.
+/// What makes `text` unfit for a topic, an id or a name, if anything: NUL (MQTT forbids it),
+/// other control characters (MQTT 5, 1.5.4: strings should not hold them; a client id or topic
+/// with one is a typo or an attack) and bidirectional-text controls (a terminal showing the
+/// value would reorder what follows). Worded to follow "contains".
+pub(super) fn unsafe_char(text: &str) -> Option<String> {
+    let c = text.chars().find(|&c| is_unsafe(c))?;
+    Some(match c {
+        '\0' => "a NUL character".to_string(),
+        c if c.is_control() => format!("the control character U+{:04X}", u32::from(c)),
+        c => format!(
+            "the invisible formatting character U+{:04X}, which reorders or breaks the text around it",
+            u32::from(c)
+        ),
+    })
+}
+
 pub(super) fn check_topic(topic: &str) -> Result<(), String> {
     if topic.is_empty() {
         return Err("topic must not be empty".to_string());
     }
+    if let Some(what) = unsafe_char(topic) {
+        return Err(format!("topic `{}` contains {what}", Escaped::value(topic)));
+    }
     if let Some(w) = topic.chars().find(|c| matches!(c, '+' | '#')) {
         return Err(format!(
             "topic `{topic}` contains the wildcard `{w}`; only subscriptions may use + and #"
-        ));
-    }
-    if topic.contains('\0') {
-        return Err(format!(
-            "topic `{}` contains a NUL character",
-            topic.escape_debug()
         ));
     }
     if topic.len() > MAX_TOPIC_BYTES {
@@ -223,10 +238,10 @@ pub(super) fn check_filter(filter: &str) -> Result<(), String> {
     if filter.is_empty() {
         return Err("topic filter must not be empty".to_string());
     }
-    if filter.contains('\0') {
+    if let Some(what) = unsafe_char(filter) {
         return Err(format!(
-            "topic filter `{}` contains a NUL character",
-            filter.escape_debug()
+            "topic filter `{}` contains {what}",
+            Escaped::value(filter)
         ));
     }
     if filter.len() > MAX_TOPIC_BYTES {

@@ -1125,7 +1125,9 @@ fn bad_files_name_field_line_and_value() {
         let kind = match &err {
             FleetError::Yaml { .. } => Expect::Yaml,
             FleetError::Invalid { .. } => Expect::Invalid,
-            FleetError::Read { .. } => panic!("{case}: unexpected read error"),
+            FleetError::Read { .. } | FleetError::TooLarge { .. } => {
+                panic!("{case}: unexpected read error")
+            }
         };
         let text = err.to_string();
         assert_eq!(kind, *expect, "{case}: wrong error kind:\n{text}");

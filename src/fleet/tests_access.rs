@@ -291,6 +291,15 @@ fn bad_files() -> Vec<(&'static str, String, [&'static str; 3])> {
             ],
         ),
         (
+            "the supervisor's account",
+            embedded("    users: [{name: fleetsim-supervisor, password: mine}]\n"),
+            [
+                "broker.embedded.users[0].name",
+                ":4:",
+                "`fleetsim-supervisor` cannot be a user name: it is the account fleetsim gives its supervisor",
+            ],
+        ),
+        (
             "user name with a slash",
             embedded("    users: [{name: a/b, password: x}]\n"),
             ["broker.embedded.users[0].name", ":4:", "contains `/`"],

@@ -17,8 +17,10 @@ use super::model::{BrokerTarget, EmbeddedSettings, Fleet};
 use super::phone::per_second;
 use super::raw::{RawBroker, RawFleet};
 use super::secret::Env;
+use super::template::unsafe_char;
 use super::tls::{check_ca_for, check_tls};
 use super::values::{DurationRule, Problems, duration};
+use crate::output::Escaped;
 
 const DEFAULT_MQTT_PORT: u16 = 1883;
 const DEFAULT_MQTTS_PORT: u16 = 8883;
@@ -45,11 +47,22 @@ pub(super) fn validate(raw: Spanned<RawFleet>, ctx: &Context<'_>) -> Result<Flee
             problems.at(top, "name", "missing required field `name`");
             None
         }
-        Some(n) if n.value.trim().is_empty() => {
-            problems.at(n.referenced, "name", "name must not be empty");
-            None
+        Some(n) => {
+            // The name heads the summary and the report.
+            let complaint = if n.value.trim().is_empty() {
+                Some("name must not be empty".to_string())
+            } else {
+                unsafe_char(&n.value)
+                    .map(|what| format!("name `{}` contains {what}", Escaped::value(&n.value)))
+            };
+            match complaint {
+                Some(message) => {
+                    problems.at(n.referenced, "name", message);
+                    None
+                }
+                None => Some(n.value.clone()),
+            }
         }
-        Some(n) => Some(n.value.clone()),
     };
     let raw_embedded = match f.broker.as_ref().map(|b| &b.value) {
         Some(RawBroker::Embedded(e)) => Some(e.as_ref()),

@@ -7,7 +7,7 @@
 
 pub mod toxic;
 
-use std::io;
+use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -51,6 +51,12 @@ pub enum TlsError {
     NoCaFile,
     #[error("cannot read {}: {source}", path.display())]
     Read { path: PathBuf, source: io::Error },
+    /// A FIFO would block the run until something writes to it; a device like /dev/zero
+    /// would never end.
+    #[error("cannot read {}: it is {what}, not a regular file", path.display())]
+    NotAFile { path: PathBuf, what: &'static str },
+    #[error("cannot read {}: larger than {} KiB, too large for a PEM file", path.display(), MAX_PEM_BYTES / 1024)]
+    TooLarge { path: PathBuf },
     #[error("bad PEM in {}: {source}", path.display())]
     Pem { path: PathBuf, source: pem::Error },
     #[error("no certificate in {}", path.display())]
@@ -236,11 +242,62 @@ fn server_name(host: &str) -> Result<ServerName<'static>, TlsError> {
     })
 }
 
+/// The most a PEM file may hold: a bundle of a thousand CA certificates fits.
+pub const MAX_PEM_BYTES: u64 = 1024 * 1024;
+
+/// A regular file (symlinks followed) of at most [`MAX_PEM_BYTES`].
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
+    let failed = |source| TlsError::Read {
         path: path.to_owned(),
         source,
-    })
+    };
+    // Checked before opening: opening a FIFO already blocks until a writer comes. A file
+    // swapped for one between the check and the open is not guarded against.
+    let kind = std::fs::metadata(path).map_err(failed)?.file_type();
+    if !kind.is_file() {
+        return Err(TlsError::NotAFile {
+            path: path.to_owned(),
+            what: describe(kind),
+        });
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_PEM_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(failed)?;
+    if bytes.len() as u64 > MAX_PEM_BYTES {
+        return Err(TlsError::TooLarge {
+            path: path.to_owned(),
+        });
+    }
+    Ok(bytes)
+}
+
+/// What a path that is not a regular file is, for the message.
+#[cfg(unix)]
+fn describe(kind: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "something else"
+    }
+}
+
+#[cfg(not(unix))]
+fn describe(kind: std::fs::FileType) -> &'static str {
+    if kind.is_dir() {
+        "a directory"
+    } else {
+        "something else"
+    }
 }
 
 /// Every certificate in a PEM file; at least one.

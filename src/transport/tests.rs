@@ -403,3 +403,78 @@ fn server_names_may_be_dns_names_or_ip_literals() {
         r#"bad server name "not a host!": not a DNS name or an IP address"#
     );
 }
+
+/// `Endpoint::tls` on `ca`, in a thread: Err when it does not return within a few seconds.
+fn tls_error_within_seconds(ca: PathBuf) -> Result<TlsError, &'static str> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(tls_error(&ca, None));
+    });
+    rx.recv_timeout(WAIT).map_err(|_| "still reading after 5 s")
+}
+
+#[test]
+fn an_endless_device_as_ca_file_is_refused_at_once() {
+    let zero = PathBuf::from("/dev/zero");
+    let err = tls_error_within_seconds(zero).unwrap();
+    assert_eq!(
+        err.to_string(),
+        "cannot read /dev/zero: it is a character device, not a regular file"
+    );
+}
+
+#[test]
+fn a_fifo_as_ca_file_is_refused_without_waiting_for_a_writer() {
+    let pki = pki();
+    let fifo = pki.dir.path().join("ca.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success());
+    // Nobody ever writes to it: opening it for reading would block for good.
+    let err = tls_error_within_seconds(fifo.clone()).unwrap();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "cannot read {}: it is a FIFO (named pipe), not a regular file",
+            fifo.display()
+        )
+    );
+}
+
+#[test]
+fn a_directory_or_an_oversized_file_is_refused_naming_it() {
+    let pki = pki();
+    let err = tls_error(pki.dir.path(), None);
+    assert!(
+        matches!(
+            err,
+            TlsError::NotAFile {
+                what: "a directory",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    // A real certificate, padded past the limit with comment lines PEM parsers skip.
+    let mut big = fs::read_to_string(&pki.ca).unwrap();
+    while big.len() as u64 <= MAX_PEM_BYTES {
+        big.push_str("padding line, outside any PEM block, ignored by parsers\n");
+    }
+    let path = scratch(&pki, "big.pem", &big);
+    let err = tls_error(&path, None);
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "cannot read {}: larger than 1024 KiB, too large for a PEM file",
+            path.display()
+        )
+    );
+    // A symlink to the good CA is followed and read.
+    let link = pki.dir.path().join("link.pem");
+    std::os::unix::fs::symlink(&pki.ca, &link).unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], 8883));
+    assert!(Endpoint::tls(addr, "localhost", &link, None).is_ok());
+}
