@@ -98,6 +98,7 @@ mod tests {
             expect: Vec::new(),
             supervisor: None,
             id_prefix: String::new(),
+            source_addresses: Vec::new(),
         }
     }
 

@@ -1,6 +1,7 @@
 //! The validated fleet: what the rest of fleetsim runs. Built only by `fleet::load`/`fleet::parse`,
 //! so every value here has been checked and every template expanded.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 /// A checked fleet file, ready to run.
@@ -31,6 +32,9 @@ pub struct Fleet {
     /// In front of every client id (the supervisor's too), so two runs share no client id
     /// and, through `{id}`, no topic. Empty by default.
     pub id_prefix: String,
+    /// The local addresses devices connect from, ranges expanded, in file order; device `i`
+    /// uses entry `i % len`. Empty: fleetsim chooses (see `transport::sources`).
+    pub source_addresses: Vec<IpAddr>,
 }
 
 impl Fleet {

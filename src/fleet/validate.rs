@@ -1,5 +1,5 @@
 //! Top-level checks (`name`, `broker`, `duration`, `seed`, `will_ack_timeout`, `tls`,
-//! `devices`, `faults`, `expect`) and the assembly of the final [`Fleet`] from the checked groups.
+//! `devices`, `faults`, `expect`, `source_addresses`) and the assembly of the final [`Fleet`] from the checked groups.
 
 use std::path::Path;
 use std::time::Duration;
@@ -16,6 +16,7 @@ use super::group::check_group;
 use super::model::{BrokerTarget, EmbeddedSettings, Fleet};
 use super::raw::{RawBroker, RawFleet};
 use super::secret::Env;
+use super::sources::check_sources;
 use super::tls::{check_ca_for, check_tls};
 use super::values::{DurationRule, Problems, duration};
 
@@ -127,6 +128,7 @@ pub(super) fn validate(raw: Spanned<RawFleet>, ctx: &Context<'_>) -> Result<Flee
     );
     let expect = check_expect(&mut problems, f.expect.as_ref());
     let supervisor = check_supervisor(&mut problems, f.supervisor.as_ref(), ctx.env);
+    let source_addresses = check_sources(&mut problems, f.source_addresses.as_ref());
     let devices = expanded.map(|e| e.devices).unwrap_or_default();
 
     match (name, broker, run_for, will_ack_timeout) {
@@ -146,6 +148,7 @@ pub(super) fn validate(raw: Spanned<RawFleet>, ctx: &Context<'_>) -> Result<Flee
                 expect,
                 supervisor,
                 id_prefix,
+                source_addresses,
             })
         }
         _ => Err(problems.into_sorted()),
