@@ -20,6 +20,7 @@ use crate::fleet::{BrokerTarget, Expectation, Fleet, Role, Secret};
 use crate::interrupt::{Interrupt, Signal};
 use crate::report::Report;
 use crate::supervisor::{GetStatus, GetWills, RunStarted, Supervisor};
+use crate::transport::sources::{self, SourceError};
 use crate::transport::{Endpoint, TlsError};
 
 /// How a run is carried out, beyond what the fleet file says.
@@ -82,6 +83,8 @@ pub enum RunError {
     System(#[source] std::io::Error),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Sources(#[from] SourceError),
 }
 
 const POLL: Duration = Duration::from_millis(20);
@@ -125,7 +128,11 @@ pub fn run(fleet: Fleet, options: &RunOptions) -> Result<Report, RunError> {
             (resolve(host, *port)?, format!("{scheme}://{host}:{port}"))
         }
     };
-    let endpoint = endpoint(&fleet, addr)?;
+    let endpoint = endpoint(&fleet, addr)?.with_sources(sources::choose(
+        &fleet.source_addresses,
+        addr,
+        fleet.devices.len(),
+    )?);
 
     let system = System::new();
     // The supervisor's own account on a locked-down embedded broker, or the fleet's login for
@@ -390,7 +397,7 @@ async fn dial_in(
             let setup = DeviceSetup {
                 index: index as u32,
                 spec: Arc::new(spec.clone()),
-                endpoint: endpoint.clone(),
+                endpoint: endpoint.for_device(index),
                 seed: fleet.seed,
                 events: cast.collector.clone().recipient(),
                 facts: Some(cast.supervisor.clone().recipient()),
