@@ -2,7 +2,8 @@
 //!
 //! A TCP connection to one broker address needs a local port of its own from the kernel's
 //! ephemeral range (`net.ipv4.ip_local_port_range`, 28,232 ports by default), *per source
-//! address*. Past that, `connect` fails with EADDRNOTAVAIL. On loopback every 127.x.y.z is a
+//! address*. Past that, `connect` fails with EADDRNOTAVAIL (binding to a source address, with
+//! EADDRINUSE). On loopback every 127.x.y.z is a
 //! local address, so a fleet larger than one range is spread over 127.0.0.1, 127.0.0.2, ...
 //! without any setup; elsewhere the fleet file lists addresses the machine has
 //! (`source_addresses:`).
