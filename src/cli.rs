@@ -357,7 +357,9 @@ fn load_and_run(args: RunArgs, quiet: bool) -> Result<Report, Failure> {
     run(fleet, &options).map_err(|e| {
         let (exit, kind) = match &e {
             RunError::System(_) => (Exit::NotOk, "system"),
-            RunError::TooFewFiles { .. } | RunError::Tls(_) => (Exit::Invalid, "invalid"),
+            RunError::TooFewFiles { .. } | RunError::Tls(_) | RunError::Sources(_) => {
+                (Exit::Invalid, "invalid")
+            }
             _ => (Exit::Broker, "broker"),
         };
         Failure {

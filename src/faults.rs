@@ -154,6 +154,7 @@ mod tests {
             supervisor: None,
             id_prefix: String::new(),
             ramp: None,
+            source_addresses: Vec::new(),
         }
     }
 

@@ -15,6 +15,7 @@
 //! - `response_info`: Response Information: the embedded broker's, a device's request and
 //!   fallback, and `{response_info}` in a phone's response topic.
 //! - `tls`: the `tls:` certificate paths, and `mqtts://` needing a CA file.
+//! - `sources`: `source_addresses:`, addresses and ranges devices connect from.
 //! - `expand`: turns the plans into devices: ids, duplicate ids, topics, Wills, phone targets.
 //! - `faults`: the top-level `faults:` list: kind, schedule (`at`/`every`/`probability`),
 //!   `down_for`, and matching each target against the expanded devices.
@@ -43,6 +44,7 @@ mod phone;
 mod raw;
 mod response_info;
 mod secret;
+mod sources;
 mod template;
 mod tls;
 mod validate;
@@ -66,6 +68,8 @@ mod tests_faults;
 mod tests_network;
 #[cfg(test)]
 mod tests_protocol;
+#[cfg(test)]
+mod tests_sources;
 #[cfg(test)]
 mod tests_text;
 

@@ -1,6 +1,7 @@
 //! The validated fleet: what the rest of fleetsim runs. Built only by `fleet::load`/`fleet::parse`,
 //! so every value here has been checked and every template expanded.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +38,9 @@ pub struct Fleet {
     /// Devices started a second at most while dialling in (None: as fast as the broker takes
     /// them).
     pub ramp: Option<f64>,
+    /// The local addresses devices connect from, ranges expanded, in file order; device `i`
+    /// uses entry `i % len`. Empty: fleetsim chooses (see `transport::sources`).
+    pub source_addresses: Vec<IpAddr>,
 }
 
 impl Fleet {

@@ -132,6 +132,8 @@ pub(super) struct RawFleet {
     pub supervisor: Option<Spanned<RawSupervisor>>,
     pub id_prefix: Option<Spanned<String>>,
     pub ramp: Option<Spanned<String>>,
+    /// Addresses and `A-B` ranges, parsed by `sources`.
+    pub source_addresses: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `supervisor:`, the login of the supervisor's own connection on an external broker.

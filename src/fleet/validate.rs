@@ -1,5 +1,5 @@
 //! Top-level checks (`name`, `broker`, `duration`, `seed`, `will_ack_timeout`, `tls`,
-//! `devices`, `faults`, `expect`) and the assembly of the final [`Fleet`] from the checked groups.
+//! `devices`, `faults`, `expect`, `source_addresses`) and the assembly of the final [`Fleet`] from the checked groups.
 
 use std::path::Path;
 use std::time::Duration;
@@ -17,6 +17,7 @@ use super::model::{BrokerTarget, EmbeddedSettings, Fleet};
 use super::phone::per_second;
 use super::raw::{RawBroker, RawFleet};
 use super::secret::Env;
+use super::sources::check_sources;
 use super::template::unsafe_char;
 use super::tls::{check_ca_for, check_tls};
 use super::values::{DurationRule, Problems, duration};
@@ -145,6 +146,7 @@ pub(super) fn validate(raw: Spanned<RawFleet>, ctx: &Context<'_>) -> Result<Flee
         .as_ref()
         .and_then(|r| per_second(&mut problems, r, "ramp"));
     let supervisor = check_supervisor(&mut problems, f.supervisor.as_ref(), ctx.env);
+    let source_addresses = check_sources(&mut problems, f.source_addresses.as_ref());
     let devices = expanded.map(|e| e.devices).unwrap_or_default();
 
     match (name, broker, run_for, will_ack_timeout) {
@@ -165,6 +167,7 @@ pub(super) fn validate(raw: Spanned<RawFleet>, ctx: &Context<'_>) -> Result<Flee
                 supervisor,
                 id_prefix,
                 ramp,
+                source_addresses,
             })
         }
         _ => Err(problems.into_sorted()),

@@ -19,6 +19,7 @@ mod phases;
 use crate::broker::{BrokerError, EmbeddedBroker, SupervisorLogin};
 use crate::fleet::{BrokerTarget, Fleet, Secret};
 use crate::report::Report;
+use crate::transport::sources::{self, SourceError};
 use crate::transport::{Endpoint, TlsError};
 
 pub use phases::Phase;
@@ -83,6 +84,8 @@ pub enum RunError {
     System(#[source] std::io::Error),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Sources(#[from] SourceError),
 }
 
 /// Runs a fleet to the end and returns its report. Blocks the calling thread.
@@ -121,7 +124,11 @@ pub fn run(fleet: Fleet, options: &RunOptions) -> Result<Report, RunError> {
             (resolve(host, *port)?, format!("{scheme}://{host}:{port}"))
         }
     };
-    let endpoint = endpoint(&fleet, addr)?;
+    let endpoint = endpoint(&fleet, addr)?.with_sources(sources::choose(
+        &fleet.source_addresses,
+        addr,
+        fleet.devices.len(),
+    )?);
 
     let system = System::new();
     // The supervisor's own account on a locked-down embedded broker, or the fleet's login for

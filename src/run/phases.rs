@@ -254,7 +254,7 @@ impl Run {
             faults,
             reconnect_window,
         };
-        let endpoint = self.endpoint.clone();
+        let endpoint = self.endpoint.for_device(index);
         let tally = shard.tally.clone();
         let shared = self.shared.clone();
         let facts = self.supervisor.clone().recipient();

@@ -3,18 +3,21 @@
 //! An [`Endpoint`] is built once per run (PEM files read and checked there, so a bad file stops
 //! the run before any device starts) and cloned into every device; `connect` hands back boxed
 //! read and write halves, so the codec and the actor do not care which transport is underneath.
-//! A device hit by network faults connects through [`toxic::proxy`] instead.
+//! A device hit by network faults connects through [`toxic::proxy`] instead. With source
+//! addresses ([`sources`]), each device's copy is bound to one of them ([`Endpoint::for_device`]).
 
+pub mod sources;
 pub mod toxic;
 
+use std::fmt;
 use std::io::{self, Read};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::pem::{self, PemObject};
 use tokio_rustls::rustls::pki_types::{
@@ -33,6 +36,10 @@ pub type BoxWrite = Box<dyn AsyncWrite + Unpin + Send>;
 pub struct Endpoint {
     addr: SocketAddr,
     tls: Option<Tls>,
+    /// The local addresses devices are dealt over; empty: the kernel picks, as usual.
+    sources: Arc<[IpAddr]>,
+    /// The local address this copy connects from, set by [`Endpoint::for_device`].
+    source: Option<IpAddr>,
 }
 
 /// One config shared by every device: rustls keeps its session-resumption cache there.
@@ -83,21 +90,61 @@ pub enum TlsError {
     Config(#[source] rustls::Error),
 }
 
-/// Why one connection attempt failed. Shown to users as is, so each names the address.
+/// Why one connection attempt failed. Shown to users as is, so each names the address, and
+/// the source address when the connection was bound to one (`from`): running out of ports is
+/// a matter of the source, not only of the broker.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("no answer from {addr} within {after:?}")]
-    Timeout { addr: SocketAddr, after: Duration },
-    #[error("cannot connect to {addr}: {source}")]
-    Tcp { addr: SocketAddr, source: io::Error },
+    #[error("no answer from {addr} within {after:?}{}", Via(*from).connecting())]
+    Timeout {
+        addr: SocketAddr,
+        from: Option<IpAddr>,
+        after: Duration,
+    },
+    #[error("cannot connect to {addr}{}: {source}", Via(*from))]
+    Tcp {
+        addr: SocketAddr,
+        from: Option<IpAddr>,
+        source: io::Error,
+    },
     /// `reason` is rustls' own words, e.g. "invalid peer certificate: UnknownIssuer".
-    #[error("TLS handshake with {addr} failed: {reason}")]
-    Tls { addr: SocketAddr, reason: String },
+    #[error("TLS handshake with {addr}{} failed: {reason}", Via(*from))]
+    Tls {
+        addr: SocketAddr,
+        from: Option<IpAddr>,
+        reason: String,
+    },
+}
+
+/// ` from 127.0.0.7` for a bound connection; nothing otherwise.
+struct Via(Option<IpAddr>);
+
+impl Via {
+    /// ` (connecting from 127.0.0.7)`, where a plain `from` would read as the broker's.
+    fn connecting(self) -> String {
+        self.0
+            .map(|ip| format!(" (connecting from {ip})"))
+            .unwrap_or_default()
+    }
+}
+
+impl fmt::Display for Via {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(ip) => write!(f, " from {ip}"),
+            None => Ok(()),
+        }
+    }
 }
 
 impl Endpoint {
     pub fn plain(addr: SocketAddr) -> Self {
-        Self { addr, tls: None }
+        Self {
+            addr,
+            tls: None,
+            sources: Arc::from([]),
+            source: None,
+        }
     }
 
     /// TLS to `addr`, checking the server certificate against `ca_file` for name `host` (a DNS
@@ -143,13 +190,37 @@ impl Endpoint {
             name,
         };
         Ok(Self {
-            addr,
             tls: Some(tls),
+            ..Self::plain(addr)
         })
+    }
+
+    /// The same endpoint, dealing its devices over `sources` (see [`Endpoint::for_device`]);
+    /// empty: every connection lets the kernel pick its local address.
+    pub fn with_sources(self, sources: Arc<[IpAddr]>) -> Self {
+        Self { sources, ..self }
+    }
+
+    /// The copy device `index` connects with: bound to `sources[index % len]`, round-robin,
+    /// or unbound when there are no sources. As cheap as a clone.
+    pub fn for_device(&self, index: usize) -> Endpoint {
+        let source = match self.sources.len() {
+            0 => None,
+            len => Some(self.sources[index % len]),
+        };
+        Self {
+            source,
+            ..self.clone()
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The local address this copy connects from, if bound to one.
+    pub fn source(&self) -> Option<IpAddr> {
+        self.source
     }
 
     pub fn is_tls(&self) -> bool {
@@ -185,6 +256,7 @@ impl Endpoint {
             .await
             .map_err(|_| ConnectError::Timeout {
                 addr: self.addr,
+                from: self.source,
                 after: timeout,
             })?
     }
@@ -195,9 +267,13 @@ impl Endpoint {
         &self,
         resettable: bool,
     ) -> Result<(BoxRead, BoxWrite, Option<toxic::ResetHandle>), ConnectError> {
-        let addr = self.addr;
-        let tcp = |source| ConnectError::Tcp { addr, source };
-        let stream = TcpStream::connect(addr).await.map_err(tcp)?;
+        let (addr, from) = (self.addr, self.source);
+        let tcp = |source| ConnectError::Tcp { addr, from, source };
+        let stream = match from {
+            None => TcpStream::connect(addr).await,
+            Some(ip) => connect_from(ip, addr).await,
+        }
+        .map_err(tcp)?;
         // Without NODELAY a small answer can wait ~40 ms for a delayed ACK.
         stream.set_nodelay(true).map_err(tcp)?;
         let reset = if resettable {
@@ -221,6 +297,7 @@ impl Endpoint {
             // tokio-rustls wraps rustls' error in an io::Error whose Display is rustls' own.
             .map_err(|e| ConnectError::Tls {
                 addr,
+                from,
                 reason: e.to_string(),
             })?;
         // One TLS session cannot be split into independent halves: `split` shares it behind a
@@ -228,6 +305,18 @@ impl Endpoint {
         let (read, write) = tokio::io::split(stream);
         Ok((Box::new(read), Box::new(write), reset))
     }
+}
+
+/// A TCP connection to `addr` from local address `source`. Binding with port 0 makes the
+/// kernel pick the port at `bind`, from `source`'s own share of the ephemeral range: that is
+/// what lets several source addresses hold more connections than one range.
+async fn connect_from(source: IpAddr, addr: SocketAddr) -> io::Result<TcpStream> {
+    let socket = match source {
+        IpAddr::V4(_) => TcpSocket::new_v4()?,
+        IpAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket.connect(addr).await
 }
 
 /// `host` as rustls wants it; an IPv6 literal may come bracketed, as in a URL.

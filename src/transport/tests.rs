@@ -275,6 +275,136 @@ async fn connect_to_a_closed_port_names_the_address() {
     );
 }
 
+fn ip(text: &str) -> IpAddr {
+    text.parse().unwrap()
+}
+
+#[test]
+fn devices_are_dealt_round_robin_over_the_sources() {
+    let broker: SocketAddr = "127.0.0.1:1883".parse().unwrap();
+    let sources: Arc<[IpAddr]> = Arc::from([ip("127.0.0.2"), ip("127.0.0.3"), ip("127.0.0.4")]);
+    let endpoint = Endpoint::plain(broker).with_sources(sources);
+    let dealt: Vec<_> = (0..7).map(|i| endpoint.for_device(i).source()).collect();
+    let want = [
+        "127.0.0.2",
+        "127.0.0.3",
+        "127.0.0.4",
+        "127.0.0.2",
+        "127.0.0.3",
+        "127.0.0.4",
+    ];
+    let want: Vec<_> = want
+        .iter()
+        .chain(&["127.0.0.2"])
+        .map(|s| Some(ip(s)))
+        .collect();
+    assert_eq!(dealt, want);
+    assert_eq!(
+        endpoint.source(),
+        None,
+        "the run's endpoint itself stays unbound"
+    );
+    assert_eq!(endpoint.for_device(4).addr(), broker);
+    // Without sources every device lets the kernel choose.
+    let unbound = Endpoint::plain(broker);
+    assert!((0..3).all(|i| unbound.for_device(i).source().is_none()));
+}
+
+/// Accepts one connection, echoes it, and returns the peer's address.
+fn echo_peer(listener: TcpListener) -> JoinHandle<IpAddr> {
+    tokio::spawn(async move {
+        let (mut tcp, peer) = listener.accept().await.unwrap();
+        let (mut read, mut write) = tcp.split();
+        tokio::io::copy(&mut read, &mut write).await.unwrap();
+        peer.ip()
+    })
+}
+
+#[tokio::test]
+async fn a_device_connects_from_its_source_address() {
+    let listener = listen().await;
+    let endpoint = Endpoint::plain(addr(&listener))
+        .with_sources(Arc::from([ip("127.0.0.7"), ip("127.0.0.8")]));
+    let server = echo_peer(listener);
+
+    let halves = endpoint.for_device(1).connect(WAIT).await.unwrap();
+
+    assert_eq!(round_trip(halves, b"bound").await, b"bound");
+    assert_eq!(server.await.unwrap(), ip("127.0.0.8"));
+}
+
+#[tokio::test]
+async fn a_proxied_device_connects_from_its_source_address_too() {
+    let listener = listen().await;
+    let endpoint = Endpoint::plain(addr(&listener)).with_sources(Arc::from([ip("127.0.0.9")]));
+    let server = echo_peer(listener);
+
+    let (read, write, _control) = endpoint
+        .for_device(0)
+        .connect_proxied(WAIT, 1)
+        .await
+        .unwrap();
+
+    assert_eq!(round_trip((read, write), b"proxied").await, b"proxied");
+    assert_eq!(server.await.unwrap(), ip("127.0.0.9"));
+}
+
+#[tokio::test]
+async fn tls_runs_over_a_bound_connection() {
+    let pki = pki();
+    let (addr, server) = tls_server(&pki, false).await;
+    let endpoint = Endpoint::tls(addr, "localhost", &pki.ca, None)
+        .unwrap()
+        .with_sources(Arc::from([ip("127.0.0.10")]))
+        .for_device(0);
+
+    let halves = endpoint.connect(WAIT).await.unwrap();
+
+    assert_eq!(round_trip(halves, b"secret").await, b"secret");
+    assert!(server.await.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn a_failed_connect_names_the_source_address() {
+    let addr = addr(&listen().await); // dropped: nothing listens there now
+    let endpoint = Endpoint::plain(addr)
+        .with_sources(Arc::from([ip("127.0.0.7")]))
+        .for_device(0);
+
+    let err = endpoint.connect(WAIT).await.err().unwrap();
+
+    assert!(
+        err.to_string()
+            .starts_with(&format!("cannot connect to {addr} from 127.0.0.7: ")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_timeout_names_the_source_address() {
+    let pki = pki();
+    // Bound but never accepted: nobody answers the ClientHello.
+    let listener = listen().await;
+    let endpoint = Endpoint::tls(addr(&listener), "localhost", &pki.ca, None)
+        .unwrap()
+        .with_sources(Arc::from([ip("127.0.0.7")]))
+        .for_device(0);
+
+    let err = endpoint
+        .connect(Duration::from_millis(300))
+        .await
+        .err()
+        .unwrap();
+
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "no answer from {} within 300ms (connecting from 127.0.0.7)",
+            addr(&listener)
+        )
+    );
+}
+
 fn tls_error(ca: &Path, client: Option<(&Path, &Path)>) -> TlsError {
     let addr = SocketAddr::from(([127, 0, 0, 1], 8883));
     Endpoint::tls(addr, "localhost", ca, client).unwrap_err()

@@ -95,6 +95,11 @@ impl Conn {
         }
     }
 
+    /// The client's address: which source address it connected from.
+    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        self.stream.peer_addr().ok()
+    }
+
     pub fn close(&mut self) {
         let _ = self.stream.shutdown(Shutdown::Both);
     }
