@@ -320,32 +320,17 @@ fn load_and_run(args: RunArgs, quiet: bool) -> Result<Report, Failure> {
             None,
         ));
     };
+    // Through the validator, so the fleet is checked as it will run (faults against the
+    // duration given here, mqtts:// against the CA file given here).
     let overrides = fleet::Overrides {
         id_prefix: args.id_prefix.clone(),
+        broker: args.broker,
+        duration: args.duration,
+        seed: args.seed,
+        ca_file: args.ca_file,
+        client_cert: args.cert_file.zip(args.key_file),
     };
-    let mut fleet = fleet::load_with(path, &overrides).map_err(|e| Failure::invalid(e, None))?;
-    if let Some(broker) = args.broker {
-        fleet.broker = broker;
-    }
-    if let Some(duration) = args.duration {
-        fleet.duration = duration;
-        if let Err(e) = fleet.check_injections() {
-            return Err(Failure::invalid(
-                format!("--duration: {e}"),
-                Some(FleetFacts::from(&fleet)),
-            ));
-        }
-    }
-    if let Some(seed) = args.seed {
-        fleet.seed = seed;
-    }
-    if let Some(ca_file) = args.ca_file {
-        fleet.tls.ca_file = Some(ca_file);
-    }
-    if let (Some(cert), Some(key)) = (args.cert_file, args.key_file) {
-        fleet.tls.cert_file = Some(cert);
-        fleet.tls.key_file = Some(key);
-    }
+    let fleet = fleet::load_with(path, &overrides).map_err(|e| Failure::invalid(e, None))?;
     let options = RunOptions {
         threads: args
             .threads

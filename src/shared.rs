@@ -55,9 +55,10 @@ impl Shared {
 /// Where the run stands, for the runner's phases: it waits on `changed` instead of polling.
 #[derive(Debug, Default)]
 pub struct Progress {
-    /// Devices started whose first TCP (and TLS) connect is under way.
+    /// Devices started whose first connection has no CONNACK yet: until then the broker may
+    /// not even have accepted the socket, which then fills its listen backlog.
     dialing: AtomicU64,
-    /// Devices connected for the first time but not yet subscribed.
+    /// Devices accepted (CONNACK) for the first time but not yet subscribed.
     handshaking: AtomicU64,
     ready: AtomicU64,
     supervisor: AtomicBool,
@@ -73,8 +74,8 @@ impl Progress {
         self.dialing.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A device's first connection is open (TCP, TLS): it leaves the dialling window.
-    pub fn connected(&self) {
+    /// A device's first connection was accepted (CONNACK): it leaves the dialling window.
+    pub fn accepted(&self) {
         self.dialing.fetch_sub(1, Ordering::Relaxed);
         self.handshaking.fetch_add(1, Ordering::Relaxed);
         self.changed.notify_one();

@@ -274,7 +274,7 @@ fn a_duration_override_that_would_schedule_too_many_faults_exits_2() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
-        err.contains("--duration") && err.contains("max 1000000"),
+        err.contains("faults[0].every") && err.contains("in a run of 30days (max 1000000)"),
         "{err}"
     );
     assert!(!err.contains("panicked"), "{err}");

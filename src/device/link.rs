@@ -49,9 +49,6 @@ impl Device {
 
     /// The socket is open: register this connection's Will and send CONNECT.
     pub(super) fn attached(&mut self, now: Instant, out: &mut Out<'_>) {
-        if self.incarnation == 0 {
-            out.shared.progress.connected();
-        }
         self.incarnation += 1;
         let will = self.will_message();
         self.session.set_will(will);
@@ -341,6 +338,7 @@ impl Device {
         let links = &mut out.tally.links;
         if first {
             links.connected += 1;
+            out.shared.progress.accepted();
         }
         if let Some(back) = self.downtime.up(now) {
             links.reconnects += 1;

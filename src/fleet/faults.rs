@@ -146,7 +146,8 @@ pub(super) fn check_faults(
                 loc,
                 at(name),
                 format!(
-                    "faults would fire {injections} times or more in all (max {MAX_INJECTIONS}); use a longer `every`, narrower targets or a shorter run"
+                    "faults would fire {injections} times or more in all in a run of {} (max {MAX_INJECTIONS}); use a longer `every`, narrower targets or a shorter run",
+                    humantime::format_duration(run_for.unwrap_or_default())
                 ),
             );
             break;

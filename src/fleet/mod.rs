@@ -88,6 +88,16 @@ pub struct Overrides {
     /// In front of every client id (`--id-prefix`); already checked with
     /// [`id_prefix_problem`].
     pub id_prefix: Option<String>,
+    /// `--broker`.
+    pub broker: Option<BrokerTarget>,
+    /// `--duration`: the faults are scheduled, and counted, against it.
+    pub duration: Option<std::time::Duration>,
+    /// `--seed`.
+    pub seed: Option<u64>,
+    /// `--ca-file`.
+    pub ca_file: Option<PathBuf>,
+    /// `--cert-file` and `--key-file`.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 pub use warnings::oversized_payloads;
 

@@ -69,7 +69,11 @@ pub(super) fn validate(raw: Spanned<RawFleet>, ctx: &Context<'_>) -> Result<Flee
         Some(RawBroker::Embedded(e)) => Some(e.as_ref()),
         _ => None,
     };
-    let broker = check_broker(&mut problems, f.broker.as_ref());
+    let o = ctx.overrides;
+    let broker = match &o.broker {
+        Some(broker) => Some(broker.clone()),
+        None => check_broker(&mut problems, f.broker.as_ref()),
+    };
     let embedded = raw_embedded.map_or_else(
         || EmbeddedSettings {
             allow_anonymous: true,
@@ -77,21 +81,35 @@ pub(super) fn validate(raw: Spanned<RawFleet>, ctx: &Context<'_>) -> Result<Flee
         },
         |e| check_embedded(&mut problems, e, ctx.env),
     );
-    let tls = check_tls(&mut problems, f.tls.as_ref(), ctx.base);
-    check_ca_for(
-        &mut problems,
-        broker.as_ref(),
-        f.broker.as_ref().map_or(top, |b| b.referenced),
-        f.tls.as_ref(),
-    );
-    let run_for = duration(
-        &mut problems,
-        f.duration.as_ref(),
-        "duration",
-        Duration::from_secs(10),
-        DurationRule::Positive,
-    );
-    let seed = f.seed.as_ref().map_or(0, |s| s.value);
+    let mut tls = check_tls(&mut problems, f.tls.as_ref(), ctx.base);
+    if let Some(ca_file) = &o.ca_file {
+        tls.ca_file = Some(ca_file.clone());
+    }
+    if let Some((cert, key)) = &o.client_cert {
+        tls.cert_file = Some(cert.clone());
+        tls.key_file = Some(key.clone());
+    }
+    if o.ca_file.is_none() {
+        check_ca_for(
+            &mut problems,
+            broker.as_ref(),
+            f.broker.as_ref().map_or(top, |b| b.referenced),
+            f.tls.as_ref(),
+        );
+    }
+    let run_for = match o.duration {
+        Some(d) => Some(d),
+        None => duration(
+            &mut problems,
+            f.duration.as_ref(),
+            "duration",
+            Duration::from_secs(10),
+            DurationRule::Positive,
+        ),
+    };
+    let seed = o
+        .seed
+        .unwrap_or_else(|| f.seed.as_ref().map_or(0, |s| s.value));
     let will_ack_timeout = duration(
         &mut problems,
         f.will_ack_timeout.as_ref(),

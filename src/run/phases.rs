@@ -37,11 +37,13 @@ pub enum Phase {
     Done,
 }
 
-/// Devices whose TCP (and TLS) connect may be under way at once: Mosquitto's listen backlog is
-/// 100, and past it each dropped handshake costs a 1 s SYN retry.
+/// Devices that may be dialling at once, until their CONNACK: a socket the broker has not
+/// accepted yet waits in its listen backlog (Mosquitto's is 100), and past it each dropped
+/// handshake costs a 1 s SYN retry. The CONNACK is the first sign from the client's side that
+/// the broker took the socket.
 const MAX_DIALING: u64 = 100;
-/// Devices connected but not yet subscribed at once: a broker answers CONNECTs in turn, and
-/// ten thousand at once would see some CONNACKs come after the connect timeout.
+/// Devices accepted but not yet subscribed at once: a broker answers SUBSCRIBEs in turn, and
+/// ten thousand at once would see some answers come after the connect timeout.
 const MAX_HANDSHAKING: u64 = 1000;
 /// How long the drain goes on once the run was interrupted: long enough for answers already on
 /// their way, short enough for someone waiting at a terminal or a CI job being cancelled.
