@@ -132,7 +132,8 @@ fn the_backend_walkthrough_works_as_written() {
     );
 
     drop(backend);
-    let out = run("2s");
+    // Long enough for the file's faults (at 3s): a shorter --duration is refused.
+    let out = run("4s");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(
