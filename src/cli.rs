@@ -141,7 +141,13 @@ fn parse_broker(text: &str) -> Result<BrokerTarget, String> {
 
 impl Cli {
     /// Logs go to stderr, so stdout holds only the trace and the report.
-    pub fn init_tracing(&self) {
+    ///
+    /// Lines go through a background writer, so a device thread that logs never waits on the
+    /// terminal (it blocks only if the writer falls 128k lines behind: no line is dropped).
+    /// Keep the returned guard until exit: dropping it flushes what is still queued. Colours
+    /// only on a terminal, and not with `NO_COLOR` set.
+    #[must_use = "dropping the guard stops the log writer"]
+    pub fn init_tracing(&self) -> tracing_appender::non_blocking::WorkerGuard {
         let default = match (self.quiet, self.verbose) {
             // The embedded broker's own warnings (a stalled client timing out) are expected.
             (true, _) => "warn,mqtt5=error",
@@ -151,11 +157,18 @@ impl Cli {
         };
         let filter = tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+        let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+            .lossy(false)
+            .finish(std::io::stderr());
+        let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
         tracing_subscriber::fmt()
             .with_env_filter(filter)
-            .with_writer(std::io::stderr)
+            .with_writer(writer)
+            .with_ansi(colour)
             .with_target(false)
             .init();
+        guard
     }
 }
 

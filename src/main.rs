@@ -8,7 +8,8 @@ use fleetsim::cli::{Cli, execute};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    cli.init_tracing();
+    let logs = cli.init_tracing();
     let code = execute(cli);
+    drop(logs);
     ExitCode::from(code as u8)
 }

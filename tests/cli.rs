@@ -538,3 +538,15 @@ fn an_endless_fleet_file_exits_2_instead_of_filling_memory() {
         stderr(&out)
     );
 }
+
+#[test]
+fn logs_to_a_file_or_pipe_carry_no_colour_codes() {
+    let out = fleetsim(&["fleets/home.yaml", "--duration", "1s"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("all devices ready"),
+        "the log made it out: {err}"
+    );
+    assert!(!err.contains('\u{1b}'), "{err}");
+}

@@ -301,7 +301,7 @@ impl Device {
                 reason_string,
             } => {
                 let why = describe(reason, reason_string.as_deref());
-                tracing::warn!(device = %self.id(), %topic, reason = %why, "publish refused by the broker");
+                tracing::debug!(device = %self.id(), %topic, reason = %why, "publish refused by the broker");
                 out.tally.refusal(Refusal {
                     device: self.id().to_owned(),
                     what: "publish".into(),

@@ -798,7 +798,7 @@ impl Device {
             return;
         }
         let correlation = phone.tracker.correlation(seq);
-        tracing::warn!(device = %self.id(), seq, %reason, "request failed");
+        tracing::debug!(device = %self.id(), seq, %reason, "request failed");
         out.tally.requests.failed += 1;
         self.ended(&correlation, Outcome::Failed { reason }, out);
         self.request_ended(now, out);

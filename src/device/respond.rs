@@ -165,7 +165,7 @@ impl Device {
                 // A Response Topic with a wildcard (or empty) is no topic to publish to: a
                 // broker would close the connection for it, and the session would resend it
                 // forever.
-                tracing::warn!(device = %self.id(), %topic, "request with an invalid Response Topic: not answered");
+                tracing::debug!(device = %self.id(), %topic, "request with an invalid Response Topic: not answered");
                 if !rejected {
                     r.rejected += 1;
                 }
