@@ -7,8 +7,7 @@ use std::collections::hash_map::{Entry as MapEntry, HashMap};
 
 use serde_saphyr::{Location, Spanned};
 
-use super::expand::Entry;
-use super::group::{GroupPlan, Located};
+use super::fields::Located;
 use super::model::{self, Access, AclRule, EmbeddedSettings, Secret, User};
 use super::raw::{RawAclRule, RawEmbedded, RawGroup, RawSecret, RawSupervisor, RawUser};
 use super::response_info::check_prefix;
@@ -369,23 +368,25 @@ fn check_username(text: &str) -> Result<(), String> {
 
 /// With the embedded broker and its `users`, every device user name must be one of them (a
 /// device that could never log in is a typo, not a test). Once per group.
-pub(super) fn check_usernames(
+/// `usernames`: each group's `username` template, by group index; `devices`: every device as
+/// (group index, id as written, `n`).
+pub(super) fn check_usernames<'a>(
     problems: &mut Problems,
-    plans: &[GroupPlan],
-    entries: &[Entry],
+    usernames: &[Option<&Located<Template>>],
+    devices: impl IntoIterator<Item = (usize, &'a str, u32)>,
     embedded: &RawEmbedded,
 ) {
     let names = user_names(embedded);
     if names.is_empty() {
         return;
     }
-    for entry in entries {
-        let Some(username) = plans.get(entry.group).and_then(|p| p.username.as_ref()) else {
+    for (group, id, n) in devices {
+        let Some(username) = usernames.get(group).copied().flatten() else {
             continue;
         };
         let name = username.value.expand(Vars {
-            id: &entry.id,
-            n: entry.n,
+            id,
+            n,
             target: None,
         });
         if !names.contains(name.as_str()) {

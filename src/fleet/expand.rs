@@ -13,11 +13,12 @@ use bytes::Bytes;
 
 use serde_saphyr::Location;
 
-use super::group::{GroupPlan, Located, MAX_DEVICES, RolePlan};
+use super::fields::{Located, topic};
+use super::group::{GroupPlan, MAX_DEVICES, RolePlan};
 use super::model::{Connection, Device, Kind, Light, Pace, Phone, Role, Sensor, Targets};
 use super::phone::{PacePlan, PhoneDest, PhonePlan, TargetPattern};
 use super::response_info::expand_response_topic;
-use super::template::{Template, Var, Vars, check_topic, glob_match};
+use super::template::{Template, Var, Vars, glob_match};
 use super::values::Problems;
 use super::will::check_ack_topic;
 
@@ -258,19 +259,6 @@ fn device(problems: &mut Problems, plan: &GroupPlan, entry: &Entry, role: Role) 
             .as_ref()
             .map(|c| c.expand(problems, vars)),
     }
-}
-
-/// Expand a topic template and check the result (one problem per field at most).
-pub(super) fn topic(
-    problems: &mut Problems,
-    template: &Located<Template>,
-    vars: Vars<'_>,
-) -> String {
-    let topic = template.value.expand(vars);
-    if let Err(message) = check_topic(&topic) {
-        problems.once(&template.field, template.loc, &template.field, message);
-    }
-    topic
 }
 
 /// Looks up target patterns against the expanded fleet, caching glob results. Every index it

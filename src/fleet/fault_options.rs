@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use serde_saphyr::{Location, Spanned};
 
-use super::faults::ALL_KINDS;
 use super::model::{Direction, FaultClass, FaultKind, FaultParams};
 use super::raw::RawFault;
 use super::values::{Problems, at_most_max, parse_duration};
@@ -24,7 +23,7 @@ const OVERSIZE_DEFAULT_SIZE: usize = 2 * 1024 * 1024;
 
 /// The names of the kinds that pass `keep`, as "a, b and c" (or "a, b or c").
 pub(super) fn kinds_of(keep: impl Fn(FaultKind) -> bool, last: &str) -> String {
-    let names: Vec<&str> = ALL_KINDS
+    let names: Vec<&str> = FaultKind::ALL
         .into_iter()
         .filter(|&k| keep(k))
         .map(FaultKind::as_str)

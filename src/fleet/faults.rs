@@ -10,42 +10,12 @@ use serde_saphyr::{Location, Spanned};
 use super::expand::{Entry, MAX_TARGETS};
 use super::fault_options::{check_params, kinds_of};
 use super::fault_targets::Hit;
-use super::group::{GroupPlan, loc_of};
+use super::fields::loc_of;
+use super::group::GroupPlan;
 use super::model::{Fault, FaultClass, FaultKind, MAX_INJECTIONS, Schedule};
 use super::raw::RawFault;
 use super::template::{glob_match, is_id_char};
 use super::values::{DurationRule, Problems, duration};
-
-/// Every kind, grouped by class, in the order messages list them.
-pub(super) const ALL_KINDS: [FaultKind; 27] = [
-    FaultKind::Kill,
-    FaultKind::Stall,
-    FaultKind::Disconnect,
-    FaultKind::DisconnectWithWill,
-    FaultKind::Flap,
-    FaultKind::NoResponseTopic,
-    FaultKind::NoCorrelationData,
-    FaultKind::EmptyCorrelationData,
-    FaultKind::WildcardResponseTopic,
-    FaultKind::HugePayload,
-    FaultKind::BinaryPayload,
-    FaultKind::DuplicateRequest,
-    FaultKind::Slow,
-    FaultKind::NoAnswer,
-    FaultKind::WrongCorrelation,
-    FaultKind::DuplicateAnswer,
-    FaultKind::WrongTopic,
-    FaultKind::ErrorPayload,
-    FaultKind::Latency,
-    FaultKind::Bandwidth,
-    FaultKind::Blackhole,
-    FaultKind::Reset,
-    FaultKind::Slicer,
-    FaultKind::LimitData,
-    FaultKind::WithholdAcks,
-    FaultKind::MalformedPacket,
-    FaultKind::OversizePacket,
-];
 
 /// Check every fault; the list is only meaningful when no problem was recorded.
 /// `run_for` is None when `duration` itself was bad, `entries` when the fleet was not expanded.
@@ -196,7 +166,9 @@ fn check_kind(
         );
         return None;
     };
-    let found = ALL_KINDS.into_iter().find(|k| k.as_str() == kind.value);
+    let found = FaultKind::ALL
+        .into_iter()
+        .find(|k| k.as_str() == kind.value);
     if found.is_none() {
         problems.at(
             kind.referenced,

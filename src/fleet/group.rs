@@ -7,12 +7,13 @@ use std::time::Duration;
 use serde_saphyr::{Location, Spanned};
 
 use super::access::check_login;
-use super::model::{Connection, Kind, Qos, Signal};
+use super::fields::{Located, loc_of, qos_of, topic_template};
+use super::model::{Connection, Kind, Signal};
 use super::phone::{PhonePlan, check_phone};
 use super::raw::{RawGroup, RawSignal};
 use super::response_info::check_device_settings;
 use super::secret::Env;
-use super::template::{MAX_ID_LEN, Template, Var, Vars, check_topic, is_id_char};
+use super::template::{MAX_ID_LEN, Template, Var, Vars, is_id_char};
 use super::values::{DurationRule, Problems, duration, finite, int_in_range};
 use super::will::{ConsumerPlan, SESSION_EXPIRY_WITH_WILL, WillPlan, check_consumer, check_will};
 use crate::output::Escaped;
@@ -51,14 +52,6 @@ pub(super) struct IdPlan {
     /// ids still exist and targets naming them do not report a second, misleading problem.
     pub count: u32,
     pub loc: Location,
-}
-
-/// A value with the place and field path it came from, for problems found after expansion.
-#[derive(Debug)]
-pub(super) struct Located<T> {
-    pub value: T,
-    pub loc: Location,
-    pub field: String,
 }
 
 #[derive(Debug)]
@@ -173,10 +166,6 @@ fn check_kind(
             None
         }
     }
-}
-
-pub(super) fn loc_of<T>(field: &Option<Spanned<T>>) -> Option<Location> {
-    field.as_ref().map(|s| s.referenced)
 }
 
 /// Kind-specific fields present in the group, with their positions.
@@ -380,45 +369,6 @@ fn check_connection(problems: &mut Problems, g: &RawGroup, index: usize) -> Conn
 }
 
 /// The QoS of a checked `qos` value; QoS 1 (the default) when it had a problem.
-pub(super) fn qos_of(checked: Option<i64>) -> Qos {
-    match checked {
-        Some(0) => Qos::AtMostOnce,
-        Some(2) => Qos::ExactlyOnce,
-        _ => Qos::AtLeastOnce,
-    }
-}
-
-/// A topic template given in the file, or the default; `None` after recording a problem.
-pub(super) fn topic_template(
-    problems: &mut Problems,
-    raw: Option<&Spanned<String>>,
-    field: String,
-    default: &str,
-    allowed: &[Var],
-    group_loc: Location,
-) -> Option<Located<Template>> {
-    let (text, loc) = match raw {
-        Some(s) => (s.value.as_str(), s.referenced),
-        None => (default, group_loc),
-    };
-    match Template::parse(text, allowed) {
-        Ok(value) => {
-            // Variables expand to id characters and digits, so a wildcard, NUL or emptiness
-            // shows in the template itself: report it here, once, even if expansion never runs
-            // (say, because the phone's targets are bad). Expansion checks again, for length,
-            // under the same key.
-            if let Err(message) = check_topic(text) {
-                problems.once(&field, loc, &field, message);
-            }
-            Some(Located { value, loc, field })
-        }
-        Err(e) => {
-            problems.at(loc, field, e);
-            None
-        }
-    }
-}
-
 fn check_light(
     problems: &mut Problems,
     g: &RawGroup,

@@ -7,6 +7,8 @@
 //! - `template`: `{id}`/`{n}`/`{target}`/`{response_info}` templates, topic-name rules and `*`
 //!   globs.
 //! - `secret`: `${VAR}` in passwords, read from an injectable environment.
+//! - `fields`: what several parts share: `Located` values, topic templates, QoS (a leaf, so
+//!   the modules below import it and not each other).
 //! - `group`: checks one `devices:` entry into a plan (kind, id, connection, role settings).
 //! - `phone`: the phone part of that: targets or request topic, payloads, timing.
 //! - `will`: the `will` and `consume_wills` parts of a group (any kind), and their expansion.
@@ -38,6 +40,7 @@ mod expect;
 mod fault_options;
 mod fault_targets;
 mod faults;
+mod fields;
 mod group;
 pub mod model;
 mod phone;

@@ -769,6 +769,37 @@ pub enum FaultClass {
 }
 
 impl FaultKind {
+    /// Every kind, grouped by class, in the order messages list them.
+    pub const ALL: [FaultKind; 27] = [
+        FaultKind::Kill,
+        FaultKind::Stall,
+        FaultKind::Disconnect,
+        FaultKind::DisconnectWithWill,
+        FaultKind::Flap,
+        FaultKind::NoResponseTopic,
+        FaultKind::NoCorrelationData,
+        FaultKind::EmptyCorrelationData,
+        FaultKind::WildcardResponseTopic,
+        FaultKind::HugePayload,
+        FaultKind::BinaryPayload,
+        FaultKind::DuplicateRequest,
+        FaultKind::Slow,
+        FaultKind::NoAnswer,
+        FaultKind::WrongCorrelation,
+        FaultKind::DuplicateAnswer,
+        FaultKind::WrongTopic,
+        FaultKind::ErrorPayload,
+        FaultKind::Latency,
+        FaultKind::Bandwidth,
+        FaultKind::Blackhole,
+        FaultKind::Reset,
+        FaultKind::Slicer,
+        FaultKind::LimitData,
+        FaultKind::WithholdAcks,
+        FaultKind::MalformedPacket,
+        FaultKind::OversizePacket,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             FaultKind::Kill => "kill",

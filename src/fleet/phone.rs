@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_saphyr::{Location, Spanned};
 
-use super::group::{Located, topic_template};
+use super::fields::{Located, topic_template};
 use super::model::{Connection, Pace};
 use super::raw::RawGroup;
 use super::response_info::check_response_topic;

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 
 use serde_saphyr::Spanned;
 
-use super::group::Located;
+use super::fields::Located;
 use super::model::Connection;
 use super::raw::RawGroup;
 use super::template::{

@@ -115,7 +115,7 @@ fn request_and_responder_faults_take_their_options_and_defaults() {
 
 #[test]
 fn every_kind_is_accepted_on_the_devices_it_acts_on() {
-    for kind in super::faults::ALL_KINDS {
+    for kind in FaultKind::ALL {
         let (target, extra) = match kind.class() {
             FaultClass::Connection => ("phone-1", ", down_for: 50s"),
             FaultClass::Request => ("\"phone-*\"", ""),

@@ -149,7 +149,9 @@ pub(super) fn validate(raw: Spanned<RawFleet>, ctx: &Context<'_>) -> Result<Flee
         raw_embedded,
         expanded.as_ref().and_then(|x| x.entries.as_deref()),
     ) {
-        check_usernames(&mut problems, &plans, entries, e);
+        let usernames: Vec<_> = plans.iter().map(|p| p.username.as_ref()).collect();
+        let devices = entries.iter().map(|d| (d.group, d.id.as_str(), d.n));
+        check_usernames(&mut problems, &usernames, devices, e);
     }
     let faults = check_faults(
         &mut problems,

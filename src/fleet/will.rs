@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use serde_saphyr::{Location, Spanned};
 
-use super::expand::topic;
-use super::group::{Located, qos_of, topic_template};
+use super::fields::{Located, qos_of, topic, topic_template};
 use super::model::{Device, Qos, Role, Will, WillConsumer};
 use super::raw::{RawConsumeWills, RawConsumerSettings, RawFilters, RawGroup, RawWill};
 use super::response_info::as_sent;
