@@ -6,8 +6,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::fleet::FaultKind;
-
 /// Index of a device in `Fleet::devices`.
 pub type DeviceIndex = u32;
 
@@ -38,8 +36,6 @@ pub enum DropReason {
     TooLarge,
     /// The socket failed (reset, write error).
     Io,
-    /// A connection fault ended it on purpose.
-    Fault(FaultKind),
 }
 
 impl DropReason {
@@ -55,7 +51,6 @@ impl DropReason {
             DropReason::Malformed => "malformed_packet".into(),
             DropReason::TooLarge => "packet_too_large".into(),
             DropReason::Io => "socket_error".into(),
-            DropReason::Fault(kind) => format!("fault_{}", kind.as_str()),
         }
     }
 }
