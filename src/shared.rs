@@ -65,6 +65,8 @@ pub struct Progress {
     failure: Mutex<Option<(String, String)>>,
     /// Phones that still have requests in flight after the run's duration.
     draining: AtomicU64,
+    /// Devices that said goodbye and wait for the broker to close their connection.
+    leaving: AtomicU64,
     pub changed: Notify,
 }
 
@@ -132,6 +134,20 @@ impl Progress {
 
     pub fn still_draining(&self) -> u64 {
         self.draining.load(Ordering::Relaxed)
+    }
+
+    /// A device sent its goodbye DISCONNECT; [`Progress::left`] once its connection is closed.
+    pub fn leaving(&self) {
+        self.leaving.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn left(&self) {
+        self.leaving.fetch_sub(1, Ordering::Relaxed);
+        self.changed.notify_one();
+    }
+
+    pub fn still_leaving(&self) -> u64 {
+        self.leaving.load(Ordering::Relaxed)
     }
 }
 

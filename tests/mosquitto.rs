@@ -289,3 +289,46 @@ fn two_runs_with_their_own_id_prefixes_share_a_broker_cleanly() {
         assert!(report.requests.matched >= 10, "{:?}", report.requests);
     }
 }
+
+/// Sockets of `source` (an IPv4 address) in TIME_WAIT, from /proc/net/tcp.
+fn time_wait_from(source: std::net::Ipv4Addr) -> usize {
+    let local = format!("{:08X}:", u32::from_le_bytes(source.octets()));
+    std::fs::read_to_string("/proc/net/tcp")
+        .expect("read /proc/net/tcp")
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.len() > 3 && fields[1].starts_with(&local) && fields[3] == "06"
+        })
+        .count()
+}
+
+/// The side that closes a connection first keeps its port in TIME_WAIT for a minute: if that
+/// were fleetsim, a second large run on the same broker within the minute would find the
+/// ephemeral ports taken. After the goodbye DISCONNECT the broker closes first.
+#[test]
+fn after_the_goodbye_the_broker_closes_first_so_no_port_is_left_in_time_wait() {
+    let Some(mosquitto) = Mosquitto::start() else {
+        return;
+    };
+    // A source address of this test's own (from the broker's port), so other tests' sockets
+    // are not counted.
+    let [hi, lo] = mosquitto.port.to_be_bytes().map(|b| b.max(1));
+    let source = std::net::Ipv4Addr::new(127, 0, hi, lo);
+    let mut fleet = fleet_from(&format!(
+        r#"
+name: goodbye
+duration: 1s
+source_addresses: ["{source}"]
+devices:
+  - {{ kind: light, id: "light-{{n}}", count: 10 }}
+  - {{ kind: phone, id: "phone-{{n}}", count: 10, targets: ["light-{{n}}"], every: 200ms }}
+"#
+    ));
+    fleet.broker = mosquitto.target();
+    let report = run_fleet(fleet);
+    assert!(report.ok, "{:?}", report.problems);
+    assert_eq!(report.devices.connected, 20);
+    assert_eq!(time_wait_from(source), 0);
+}

@@ -101,7 +101,7 @@ pub struct DeviceActor {
     writer: Option<Writer>,
     toxics: Option<ToxicControl>,
     alarm: Rc<Alarm>,
-    /// Saying goodbye: stop once the DISCONNECT is flushed.
+    /// The goodbye DISCONNECT is written: stop when the broker closes the connection.
     leaving: bool,
 }
 
@@ -190,6 +190,12 @@ impl DeviceActor {
                     ctx.cancel_future(writer.handle());
                 }
                 self.forget(ctx);
+            }
+            Action::Leave => {
+                // The writer flushes the DISCONNECT on its own; the reader sees the broker's
+                // close. The runner waits for every device to leave, for a bounded time.
+                self.leaving = true;
+                self.shared.progress.leaving();
             }
             Action::Toxic(direction, toxic) => {
                 if let Some(control) = &self.toxics {
@@ -290,6 +296,12 @@ impl Actor for DeviceActor {
         let now = Instant::now();
         self.step(ctx, |device, out| device.start(now, out));
     }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        if self.leaving {
+            self.shared.progress.left();
+        }
+    }
 }
 
 impl StreamHandler<Wakeup> for DeviceActor {
@@ -305,6 +317,13 @@ impl StreamHandler<Wakeup> for DeviceActor {
 
 impl StreamHandler<Frame> for DeviceActor {
     fn handle(&mut self, item: Frame, ctx: &mut Context<Self>) {
+        if self.leaving {
+            // Nothing more is read after the goodbye; a broken frame ends it like a close.
+            if item.frame.is_err() {
+                ctx.stop();
+            }
+            return;
+        }
         let now = Instant::now();
         let generation = item.generation;
         match item.frame {
@@ -316,6 +335,11 @@ impl StreamHandler<Frame> for DeviceActor {
     }
 
     fn finished(&mut self, ctx: &mut Context<Self>) {
+        if self.leaving {
+            // The broker closed the connection after our goodbye.
+            ctx.stop();
+            return;
+        }
         // The default would stop the actor; a closed socket is a reconnect, not an end. Only
         // the current connection's end matters: an older reader was cancelled.
         if self.reader.take().is_some() {
@@ -327,6 +351,10 @@ impl StreamHandler<Frame> for DeviceActor {
 
 impl WriteHandler<CodecError> for DeviceActor {
     fn error(&mut self, err: CodecError, ctx: &mut Context<Self>) -> Running {
+        if self.leaving {
+            ctx.stop();
+            return Running::Stop;
+        }
         // This runs inside the writer's own poll: touching (or dropping) the writer here would
         // borrow it twice. Tell the device on the next turn instead.
         let generation = self.generation;
@@ -342,7 +370,7 @@ impl WriteHandler<CodecError> for DeviceActor {
 
     fn finished(&mut self, ctx: &mut Context<Self>) {
         if self.leaving {
-            // The goodbye DISCONNECT is flushed.
+            // The writer ended (the socket was shut down): nothing more to wait for.
             ctx.stop();
         }
     }
@@ -387,7 +415,6 @@ impl Handler<Shutdown> for DeviceActor {
     type Result = ();
 
     fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
-        self.leaving = true;
         let now = Instant::now();
         self.step(ctx, |device, out| device.shutdown(now, out));
     }

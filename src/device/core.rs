@@ -49,6 +49,12 @@ pub enum Action {
     Close,
     /// Close the connection at once, without flushing: the socket just goes.
     Drop,
+    /// The run is over and a DISCONNECT is written: let the broker close the connection (it
+    /// must, on DISCONNECT), then stop. Whoever closes first keeps the connection's port in
+    /// TIME_WAIT for a minute; on the broker's side that is its one listening port, on ours
+    /// one ephemeral port per device, which a second large run on the same broker within the
+    /// minute would then lack.
+    Leave,
     /// Change what the proxy does to this connection's bytes, one way.
     Toxic(Direction, Option<Toxic>),
     /// Tell the supervisor a fact about an outage.
@@ -274,7 +280,7 @@ impl Device {
         }
         let goodbye = self.session.disconnect_ending_session();
         self.write(goodbye, out);
-        out.actions.push(Action::Close);
+        out.actions.push(Action::Leave);
         self.link = Link::Down;
     }
 

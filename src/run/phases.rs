@@ -45,6 +45,9 @@ const MAX_DIALING: u64 = 100;
 /// Devices accepted but not yet subscribed at once: a broker answers SUBSCRIBEs in turn, and
 /// ten thousand at once would see some answers come after the connect timeout.
 const MAX_HANDSHAKING: u64 = 1000;
+/// How long the goodbye waits for the broker to close devices' connections after their
+/// DISCONNECT; past it the connections are closed from this side.
+const GOODBYE_WAIT: Duration = Duration::from_secs(1);
 /// How long the drain goes on once the run was interrupted: long enough for answers already on
 /// their way, short enough for someone waiting at a terminal or a CI job being cancelled.
 const INTERRUPTED_DRAIN: Duration = Duration::from_secs(2);
@@ -147,8 +150,7 @@ pub(super) async fn drive(
     if let Some(link) = &run.link {
         let _ = link.send(Leave).await;
     }
-    // Let the goodbyes reach the socket before the arbiters go.
-    actix_rt::time::sleep(Duration::from_millis(50)).await;
+    run.leave().await;
     let result = match outcome {
         Ok((elapsed, ran)) => {
             let wills =
@@ -285,6 +287,20 @@ impl Run {
     /// After `Wind`, waits for requests in flight to be answered or to time out, and for outage
     /// stories to settle (Wills due, acks awaited), up to the longest they may take, or
     /// briefly once interrupted.
+    /// Waits, at most [`GOODBYE_WAIT`], for the broker to close the connection of every device
+    /// that said goodbye: brokers close at once on DISCONNECT, and the side that closes first
+    /// is the one left with the connection's TIME_WAIT.
+    async fn leave(&self) {
+        let progress = &self.shared.progress;
+        let deadline = Instant::now() + GOODBYE_WAIT;
+        while progress.still_leaving() > 0 && Instant::now() < deadline {
+            tokio::select! {
+                () = progress.changed.notified() => {}
+                () = actix_rt::time::sleep_until(deadline.into()) => {}
+            }
+        }
+    }
+
     async fn drain(&self, interrupt: &Interrupt) {
         let mut signals = interrupt.clone();
         let deadline = Instant::now() + drain_limit(&self.fleet);

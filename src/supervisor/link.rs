@@ -79,6 +79,8 @@ pub struct SupervisorLink {
     reader: Option<SpawnHandle>,
     writer: Option<FramedWrite<Outbound, BoxWrite, InboundCodec>>,
     leaving: bool,
+    /// The goodbye is written and the runner waits for the broker to close the connection.
+    said_goodbye: bool,
 }
 
 struct Frame {
@@ -119,6 +121,7 @@ impl SupervisorLink {
             reader: None,
             writer: None,
             leaving: false,
+            said_goodbye: false,
         }
     }
 
@@ -252,6 +255,9 @@ impl Actor for SupervisorLink {
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.connect(ctx);
         ctx.run_interval(Duration::from_secs(1), |act, ctx| {
+            if act.leaving {
+                return;
+            }
             match act.session.tick(Instant::now()) {
                 Ok(Some(ping)) => act.write(ping),
                 Ok(None) => {}
@@ -259,10 +265,23 @@ impl Actor for SupervisorLink {
             }
         });
     }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        if self.said_goodbye {
+            self.shared.progress.left();
+        }
+    }
 }
 
 impl StreamHandler<Frame> for SupervisorLink {
     fn handle(&mut self, item: Frame, ctx: &mut Context<Self>) {
+        if self.leaving {
+            // Nothing more is read (or answered) after the goodbye.
+            if item.frame.is_err() {
+                ctx.stop();
+            }
+            return;
+        }
         if item.generation != self.generation {
             return;
         }
@@ -278,6 +297,11 @@ impl StreamHandler<Frame> for SupervisorLink {
     }
 
     fn finished(&mut self, ctx: &mut Context<Self>) {
+        if self.leaving {
+            // The broker closed the connection after our goodbye.
+            ctx.stop();
+            return;
+        }
         if self.reader.take().is_some() {
             self.lost("the broker closed the connection".into(), true, ctx);
         }
@@ -318,10 +342,14 @@ impl Handler<Leave> for SupervisorLink {
         }
         let goodbye = self.session.disconnect_ending_session();
         self.write(goodbye);
-        match self.writer.take() {
-            Some(mut writer) => writer.close(),
-            None => ctx.stop(),
+        if self.writer.is_none() {
+            ctx.stop();
+            return;
         }
+        // The writer flushes the goodbye; the broker then closes the connection, which ends the
+        // reader and this actor, so the TIME_WAIT is the broker's (see `Action::Leave`).
+        self.said_goodbye = true;
+        self.shared.progress.leaving();
     }
 }
 
