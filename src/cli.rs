@@ -50,7 +50,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a fleet (the default when a file is given).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Check a fleet file and print what it would run, without connecting anywhere.
     Validate {
         /// The fleet file (YAML).
@@ -91,9 +91,14 @@ pub struct RunArgs {
     /// two runs can share one broker without taking over each other's sessions.
     #[arg(long, value_name = "PREFIX", value_parser = parse_id_prefix)]
     pub id_prefix: Option<String>,
-    /// How many request/response exchanges to print step by step.
+    /// How many request/response exchanges to print step by step (with the connection
+    /// set-up of fleets of up to 32 devices).
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub show_exchanges: usize,
+    /// Also draw the narrated steps as a Mermaid sequence diagram into PATH (a Markdown file
+    /// with a ```mermaid block when PATH ends in .md).
+    #[arg(long, value_name = "PATH")]
+    pub sequence: Option<PathBuf>,
 }
 
 /// Documented exit codes (README.md, `--help`).
@@ -176,7 +181,7 @@ impl Cli {
 pub fn execute(cli: Cli) -> Exit {
     match cli.command {
         Some(Command::Validate { fleet }) => validate(&fleet),
-        Some(Command::Run(args)) => run_fleet(args, cli.quiet),
+        Some(Command::Run(args)) => run_fleet(*args, cli.quiet),
         None => run_fleet(cli.run, cli.quiet),
     }
 }
@@ -275,8 +280,26 @@ fn run_fleet(args: RunArgs, quiet: bool) -> Exit {
             output::keep_stdout_for_data();
         }
     }
+    let sequence = args.sequence.clone();
+    if sequence.is_some() && (quiet || args.show_exchanges == 0) {
+        return fail(
+            Exit::Invalid,
+            "--sequence draws the narrated exchanges: it needs --show-exchanges above 0, and no -q",
+        );
+    }
     let (report, exit) = match load_and_run(args, quiet) {
         Ok(report) => {
+            if let (Some(path), Some(diagram)) = (&sequence, &report.sequence)
+                && let Err(e) = write_sequence(path, diagram)
+            {
+                fail(
+                    Exit::NotOk,
+                    format!(
+                        "cannot write the sequence diagram to {}: {e}",
+                        path.display()
+                    ),
+                );
+            }
             // The table quotes ids, topics and the broker's reasons.
             output::human(Escaped::lines(&Table(&report).to_string()));
             let exit = match report.signal {
@@ -303,6 +326,20 @@ fn run_fleet(args: RunArgs, quiet: bool) -> Exit {
         );
     }
     exit
+}
+
+/// The diagram as Mermaid text, or as a Markdown file around it (`.md`), which GitHub and
+/// most Markdown viewers draw.
+fn write_sequence(path: &Path, diagram: &str) -> std::io::Result<()> {
+    let markdown = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("md"));
+    let text = if markdown {
+        format!("```mermaid\n{diagram}```\n")
+    } else {
+        diagram.to_owned()
+    };
+    std::fs::write(path, text)
 }
 
 /// Why a run could not be carried out, and what is known of the fleet.
@@ -349,6 +386,7 @@ fn load_and_run(args: RunArgs, quiet: bool) -> Result<Report, Failure> {
             .threads
             .map_or_else(|| RunOptions::default().threads, usize::from),
         show_exchanges: if quiet { 0 } else { args.show_exchanges },
+        sequence: args.sequence.is_some(),
         handle_signals: true,
     };
     let known = FleetFacts::from(&fleet);

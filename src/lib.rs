@@ -14,8 +14,10 @@
 //! - [`supervisor`]: the actor that follows every outage: Will published, acked, learned.
 //! - [`transport`]: the bytes under a device's codec: TCP, or TLS (rustls) for `mqtts://`.
 //! - [`broker`]: the embedded broker, for runs with nothing else installed.
-//! - [`events`] and [`collector`]: what devices report, and the one actor that counts it.
-//! - [`trace`]: the step-by-step printout of the first exchanges.
+//! - [`events`]: the facts devices deal in; [`tally`]: what each shard counts, in place;
+//!   [`shared`]: what shards share (progress, fault stories, the narration).
+//! - [`narrate`]: the first exchanges (and a small fleet's connection set-up) told step by
+//!   step as they happen, and drawn as a sequence diagram.
 //! - [`output`]: printing that survives a closed stdout (`fleetsim validate f.yaml | head`)
 //!   and shows hostile text (control and bidi characters) escaped.
 //! - [`report`]: the end-of-run numbers, as JSON and as a table.
@@ -31,11 +33,11 @@ pub mod faults;
 pub mod fleet;
 pub mod interrupt;
 pub mod mqtt;
+pub mod narrate;
 pub mod output;
 pub mod report;
 pub mod run;
 pub mod shared;
 pub mod supervisor;
 pub mod tally;
-pub mod trace;
 pub mod transport;

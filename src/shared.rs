@@ -12,10 +12,9 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-use crate::events::{Exchange, Handled, Outcome};
 use crate::fleet::FaultKind;
+use crate::narrate::{NarrationOptions, Narrator};
 use crate::report::{FaultEvent, Faults};
-use crate::trace::ExchangeTrace;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
@@ -28,17 +27,17 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct Shared {
     pub progress: Progress,
     pub stories: Stories,
-    pub trace: TraceGate,
+    pub narration: Narration,
     /// When the run phase began (fault times in the report count from it).
     started: OnceLock<Instant>,
 }
 
 impl Shared {
-    pub fn new(show_exchanges: usize) -> Arc<Self> {
+    pub fn new(narration: NarrationOptions) -> Arc<Self> {
         Arc::new(Self {
             progress: Progress::default(),
             stories: Stories::default(),
-            trace: TraceGate::new(show_exchanges),
+            narration: Narration::new(narration),
             started: OnceLock::new(),
         })
     }
@@ -226,19 +225,22 @@ impl Stories {
     }
 }
 
-/// The exchange trace, while it still has exchanges to tell: `active` turns false once the
-/// first few are told, and from then on a request costs one atomic load.
+/// The narration, while it still has something to tell: `active` turns false once the first
+/// few exchanges are told, and from then on a request costs one atomic load; `setup` says
+/// whether connection set-up is told at all (small fleets).
 #[derive(Debug)]
-pub struct TraceGate {
+pub struct Narration {
     active: AtomicBool,
-    inner: Mutex<ExchangeTrace>,
+    setup: bool,
+    inner: Mutex<Narrator>,
 }
 
-impl TraceGate {
-    fn new(limit: usize) -> Self {
+impl Narration {
+    fn new(options: NarrationOptions) -> Self {
         Self {
-            active: AtomicBool::new(limit > 0),
-            inner: Mutex::new(ExchangeTrace::new(limit)),
+            active: AtomicBool::new(options.exchanges > 0),
+            setup: options.setup,
+            inner: Mutex::new(Narrator::new(options)),
         }
     }
 
@@ -246,24 +248,24 @@ impl TraceGate {
         self.active.load(Ordering::Relaxed)
     }
 
-    fn with(&self, f: impl FnOnce(&mut ExchangeTrace)) {
-        let mut trace = lock(&self.inner);
-        f(&mut trace);
-        if trace.finished() {
+    /// Connection set-up is told: a small fleet, and exchanges still to tell.
+    pub fn tells_setup(&self) -> bool {
+        self.setup && self.active()
+    }
+
+    /// Tells a step, under the lock, so steps from every shard come out in the order they
+    /// happen.
+    pub fn tell(&self, f: impl FnOnce(&mut Narrator)) {
+        let mut narrator = lock(&self.inner);
+        f(&mut narrator);
+        if narrator.finished() {
             self.active.store(false, Ordering::Relaxed);
         }
     }
 
-    pub fn request(&self, requester: &str, exchange: Arc<Exchange>) {
-        self.with(|t| t.request(requester, exchange));
-    }
-
-    pub fn handled(&self, responder: &str, handled: Arc<Handled>) {
-        self.with(|t| t.handled(responder, handled));
-    }
-
-    pub fn done(&self, correlation: &Bytes, outcome: &Outcome) {
-        self.with(|t| t.done(correlation, outcome));
+    /// The sequence diagram of the narrated steps, if one was asked for.
+    pub fn take_diagram(&self) -> Option<String> {
+        lock(&self.inner).take_diagram()
     }
 }
 

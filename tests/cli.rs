@@ -39,9 +39,9 @@ fn home_demo_exits_0_and_writes_a_report_that_adds_up() {
     ]);
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    // The exchange trace shows the article's three properties at work.
+    // The narration shows the article's properties at work.
     assert!(
-        stdout.contains("PUBLISH cmnd/light-in-bedroom/power"),
+        stdout.contains("PUBLISH   cmnd/light-in-bedroom/power"),
         "{stdout}"
     );
     assert!(
@@ -50,6 +50,25 @@ fn home_demo_exits_0_and_writes_a_report_that_adds_up() {
     );
     assert!(stdout.contains("Correlation Data  \"phone:1\""), "{stdout}");
     assert!(stderr(&out).contains("embedded broker listening on mqtt://127.0.0.1:"));
+    // The README's demo trace is this run's, line for line (the round trip time aside).
+    let readme = std::fs::read_to_string(repo_file("README.md")).unwrap();
+    let block = readme
+        .split("<!-- demo-trace")
+        .nth(1)
+        .and_then(|rest| rest.split("```").nth(1))
+        .expect("README has the demo trace block");
+    let timing = |line: &str| match line.split_once("matched in ") {
+        Some((head, _)) => head.to_owned(),
+        None => line.to_owned(),
+    };
+    let lines: Vec<String> = stdout.lines().map(timing).collect();
+    for expected in block.lines().filter(|l| !l.trim().is_empty()) {
+        let expected = timing(expected);
+        assert!(
+            lines.iter().any(|l| l.trim_end() == expected.trim_end()),
+            "README line not in the run's output: {expected:?}\n{stdout}"
+        );
+    }
 
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
@@ -460,8 +479,8 @@ fn report_dash_writes_only_json_to_stdout_and_the_summary_to_stderr() {
     let err = stderr(&out);
     assert!(err.contains("verdict        OK"), "{err}");
     assert!(
-        err.contains("exchange 1"),
-        "the trace is for people too: {err}"
+        err.contains("phone:1    phone            -> PUBLISH"),
+        "the narration is for people too: {err}"
     );
 }
 

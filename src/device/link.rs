@@ -9,6 +9,7 @@ use mqtt5_protocol::{Packet, QoS, ReasonCode};
 use super::core::{Action, CONNECT_TIMEOUT, Device, Link, Out, Role};
 use crate::events::DropReason;
 use crate::mqtt::{BadFrame, ProtocolError};
+use crate::narrate::ConnackFacts;
 use crate::report::{Refusal, ResponseInfoUse};
 use crate::supervisor::WillFact;
 
@@ -53,6 +54,9 @@ impl Device {
         let will = self.will_message();
         self.session.set_will(will);
         let connect = self.session.connect(now);
+        if out.shared.narration.tells_setup() {
+            self.tell_connect(out);
+        }
         self.write(connect, out);
         self.reapply_toxics(out);
     }
@@ -265,13 +269,32 @@ impl Device {
             S::Connected {
                 session_present,
                 response_information,
+                server_receive_maximum,
                 ..
-            } => self.on_connected(session_present, response_information, now, out),
+            } => {
+                if out.shared.narration.tells_setup() {
+                    let facts = ConnackFacts {
+                        session_present,
+                        response_information: response_information.clone(),
+                        receive_maximum: server_receive_maximum,
+                        refused: None,
+                    };
+                    self.tell_connack(facts, out);
+                }
+                self.on_connected(session_present, response_information, now, out);
+            }
             S::ConnectRefused {
                 reason,
                 reason_string,
             } => {
                 let why = describe(reason, reason_string.as_deref());
+                if out.shared.narration.tells_setup() {
+                    let facts = ConnackFacts {
+                        refused: Some(why.clone()),
+                        ..ConnackFacts::default()
+                    };
+                    self.tell_connack(facts, out);
+                }
                 out.tally.refusal(Refusal {
                     device: self.id().to_owned(),
                     what: "connect".into(),
@@ -364,6 +387,9 @@ impl Device {
         } else {
             self.link = Link::Subscribing;
             let (id, packet) = self.session.subscribe(&filters, now);
+            if out.shared.narration.tells_setup() {
+                self.tell_subscribe(&filters, out);
+            }
             self.pending_subscribe = Some((id, filters));
             self.write(packet, out);
         }
@@ -378,6 +404,9 @@ impl Device {
         out: &mut Out<'_>,
     ) {
         self.subscribed = true;
+        if out.shared.narration.tells_setup() {
+            self.tell_suback(&filters, reasons, out);
+        }
         for ((filter, _), reason) in filters.into_iter().zip(reasons) {
             if reason.is_success() {
                 continue;

@@ -9,6 +9,7 @@
 //!   readings), `light` and `sensor` (their pure state), `will` (Wills and their acks).
 //! - `faults`: faults acting on the device, on purpose.
 //! - `timers`, `rng`: its timed steps and its seeded random streams.
+//! - `told`: its connection set-up, as the narration tells it.
 //! - `actor`: the socket and the timer.
 //!
 //! The MQTT rules themselves are in the sans-IO [`crate::mqtt::Session`].
@@ -24,6 +25,7 @@ mod respond;
 mod rng;
 mod sensor;
 mod timers;
+mod told;
 mod will;
 
 use mqtt5_protocol::packet::publish::PublishPacket;

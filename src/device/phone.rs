@@ -566,13 +566,14 @@ impl Device {
             let correlation = phone.tracker.correlation(seq);
             tracing::debug!(device = %self.id(), seq, "request timed out");
             out.tally.requests.timed_out += 1;
-            self.ended(&correlation, Outcome::TimedOut { after }, out);
+            self.ended(&correlation, Outcome::TimedOut { after }, "", out);
             self.request_ended(now, out);
         }
     }
 
-    /// Tells the trace and the fault stories how the request with `correlation` ended.
-    fn ended(&self, correlation: &Bytes, outcome: Outcome, out: &mut Out<'_>) {
+    /// Tells the narration and the fault stories how the request with `correlation` ended;
+    /// `topic` is the answer's, if one came.
+    fn ended(&self, correlation: &Bytes, outcome: Outcome, topic: &str, out: &mut Out<'_>) {
         out.shared.stories.effect(correlation, || match &outcome {
             Outcome::Matched { latency, .. } => {
                 format!("answered in {:.1} ms", latency.as_secs_f64() * 1000.0)
@@ -585,8 +586,10 @@ impl Device {
             }
             Outcome::Failed { reason } => format!("failed: {reason}"),
         });
-        if out.shared.trace.active() {
-            out.shared.trace.done(correlation, &outcome);
+        if out.shared.narration.active() {
+            out.shared
+                .narration
+                .tell(|n| n.done(correlation, &outcome, topic));
         }
     }
 
@@ -633,7 +636,7 @@ impl Device {
         let (seq, correlation) = phone.tracker.open(now);
         let more = spec.max_requests.is_none_or(|max| seq < max);
         out.tally.requests.sent += 1;
-        if out.shared.trace.active() {
+        if out.shared.narration.active() {
             let exchange = Exchange {
                 published: refused.is_none(),
                 topic: request_topic.into(),
@@ -641,7 +644,9 @@ impl Device {
                 correlation: correlation.clone(),
                 payload: payload.clone(),
             };
-            out.shared.trace.request(self.id(), Arc::new(exchange));
+            out.shared
+                .narration
+                .tell(|n| n.request(self.id(), seq, &exchange));
         }
         if let Some(refused) = refused {
             // Nobody could ever hear the answer: the request fails without being sent.
@@ -747,13 +752,19 @@ impl Device {
                 if is_error_answer(&publish.payload) {
                     q.error_answers += 1;
                 }
-                let payload = publish.payload;
-                self.ended(&correlation, Outcome::Matched { latency, payload }, out);
+                let payload = publish.payload.clone();
+                let outcome = Outcome::Matched { latency, payload };
+                self.ended(&correlation, outcome, &publish.topic_name, out);
                 self.request_ended(now, out);
             }
             Verdict::Overdue { latency, .. } => {
                 q.late += 1;
-                self.ended(&correlation, Outcome::Late { latency }, out);
+                self.ended(
+                    &correlation,
+                    Outcome::Late { latency },
+                    &publish.topic_name,
+                    out,
+                );
                 self.request_ended(now, out);
             }
             // A redelivery (DUP) is the broker keeping its QoS promise after a lost ack, not a
@@ -766,6 +777,11 @@ impl Device {
                 out.shared
                     .stories
                     .effect(&correlation, || "then a duplicate answer".into());
+                self.tell_stray(
+                    &publish,
+                    "a second answer to a request already answered: a duplicate",
+                    out,
+                );
             }
             Verdict::Late { latency, .. } => {
                 // The request was counted timed out; it ends as late instead.
@@ -778,7 +794,27 @@ impl Device {
                     )
                 });
             }
-            Verdict::Unmatched => q.unmatched_responses += 1,
+            Verdict::Unmatched => {
+                q.unmatched_responses += 1;
+                self.tell_stray(&publish, "matches none of its requests: unmatched", out);
+            }
+        }
+    }
+
+    /// Narrates an answer that ended no request.
+    fn tell_stray(&self, publish: &PublishPacket, why: &str, out: &mut Out<'_>) {
+        if out.shared.narration.active() {
+            let correlation = super::correlation_of(publish);
+            out.shared.narration.tell(|n| {
+                let correlation = correlation.as_deref();
+                n.stray(
+                    self.id(),
+                    &publish.topic_name,
+                    &publish.payload,
+                    correlation,
+                    why,
+                )
+            });
         }
     }
 
@@ -800,7 +836,7 @@ impl Device {
         let correlation = phone.tracker.correlation(seq);
         tracing::debug!(device = %self.id(), seq, %reason, "request failed");
         out.tally.requests.failed += 1;
-        self.ended(&correlation, Outcome::Failed { reason }, out);
+        self.ended(&correlation, Outcome::Failed { reason }, "", out);
         self.request_ended(now, out);
     }
 }

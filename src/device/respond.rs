@@ -1,7 +1,6 @@
 //! Responders: lights and sensors answering requests, to the request's Response Topic with its
 //! Correlation Data copied, unless a responder fault says to misbehave; and sensors' readings.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -75,7 +74,7 @@ impl Device {
         }
         let correlation = correlation_of(&publish);
         let response_topic = response_topic_of(&publish);
-        let traced = out.shared.trace.active().then(|| Handled {
+        let traced = out.shared.narration.active().then(|| Handled {
             topic: publish.topic_name.clone(),
             payload: publish.payload.clone(),
             response_topic: response_topic.clone(),
@@ -223,7 +222,9 @@ impl Device {
 
     fn trace_handled(&self, traced: Option<Handled>, out: &mut Out<'_>) {
         if let Some(handled) = traced {
-            out.shared.trace.handled(self.id(), Arc::new(handled));
+            out.shared
+                .narration
+                .tell(|n| n.handled(self.id(), &handled));
         }
     }
 

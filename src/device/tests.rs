@@ -37,7 +37,7 @@ impl Harness {
         Self {
             device,
             tally: Tally::default(),
-            shared: Shared::new(0),
+            shared: Shared::new(Default::default()),
             now: Instant::now(),
         }
     }

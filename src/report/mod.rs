@@ -39,6 +39,10 @@ pub struct Report {
     pub signal: Option<crate::interrupt::Signal>,
     /// Why the run could not be carried out (exit codes 2 and 3); the counts are then empty.
     pub error: Option<RunFailure>,
+    /// The narrated steps as a Mermaid sequence diagram, when `--sequence` asked for one; a
+    /// file of its own, not part of the JSON.
+    #[serde(skip)]
+    pub sequence: Option<String>,
 }
 
 /// What a report of a failed run says of its fleet.

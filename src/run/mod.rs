@@ -31,6 +31,8 @@ pub struct RunOptions {
     pub threads: usize,
     /// How many exchanges to print step by step (0: none).
     pub show_exchanges: usize,
+    /// Also draw the narrated steps as a Mermaid sequence diagram (`Report::sequence`).
+    pub sequence: bool,
     /// End early on SIGINT or SIGTERM (off in tests, which run several fleets in one
     /// process); see [`crate::interrupt`].
     pub handle_signals: bool,
@@ -41,6 +43,7 @@ impl Default for RunOptions {
         Self {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             show_exchanges: 0,
+            sequence: false,
             handle_signals: false,
         }
     }

@@ -16,6 +16,7 @@ use crate::device::{Begin, DeviceActor, DeviceSetup, Inject, Shutdown, Wind};
 use crate::faults;
 use crate::fleet::{Fleet, Role, Secret};
 use crate::interrupt::Interrupt;
+use crate::narrate::NarrationOptions;
 use crate::report::Report;
 use crate::shared::Shared;
 use crate::supervisor::{GetSettledBy, GetWills, Leave, RunStarted, Supervisor, SupervisorLink};
@@ -82,7 +83,9 @@ pub(super) async fn drive(
     } else {
         Interrupt::never()
     };
-    let shared = Shared::new(options.show_exchanges);
+    let ids = fleet.devices.iter().map(|d| d.id.as_str());
+    let narration = NarrationOptions::for_fleet(options.show_exchanges, ids, options.sequence);
+    let shared = Shared::new(narration);
     let supervisor = Supervisor::new(fleet.clone(), shared.clone()).start();
     let filters = Supervisor::filters(&fleet);
     let link = (!filters.is_empty()).then(|| {
@@ -159,7 +162,7 @@ pub(super) async fn drive(
                 })?;
             let tallies = run.shards.iter().map(|s| s.tally.snapshot());
             let signal = interrupt.get().map(|(signal, _)| signal);
-            Ok(assemble(
+            let mut report = assemble(
                 &run.fleet,
                 tallies,
                 wills,
@@ -168,7 +171,9 @@ pub(super) async fn drive(
                 elapsed,
                 ran,
                 signal,
-            ))
+            );
+            report.sequence = run.shared.narration.take_diagram();
+            Ok(report)
         }
         Err(e) => Err(e),
     };
