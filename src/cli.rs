@@ -93,13 +93,17 @@ pub struct RunArgs {
     pub id_prefix: Option<String>,
     /// How many request/response exchanges to print step by step (with the connection
     /// set-up of fleets of up to 32 devices).
-    #[arg(long, value_name = "N", default_value_t = 3)]
-    pub show_exchanges: usize,
+    /// [default: the fleet's `show_exchanges`, or 3]
+    #[arg(long, value_name = "N")]
+    pub show_exchanges: Option<usize>,
     /// Also draw the narrated steps as a Mermaid sequence diagram into PATH (a Markdown file
     /// with a ```mermaid block when PATH ends in .md).
     #[arg(long, value_name = "PATH")]
     pub sequence: Option<PathBuf>,
 }
+
+/// Requests the narration tells when neither the command line nor the fleet says.
+const DEFAULT_SHOW_EXCHANGES: usize = 3;
 
 /// Documented exit codes (README.md, `--help`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -281,7 +285,7 @@ fn run_fleet(args: RunArgs, quiet: bool) -> Exit {
         }
     }
     let sequence = args.sequence.clone();
-    if sequence.is_some() && (quiet || args.show_exchanges == 0) {
+    if sequence.is_some() && (quiet || args.show_exchanges == Some(0)) {
         return fail(
             Exit::Invalid,
             "--sequence draws the narrated exchanges: it needs --show-exchanges above 0, and no -q",
@@ -385,7 +389,11 @@ fn load_and_run(args: RunArgs, quiet: bool) -> Result<Report, Failure> {
         threads: args
             .threads
             .map_or_else(|| RunOptions::default().threads, usize::from),
-        show_exchanges: if quiet { 0 } else { args.show_exchanges },
+        show_exchanges: match (quiet, args.show_exchanges, fleet.show_exchanges) {
+            (true, _, _) => 0,
+            (false, Some(n), _) | (false, None, Some(n)) => n,
+            (false, None, None) => DEFAULT_SHOW_EXCHANGES,
+        },
         sequence: args.sequence.is_some(),
         handle_signals: true,
     };

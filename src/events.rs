@@ -64,6 +64,9 @@ pub struct Exchange {
     pub response_topic: Arc<str>,
     pub correlation: Bytes,
     pub payload: Bytes,
+    /// The request carries no Correlation Data (`correlation_data: false`): `correlation`
+    /// is only the request's name, in a `fleetsim-request` User Property.
+    pub without_correlation: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -92,6 +95,8 @@ pub struct Handled {
     pub payload: Bytes,
     pub response_topic: Option<String>,
     pub correlation: Option<Bytes>,
+    /// The request's `fleetsim-request` User Property, when it came without Correlation Data.
+    pub tag: Option<Bytes>,
     /// The answer published, or None when the request had no Response Topic.
     pub answer: Option<Bytes>,
     /// The payload was not a command this responder understands.

@@ -155,6 +155,7 @@ mod tests {
             id_prefix: String::new(),
             ramp: None,
             source_addresses: Vec::new(),
+            show_exchanges: None,
         }
     }
 

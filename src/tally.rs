@@ -56,6 +56,7 @@ impl Tally {
         a.skipped_backlog += b.skipped_backlog;
         a.unmatched_responses += b.unmatched_responses;
         a.duplicate_responses += b.duplicate_responses;
+        a.mixed_up += b.mixed_up;
         a.error_answers += b.error_answers;
         self.latency.merge(&other.latency);
 

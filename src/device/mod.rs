@@ -60,6 +60,12 @@ pub fn response_topic_of(publish: &PublishPacket) -> Option<String> {
 }
 
 /// The value of a user property of a received PUBLISH, if present.
+/// The User Property a phone without Correlation Data (`correlation_data: false`) names its
+/// request in, and fleetsim's responders copy onto their answer. The phone never matches by it
+/// (that would be Correlation Data by another name): it only tells the report, afterwards,
+/// which answers the phone took for the wrong request.
+pub const REQUEST_TAG: &str = "fleetsim-request";
+
 pub fn user_property<'a>(publish: &'a PublishPacket, key: &str) -> Option<&'a str> {
     publish.properties.get_user_property_value(key)
 }

@@ -188,6 +188,22 @@ impl RequestTracker {
         }
     }
 
+    /// An answer with no Correlation Data, taken for the oldest request still open (all a
+    /// requester can do without it), with that request's name; `Unmatched` when none is open.
+    pub fn answer_oldest(&mut self, now: Instant) -> (Verdict, Bytes) {
+        let oldest = (self.base..)
+            .zip(&self.window)
+            .find(|(_, r)| r.ended == Ended::Open)
+            .map(|(seq, _)| seq);
+        match oldest {
+            Some(seq) => {
+                let name = self.correlation(seq);
+                (self.answer(Some(&name), now), name)
+            }
+            None => (Verdict::Unmatched, Bytes::new()),
+        }
+    }
+
     /// Times out every open request whose deadline has passed at `now`, oldest first, telling
     /// `each` its sequence and how long it waited.
     pub fn expire(&mut self, now: Instant, mut each: impl FnMut(u64, Duration)) {
@@ -643,6 +659,7 @@ impl Device {
                 response_topic: response_topic.clone(),
                 correlation: correlation.clone(),
                 payload: payload.clone(),
+                without_correlation: !spec.correlation_data,
             };
             out.shared
                 .narration
@@ -659,10 +676,21 @@ impl Device {
             payload,
             qos: self.qos,
             retain: false,
-            properties: PublishProperties {
-                response_topic: Some(response_topic.to_string()),
-                correlation_data: Some(correlation.clone()),
-                ..PublishProperties::default()
+            properties: if spec.correlation_data {
+                PublishProperties {
+                    response_topic: Some(response_topic.to_string()),
+                    correlation_data: Some(correlation.clone()),
+                    ..PublishProperties::default()
+                }
+            } else {
+                // As before MQTT 5: nothing on the request ties an answer to it. Its name
+                // goes along for the report only (see `REQUEST_TAG`).
+                let name = String::from_utf8_lossy(&correlation).into_owned();
+                PublishProperties {
+                    response_topic: Some(response_topic.to_string()),
+                    user_properties: vec![(super::REQUEST_TAG.to_owned(), name)],
+                    ..PublishProperties::default()
+                }
             },
             tag: 0,
         };
@@ -740,10 +768,25 @@ impl Device {
 
     /// An answer arrived on one of the phone's Response Topics.
     pub(super) fn phone_answer(&mut self, publish: PublishPacket, now: Instant, out: &mut Out<'_>) {
-        let correlation = super::correlation_of(&publish);
+        let with_correlation = self.phone_spec().is_none_or(|p| p.correlation_data);
         let Some(phone) = self.phone() else { return };
-        let verdict = phone.tracker.answer(correlation.as_deref(), now);
-        let correlation = correlation.unwrap_or_default();
+        let (verdict, correlation) = if with_correlation {
+            let correlation = super::correlation_of(&publish);
+            let verdict = phone.tracker.answer(correlation.as_deref(), now);
+            (verdict, correlation.unwrap_or_default())
+        } else {
+            // Without Correlation Data an answer can only be taken for the oldest request
+            // still open: right if answers come back in order and are all this phone's.
+            let (verdict, name) = phone.tracker.answer_oldest(now);
+            if let Verdict::Matched { .. } | Verdict::Overdue { .. } = verdict {
+                let truth = super::user_property(&publish, super::REQUEST_TAG);
+                if truth.is_some_and(|t| t.as_bytes() != &name[..]) {
+                    out.tally.requests.mixed_up += 1;
+                    self.tell_mixed_up(&publish, &name, truth.unwrap_or_default(), out);
+                }
+            }
+            (verdict, name)
+        };
         let q = &mut out.tally.requests;
         match verdict {
             Verdict::Matched { latency, .. } => {
@@ -796,8 +839,26 @@ impl Device {
             }
             Verdict::Unmatched => {
                 q.unmatched_responses += 1;
-                self.tell_stray(&publish, "matches none of its requests: unmatched", out);
+                let why = if with_correlation {
+                    "matches none of its requests: unmatched"
+                } else {
+                    "no request left open to take it for: unmatched"
+                };
+                self.tell_stray(&publish, why, out);
             }
+        }
+    }
+
+    /// Narrates an answer taken for request `name` that belonged to request `truth`.
+    fn tell_mixed_up(&self, publish: &PublishPacket, name: &Bytes, truth: &str, out: &mut Out<'_>) {
+        if out.shared.narration.active() {
+            let name = String::from_utf8_lossy(name);
+            let why = format!(
+                "taken for its oldest open request, {name}, but it was the answer to {truth}: mixed up"
+            );
+            out.shared
+                .narration
+                .tell(|n| n.stray(self.id(), &publish.topic_name, &publish.payload, None, &why));
         }
     }
 

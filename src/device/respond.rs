@@ -19,6 +19,9 @@ use crate::mqtt::{Outgoing, PublishProperties};
 pub struct PendingAnswer {
     response_topic: Option<String>,
     correlation: Option<Bytes>,
+    /// A request without Correlation Data from a fleetsim phone names itself in a User
+    /// Property ([`super::REQUEST_TAG`]); the answer carries it back.
+    tag: Option<String>,
     answer: Bytes,
     /// The request was not one the responder understands (answered with an error).
     rejected: bool,
@@ -74,11 +77,17 @@ impl Device {
         }
         let correlation = correlation_of(&publish);
         let response_topic = response_topic_of(&publish);
+        let tag = correlation
+            .is_none()
+            .then(|| super::user_property(&publish, super::REQUEST_TAG))
+            .flatten()
+            .map(str::to_owned);
         let traced = out.shared.narration.active().then(|| Handled {
             topic: publish.topic_name.clone(),
             payload: publish.payload.clone(),
             response_topic: response_topic.clone(),
             correlation: correlation.clone(),
+            tag: tag.clone().map(Bytes::from),
             answer: None,
             rejected,
             withheld: false,
@@ -86,6 +95,7 @@ impl Device {
         let pending = PendingAnswer {
             response_topic,
             correlation,
+            tag,
             answer,
             rejected,
             fault: None,
@@ -148,6 +158,7 @@ impl Device {
         let PendingAnswer {
             response_topic,
             mut correlation,
+            tag,
             answer,
             rejected,
             fault,
@@ -209,6 +220,9 @@ impl Device {
             retain: false,
             properties: PublishProperties {
                 correlation_data: correlation,
+                user_properties: tag
+                    .map(|tag| vec![(super::REQUEST_TAG.to_owned(), tag)])
+                    .unwrap_or_default(),
                 ..PublishProperties::default()
             },
             tag: 0,

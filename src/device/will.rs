@@ -16,6 +16,7 @@ use rand::Rng;
 use super::core::{Device, Out, Timed};
 use super::{correlation_of, response_topic_of, user_property};
 use crate::mqtt::{Outgoing, PublishProperties};
+use crate::output::Escaped;
 use crate::supervisor::WillFact;
 
 /// The user property a consumer names itself in on every ack.
@@ -77,6 +78,18 @@ impl Device {
             return;
         };
         let by = user_property(publish, CONSUMED_BY).unwrap_or("someone");
+        if out.shared.narration.tells_setup() {
+            let data = crate::narrate::show(correlation.as_deref().unwrap_or_default());
+            let rest = format!(
+                "{}, Correlation Data {data}: its Will of connection {incarnation} was consumed, by {}",
+                Escaped::value(&publish.topic_name),
+                Escaped::value(by)
+            );
+            let drawn = format!("{}<br/>Correlation Data {data}", publish.topic_name);
+            out.shared
+                .narration
+                .tell(|n| n.packet("will", self.id(), false, &rest, &drawn));
+        }
         tracing::info!(
             device = id,
             incarnation,
@@ -134,6 +147,9 @@ impl Device {
             tag: 0,
         };
         tracing::info!(device = %self.id(), will = %publish.topic_name, "acking a Will");
+        if out.shared.narration.tells_setup() {
+            self.tell_will_consumed(&publish, &ack, out);
+        }
         match now
             .checked_add(consumer.ack_delay)
             .filter(|_| !consumer.ack_delay.is_zero())
@@ -141,6 +157,34 @@ impl Device {
             Some(at) => self.timers.add(at, Timed::Ack(Box::new(ack))),
             None => self.publish_counted(ack, now, out),
         }
+    }
+}
+
+impl Device {
+    /// Narrates a Will this device got and the ack it sends back.
+    fn tell_will_consumed(&self, will: &PublishPacket, ack: &Outgoing, out: &mut Out<'_>) {
+        let show = crate::narrate::show;
+        let data = show(correlation_of(will).as_deref().unwrap_or_default());
+        let got = format!(
+            "{} {}, Response Topic {}, Correlation Data {data}: a Will, the broker's notice that a device went away",
+            Escaped::value(&will.topic_name),
+            show(&will.payload),
+            Escaped::value(&ack.topic),
+        );
+        let acked = format!(
+            "{} {}, Correlation Data {data} copied: the ack, to the Will's Response Topic",
+            Escaped::value(&ack.topic),
+            show(&ack.payload),
+        );
+        let drawn_got = format!(
+            "{} (a Will)<br/>Response Topic {}<br/>Correlation Data {data}",
+            will.topic_name, ack.topic
+        );
+        let drawn_ack = format!("{} (the ack)<br/>Correlation Data {data}", ack.topic);
+        out.shared.narration.tell(|n| {
+            n.packet("will", self.id(), false, &got, &drawn_got);
+            n.packet("will", self.id(), true, &acked, &drawn_ack);
+        });
     }
 }
 

@@ -391,6 +391,7 @@ fn expand_phones(
                 pace,
                 timeout: phone.timeout,
                 max_requests: phone.max_requests,
+                correlation_data: phone.correlation_data,
             });
             *slot = Some(device(problems, plan, entry, role));
         }

@@ -40,6 +40,7 @@ fn measure(metric: Metric) -> Measure {
         | Metric::Failed
         | Metric::Unmatched
         | Metric::Duplicate
+        | Metric::MixedUp
         | Metric::WillsUnconsumed
         | Metric::WillsMissing
         | Metric::WillsUnexpected

@@ -98,6 +98,7 @@ const PHONE_FIELDS: &[&str] = &[
     "in_flight",
     "timeout",
     "requests",
+    "correlation_data",
 ];
 
 pub(super) fn check_group(
@@ -169,7 +170,7 @@ fn check_kind(
 }
 
 /// Kind-specific fields present in the group, with their positions.
-fn specific_fields(g: &RawGroup) -> [(&'static str, Option<Location>); 17] {
+fn specific_fields(g: &RawGroup) -> [(&'static str, Option<Location>); 18] {
     [
         ("command_topic", loc_of(&g.command_topic)),
         ("delay", loc_of(&g.delay)),
@@ -188,6 +189,7 @@ fn specific_fields(g: &RawGroup) -> [(&'static str, Option<Location>); 17] {
         ("in_flight", loc_of(&g.in_flight)),
         ("timeout", loc_of(&g.timeout)),
         ("requests", loc_of(&g.requests)),
+        ("correlation_data", loc_of(&g.correlation_data)),
     ]
 }
 

@@ -41,6 +41,8 @@ pub struct Fleet {
     /// The local addresses devices connect from, ranges expanded, in file order; device `i`
     /// uses entry `i % len`. Empty: fleetsim chooses (see `transport::sources`).
     pub source_addresses: Vec<IpAddr>,
+    /// How many requests the narration tells, unless `--show-exchanges` says (None: 3).
+    pub show_exchanges: Option<usize>,
 }
 
 impl Fleet {
@@ -99,6 +101,8 @@ pub enum Metric {
     Failed,
     Unmatched,
     Duplicate,
+    /// Answers a phone without Correlation Data took for the wrong request.
+    MixedUp,
     /// consumed / expected Wills (1.0 when none was expected).
     WillsConsumedRate,
     WillsUnconsumed,
@@ -133,6 +137,7 @@ impl Metric {
             Metric::Failed => "failed",
             Metric::Unmatched => "unmatched",
             Metric::Duplicate => "duplicate",
+            Metric::MixedUp => "mixed_up",
             Metric::WillsConsumedRate => "wills_consumed_rate",
             Metric::WillsUnconsumed => "wills_unconsumed",
             Metric::WillsMissing => "wills_missing",
@@ -158,7 +163,7 @@ impl Metric {
         )
     }
 
-    pub const ALL: [Metric; 22] = [
+    pub const ALL: [Metric; 23] = [
         Metric::SuccessRate,
         Metric::LatencyP50Ms,
         Metric::LatencyP90Ms,
@@ -171,6 +176,7 @@ impl Metric {
         Metric::Failed,
         Metric::Unmatched,
         Metric::Duplicate,
+        Metric::MixedUp,
         Metric::WillsConsumedRate,
         Metric::WillsUnconsumed,
         Metric::WillsMissing,
@@ -402,6 +408,10 @@ pub struct Phone {
     pub timeout: Duration,
     /// Stop after this many requests (None: until the run's duration ends).
     pub max_requests: Option<u64>,
+    /// Put Correlation Data on requests (the default). Without it the phone does what clients
+    /// did before MQTT 5: it takes each answer on its Response Topic for its oldest open
+    /// request, and is fooled when answers come out of order or are someone else's.
+    pub correlation_data: bool,
 }
 
 /// When a phone sends its requests: the load model.

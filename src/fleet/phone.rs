@@ -22,6 +22,7 @@ pub(super) struct PhonePlan {
     pub pace: PacePlan,
     pub timeout: Duration,
     pub max_requests: Option<u64>,
+    pub correlation_data: bool,
 }
 
 /// The load model as the group asks for it; `group_rate` becomes each phone's `Rate` once
@@ -165,6 +166,7 @@ pub(super) fn check_phone(
         pace,
         timeout: timeout.unwrap_or(Duration::from_secs(2)),
         max_requests: max_requests.flatten(),
+        correlation_data: g.correlation_data.as_ref().is_none_or(|c| c.value),
     })
 }
 

@@ -134,6 +134,7 @@ pub(super) struct RawFleet {
     pub ramp: Option<Spanned<String>>,
     /// Addresses and `A-B` ranges, parsed by `sources`.
     pub source_addresses: Option<Spanned<Vec<Spanned<String>>>>,
+    pub show_exchanges: Option<Spanned<i64>>,
 }
 
 /// `supervisor:`, the login of the supervisor's own connection on an external broker.
@@ -203,6 +204,7 @@ pub(super) struct RawGroup {
     pub in_flight: Option<Spanned<i64>>,
     pub timeout: Option<Spanned<String>>,
     pub requests: Option<Spanned<i64>>,
+    pub correlation_data: Option<Spanned<bool>>,
     // any kind. `will:` with nothing after it is null: kept apart from an absent field (see
     // `present`) so it means "a Will with every default" rather than silently none.
     #[serde(default, deserialize_with = "present")]

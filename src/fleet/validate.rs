@@ -168,6 +168,23 @@ pub(super) fn validate(raw: Spanned<RawFleet>, ctx: &Context<'_>) -> Result<Flee
     let supervisor = check_supervisor(&mut problems, f.supervisor.as_ref(), ctx.env);
     let source_addresses = check_sources(&mut problems, f.source_addresses.as_ref());
     let devices = expanded.map(|e| e.devices).unwrap_or_default();
+    let show_exchanges = f
+        .show_exchanges
+        .as_ref()
+        .and_then(|n| match usize::try_from(n.value) {
+            Ok(n) if n <= MAX_SHOW_EXCHANGES => Some(n),
+            _ => {
+                problems.at(
+                    n.referenced,
+                    "show_exchanges",
+                    format!(
+                        "show_exchanges must be 0 to {MAX_SHOW_EXCHANGES}, got {}",
+                        n.value
+                    ),
+                );
+                None
+            }
+        });
 
     match (name, broker, run_for, will_ack_timeout) {
         (Some(name), Some(broker), Some(duration), Some(will_ack_timeout))
@@ -188,11 +205,15 @@ pub(super) fn validate(raw: Spanned<RawFleet>, ctx: &Context<'_>) -> Result<Flee
                 id_prefix,
                 ramp,
                 source_addresses,
+                show_exchanges,
             })
         }
         _ => Err(problems.into_sorted()),
     }
 }
+
+/// The most requests a narration may tell: it is for reading.
+const MAX_SHOW_EXCHANGES: usize = 1000;
 
 /// `id_prefix:`, put in front of every client id; empty when absent or bad.
 fn check_id_prefix(problems: &mut Problems, raw: Option<&Spanned<String>>) -> String {

@@ -94,6 +94,7 @@ pub struct Filter {
 struct Open {
     requester: String,
     seq: u64,
+    without_correlation: bool,
 }
 
 /// Tells the steps of the first `exchanges` requests as they happen.
@@ -314,6 +315,22 @@ impl Narrator {
         }
     }
 
+    /// A packet outside any request: a Will delivered, its ack, the ack learned. `sent`: the
+    /// client sent it to the broker (else the broker delivered it to the client).
+    pub fn packet(&mut self, label: &str, client: &str, sent: bool, rest: &str, drawn: &str) {
+        let arrow = if sent { "->" } else { "<-" };
+        let line = self.line(label, client, arrow, "PUBLISH", rest);
+        self.say(line);
+        if let Some(d) = &mut self.diagram {
+            let text = format!("PUBLISH {drawn}");
+            if sent {
+                d.to_broker(client, text);
+            } else {
+                d.from_broker(client, text);
+            }
+        }
+    }
+
     // ----- exchanges ----------------------------------------------------------------------
 
     /// A phone sent (or, its Response Topic refused, held back) request number `seq`.
@@ -327,6 +344,7 @@ impl Narrator {
             Open {
                 requester: requester.to_owned(),
                 seq,
+                without_correlation: exchange.without_correlation,
             },
         );
         let label = label(&exchange.correlation);
@@ -346,23 +364,31 @@ impl Narrator {
                 "Response Topic    {}   (where the answer must go)",
                 Escaped::value(&exchange.response_topic)
             )),
-            self.more(&format!(
-                "Correlation Data  {}   (the answer must carry it back)",
-                show(&exchange.correlation)
-            )),
+            if exchange.without_correlation {
+                self.more("Correlation Data  none, as before MQTT 5: nothing ties the answer to this request")
+            } else {
+                self.more(&format!(
+                    "Correlation Data  {}   (the answer must carry it back)",
+                    show(&exchange.correlation)
+                ))
+            },
         ];
         self.say(lines.join("\n"));
         if exchange.published
             && let Some(d) = &mut self.diagram
         {
+            let correlation = if exchange.without_correlation {
+                "none".to_owned()
+            } else {
+                show(&exchange.correlation)
+            };
             d.to_broker(
                 requester,
                 format!(
-                    "PUBLISH {} {}<br/>Response Topic {}<br/>Correlation Data {}",
+                    "PUBLISH {} {}<br/>Response Topic {}<br/>Correlation Data {correlation}",
                     exchange.topic,
                     show(&exchange.payload),
                     exchange.response_topic,
-                    show(&exchange.correlation)
                 ),
             );
         }
@@ -371,13 +397,17 @@ impl Narrator {
     /// A responder got a request and (maybe) answered it. Told when the request is one being
     /// narrated.
     pub fn handled(&mut self, responder: &str, handled: &Handled) {
-        let Some(correlation) = &handled.correlation else {
+        let Some(key) = handled.correlation.as_ref().or(handled.tag.as_ref()) else {
             return;
         };
-        if !self.open.contains_key(correlation) {
+        if !self.open.contains_key(key) {
             return;
         }
-        let label = label(correlation);
+        let label = label(key);
+        let correlation = &match &handled.correlation {
+            Some(c) => show(c),
+            None => "none".to_owned(),
+        };
         let got = format!(
             "{} {}, Response Topic {}, Correlation Data {}",
             Escaped::value(&handled.topic),
@@ -386,7 +416,7 @@ impl Narrator {
                 .response_topic
                 .as_deref()
                 .map_or_else(|| "none".to_owned(), |t| Escaped::value(t).to_string()),
-            show(correlation)
+            correlation
         );
         let mut lines = vec![self.line(&label, responder, "<-", "PUBLISH", &got)];
         match (&handled.answer, &handled.response_topic) {
@@ -396,10 +426,15 @@ impl Narrator {
                 "->",
                 "PUBLISH",
                 &format!(
-                    "{} {}, Correlation Data {} copied unchanged",
+                    "{} {}, Correlation Data {}{}",
                     Escaped::value(topic),
                     show(answer),
-                    show(correlation)
+                    correlation,
+                    if handled.correlation.is_some() {
+                        " copied unchanged"
+                    } else {
+                        ""
+                    }
                 ),
             )),
             _ if handled.withheld => {
@@ -416,7 +451,7 @@ impl Narrator {
                     handled.topic,
                     show(&handled.payload),
                     handled.response_topic.as_deref().unwrap_or("none"),
-                    show(correlation)
+                    correlation
                 ),
             );
             if let (Some(answer), Some(topic)) = (&handled.answer, &handled.response_topic) {
@@ -425,7 +460,7 @@ impl Narrator {
                     format!(
                         "PUBLISH {topic} {}<br/>Correlation Data {} (copied)",
                         show(answer),
-                        show(correlation)
+                        correlation
                     ),
                 );
             }
@@ -439,6 +474,16 @@ impl Narrator {
         };
         let label = label(correlation);
         let (arrow, packet, rest) = match outcome {
+            Outcome::Matched { latency, payload } if open.without_correlation => (
+                "<-",
+                "PUBLISH",
+                format!(
+                    "{} {}, no Correlation Data: taken as the answer to its oldest open request, {label}, in {:.2} ms",
+                    Escaped::value(answer_topic),
+                    show(payload),
+                    latency.as_secs_f64() * 1000.0
+                ),
+            ),
             Outcome::Matched { latency, payload } => (
                 "<-",
                 "PUBLISH",
@@ -482,12 +527,16 @@ impl Narrator {
         if let Some(d) = &mut self.diagram {
             match outcome {
                 Outcome::Matched { latency, payload } => {
+                    let data = if open.without_correlation {
+                        "none".to_owned()
+                    } else {
+                        show(correlation)
+                    };
                     d.from_broker(
                         &open.requester,
                         format!(
-                            "PUBLISH {answer_topic} {}<br/>Correlation Data {}",
+                            "PUBLISH {answer_topic} {}<br/>Correlation Data {data}",
                             show(payload),
-                            show(correlation)
                         ),
                     );
                     d.note(

@@ -18,6 +18,7 @@ fn exchange(correlation: &'static str) -> Exchange {
         response_topic: "state/light-in-bedroom/power".into(),
         correlation: Bytes::from_static(correlation.as_bytes()),
         payload: Bytes::from_static(b"ON"),
+        without_correlation: false,
     }
 }
 
@@ -27,6 +28,7 @@ fn handled(e: &Exchange) -> Handled {
         payload: e.payload.clone(),
         response_topic: Some(e.response_topic.to_string()),
         correlation: Some(e.correlation.clone()),
+        tag: None,
         answer: Some(Bytes::from_static(b"{\"power\":\"ON\"}")),
         rejected: false,
         withheld: false,

@@ -249,6 +249,10 @@ pub struct Requests {
     pub unmatched_responses: u64,
     /// Second and later answers to one request.
     pub duplicate_responses: u64,
+    /// Of `matched`: answers a phone without Correlation Data (`correlation_data: false`)
+    /// took for its oldest open request that were in truth the answer to another request
+    /// (fleetsim's responders say which, in a `fleetsim-request` User Property).
+    pub mixed_up: u64,
     /// Matched answers that are a JSON object with an `error` field: the backend answered,
     /// but to say it failed.
     pub error_answers: u64,

@@ -81,8 +81,15 @@ impl fmt::Display for Table<'_> {
             f,
             "stray answers",
             format!(
-                "{} unmatched, {} duplicate; {} matched answers carried an error",
-                q.unmatched_responses, q.duplicate_responses, q.error_answers
+                "{} unmatched, {} duplicate; {} matched answers carried an error{}",
+                q.unmatched_responses,
+                q.duplicate_responses,
+                q.error_answers,
+                if q.mixed_up > 0 {
+                    format!("; {} taken for the wrong request", q.mixed_up)
+                } else {
+                    String::new()
+                }
             ),
         )?;
         if q.matched > 0 {

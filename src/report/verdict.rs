@@ -30,6 +30,7 @@ impl Report {
             Metric::Failed => count(q.failed),
             Metric::Unmatched => count(q.unmatched_responses),
             Metric::Duplicate => count(q.duplicate_responses),
+            Metric::MixedUp => count(q.mixed_up),
             Metric::WillsConsumedRate => rate(w.consumed, w.expected),
             Metric::WillsUnconsumed => count(w.unconsumed),
             Metric::WillsMissing => count(w.missing),
@@ -169,6 +170,10 @@ impl Report {
             ),
             (q.unmatched_responses, "answers matched no request"),
             (q.duplicate_responses, "duplicate answers arrived"),
+            (
+                q.mixed_up,
+                "answers were taken for the wrong request (phones without Correlation Data)",
+            ),
             (w.missing, "expected Wills were never published"),
             (w.unconsumed, "published Wills were never acked"),
             (
