@@ -830,6 +830,13 @@ impl Device {
                 // The request was counted timed out; it ends as late instead.
                 q.timed_out = q.timed_out.saturating_sub(1);
                 q.late += 1;
+                if out.shared.narration.active() {
+                    let why = format!(
+                        "the answer to a request that timed out, {:.0} ms after sending: late",
+                        latency.as_secs_f64() * 1000.0
+                    );
+                    self.tell_stray(&publish, &why, out);
+                }
                 out.shared.stories.effect(&correlation, || {
                     format!(
                         "then answered late, {:.2}s after sending",

@@ -172,16 +172,21 @@ impl Narrator {
         }
     }
 
+    /// The label column holds a client id and `:N` (the Correlation Data of its requests).
+    fn label_width(&self) -> usize {
+        (self.options.width + 3).max(10)
+    }
+
     /// One line: exchange label, client, arrow, packet, what it carries.
     fn line(&self, label: &str, client: &str, arrow: &str, packet: &str, rest: &str) -> String {
-        let width = self.options.width;
+        let (width, labels) = (self.options.width, self.label_width());
         let client = Escaped::value(client).to_string();
-        format!("{label:<10} {client:<width$} {arrow} {packet:<9} {rest}")
+        format!("{label:<labels$} {client:<width$} {arrow} {packet:<9} {rest}")
     }
 
     /// Further lines of the step above, aligned under its text.
     fn more(&self, rest: &str) -> String {
-        let indent = 10 + 1 + self.options.width + 1 + 2 + 1 + 9 + 1;
+        let indent = self.label_width() + 1 + self.options.width + 1 + 2 + 1 + 9 + 1;
         format!("{:indent$}{rest}", "")
     }
 

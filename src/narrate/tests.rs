@@ -75,7 +75,7 @@ fn an_exchange_is_told_step_by_step_under_its_correlation_data() {
     );
     assert!(
         lines[1].starts_with(
-            "phone:1    phone            -> PUBLISH   cmnd/light-in-bedroom/power \"ON\""
+            "phone:1             phone            -> PUBLISH   cmnd/light-in-bedroom/power \"ON\""
         ),
         "{text}"
     );
@@ -84,7 +84,7 @@ fn an_exchange_is_told_step_by_step_under_its_correlation_data() {
         "{text}"
     );
     assert!(text.contains("Correlation Data  \"phone:1\""), "{text}");
-    assert!(text.contains("phone:1    light-in-bedroom <- PUBLISH   cmnd/light-in-bedroom/power \"ON\", Response Topic state/light-in-bedroom/power, Correlation Data \"phone:1\""), "{text}");
+    assert!(text.contains("phone:1             light-in-bedroom <- PUBLISH   cmnd/light-in-bedroom/power \"ON\", Response Topic state/light-in-bedroom/power, Correlation Data \"phone:1\""), "{text}");
     assert!(text.contains("light-in-bedroom -> PUBLISH   state/light-in-bedroom/power {\"power\":\"ON\"}, Correlation Data \"phone:1\" copied unchanged"), "{text}");
     assert!(text.contains("phone            <- PUBLISH   state/light-in-bedroom/power {\"power\":\"ON\"}, Correlation Data \"phone:1\": its request 1, matched in 6.00 ms"), "{text}");
     assert!(n.finished());
@@ -164,7 +164,9 @@ fn setup_tells_request_response_information_the_will_and_the_subscription_before
     n.suback("phone", &[("resp/phone".into(), "granted QoS 1".into())]);
     let text = text(&n);
     assert!(
-        text.contains("connect    phone            -> CONNECT   clean start, keepalive 30 s"),
+        text.contains(
+            "connect             phone            -> CONNECT   clean start, keepalive 30 s"
+        ),
         "{text}"
     );
     assert!(text.contains("Request Response Information = 1"), "{text}");
@@ -192,7 +194,7 @@ fn strays_are_told_with_why_and_bounded() {
     );
     n.stray("phone", "state/x", b"{}", None, "again");
     let text = text(&n);
-    assert!(text.contains("-          phone            <- PUBLISH   state/x {}, Correlation Data \"mqttx-1\": not one of its requests"), "{text}");
+    assert!(text.contains("-                   phone            <- PUBLISH   state/x {}, Correlation Data \"mqttx-1\": not one of its requests"), "{text}");
     assert!(!text.contains("again"), "{text}");
 }
 
