@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 
 use crate::report::{
-    Devices, DurationHistogram, Refusal, Refusals, Requests, Responders, ResponseInfo,
-    ResponseInfoUse, Telemetry,
+    AnswerSample, Devices, DurationHistogram, Refusal, Refusals, Requests, Responders,
+    ResponseInfo, ResponseInfoUse, Telemetry,
 };
 
 /// How many refusals and Response Information uses a tally keeps in full (the rest are only
@@ -58,6 +58,8 @@ impl Tally {
         a.duplicate_responses += b.duplicate_responses;
         a.mixed_up += b.mixed_up;
         a.error_answers += b.error_answers;
+        a.bad_answers += b.bad_answers;
+        keep_first(&mut a.samples, &b.samples);
         self.latency.merge(&other.latency);
 
         let (a, b) = (&mut self.responders, &other.responders);
@@ -87,6 +89,17 @@ impl Tally {
     }
 
     /// A refusal, counted, and told in full while there is room.
+    /// Whether another answer sample would still be kept (check before building one).
+    pub fn wants_sample(&self) -> bool {
+        self.requests.samples.len() < TOLD_IN_FULL
+    }
+
+    pub fn sample(&mut self, sample: AnswerSample) {
+        if self.wants_sample() {
+            self.requests.samples.push(sample);
+        }
+    }
+
     pub fn refusal(&mut self, refusal: Refusal) {
         let r = &mut self.refusals;
         match refusal.what.as_str() {

@@ -18,6 +18,7 @@ use super::core::{Device, Out, Role};
 use crate::events::{Exchange, Outcome};
 use crate::fleet::{self, FaultClass, FaultKind, FaultParams, Pace};
 use crate::mqtt::{Outgoing, PublishProperties};
+use crate::report::AnswerSample;
 
 /// The template variable a Response Topic may hold until CONNACK says what it is.
 const RESPONSE_INFO: &str = "{response_info}";
@@ -794,6 +795,19 @@ impl Device {
                 out.tally.latency.record(latency);
                 if is_error_answer(&publish.payload) {
                     q.error_answers += 1;
+                    self.sample("error", &publish, now, out, || {
+                        "a JSON object with an `error` field".into()
+                    });
+                }
+                if let Some(why) = self
+                    .phone_spec()
+                    .and_then(|p| p.expect_answer.as_ref())
+                    .and_then(|check| check.failure(&publish.payload))
+                {
+                    out.tally.requests.bad_answers += 1;
+                    self.sample("bad", &publish, now, out, || {
+                        format!("fails expect_answer: {why}")
+                    });
                 }
                 let payload = publish.payload.clone();
                 let outcome = Outcome::Matched { latency, payload };
@@ -820,6 +834,9 @@ impl Device {
                 out.shared
                     .stories
                     .effect(&correlation, || "then a duplicate answer".into());
+                self.sample("duplicate", &publish, now, out, || {
+                    "a second answer to one request".into()
+                });
                 self.tell_stray(
                     &publish,
                     "a second answer to a request already answered: a duplicate",
@@ -846,6 +863,9 @@ impl Device {
             }
             Verdict::Unmatched => {
                 q.unmatched_responses += 1;
+                self.sample("unmatched", &publish, now, out, || {
+                    "its Correlation Data names no request of this phone".into()
+                });
                 let why = if with_correlation {
                     "matches none of its requests: unmatched"
                 } else {
@@ -867,6 +887,31 @@ impl Device {
                 .narration
                 .tell(|n| n.stray(self.id(), &publish.topic_name, &publish.payload, None, &why));
         }
+    }
+
+    /// Keeps an answer as a sample for the report, while the shard keeps samples.
+    fn sample(
+        &self,
+        kind: &str,
+        publish: &PublishPacket,
+        now: Instant,
+        out: &mut Out<'_>,
+        why: impl FnOnce() -> String,
+    ) {
+        if !out.tally.wants_sample() {
+            return;
+        }
+        let show = crate::narrate::show;
+        let sample = AnswerSample {
+            kind: kind.to_owned(),
+            phone: self.id().to_owned(),
+            topic: publish.topic_name.clone(),
+            correlation: super::correlation_of(publish).map_or_else(|| "none".into(), |c| show(&c)),
+            payload: show(&publish.payload),
+            at_s: (self.run_time(now, out.shared) * 1000.0).round() / 1000.0,
+            why: why(),
+        };
+        out.tally.sample(sample);
     }
 
     /// Narrates an answer that ended no request.

@@ -392,6 +392,7 @@ fn expand_phones(
                 timeout: phone.timeout,
                 max_requests: phone.max_requests,
                 correlation_data: phone.correlation_data,
+                expect_answer: phone.expect_answer.clone(),
             });
             *slot = Some(device(problems, plan, entry, role));
         }

@@ -41,6 +41,8 @@ fn measure(metric: Metric) -> Measure {
         | Metric::Unmatched
         | Metric::Duplicate
         | Metric::MixedUp
+        | Metric::ErrorAnswers
+        | Metric::BadAnswers
         | Metric::WillsUnconsumed
         | Metric::WillsMissing
         | Metric::WillsUnexpected

@@ -99,6 +99,7 @@ const PHONE_FIELDS: &[&str] = &[
     "timeout",
     "requests",
     "correlation_data",
+    "expect_answer",
 ];
 
 pub(super) fn check_group(
@@ -170,7 +171,7 @@ fn check_kind(
 }
 
 /// Kind-specific fields present in the group, with their positions.
-fn specific_fields(g: &RawGroup) -> [(&'static str, Option<Location>); 18] {
+fn specific_fields(g: &RawGroup) -> [(&'static str, Option<Location>); 19] {
     [
         ("command_topic", loc_of(&g.command_topic)),
         ("delay", loc_of(&g.delay)),
@@ -190,6 +191,7 @@ fn specific_fields(g: &RawGroup) -> [(&'static str, Option<Location>); 18] {
         ("timeout", loc_of(&g.timeout)),
         ("requests", loc_of(&g.requests)),
         ("correlation_data", loc_of(&g.correlation_data)),
+        ("expect_answer", loc_of(&g.expect_answer)),
     ]
 }
 

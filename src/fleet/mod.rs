@@ -35,6 +35,7 @@
 //! problem so a user fixes a file in one round.
 
 mod access;
+mod answer;
 mod expand;
 mod expect;
 mod fault_options;
@@ -80,6 +81,7 @@ use std::fmt;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
+pub use answer::AnswerCheck;
 pub use model::*;
 pub use validate::{id_prefix_problem, parse_broker};
 pub use values::{MAX_DURATION, max_duration_text};

@@ -103,6 +103,10 @@ pub enum Metric {
     Duplicate,
     /// Answers a phone without Correlation Data took for the wrong request.
     MixedUp,
+    /// Matched answers with an `error` field.
+    ErrorAnswers,
+    /// Matched answers failing `expect_answer:`.
+    BadAnswers,
     /// consumed / expected Wills (1.0 when none was expected).
     WillsConsumedRate,
     WillsUnconsumed,
@@ -138,6 +142,8 @@ impl Metric {
             Metric::Unmatched => "unmatched",
             Metric::Duplicate => "duplicate",
             Metric::MixedUp => "mixed_up",
+            Metric::ErrorAnswers => "error_answers",
+            Metric::BadAnswers => "bad_answers",
             Metric::WillsConsumedRate => "wills_consumed_rate",
             Metric::WillsUnconsumed => "wills_unconsumed",
             Metric::WillsMissing => "wills_missing",
@@ -163,7 +169,7 @@ impl Metric {
         )
     }
 
-    pub const ALL: [Metric; 23] = [
+    pub const ALL: [Metric; 25] = [
         Metric::SuccessRate,
         Metric::LatencyP50Ms,
         Metric::LatencyP90Ms,
@@ -177,6 +183,8 @@ impl Metric {
         Metric::Unmatched,
         Metric::Duplicate,
         Metric::MixedUp,
+        Metric::ErrorAnswers,
+        Metric::BadAnswers,
         Metric::WillsConsumedRate,
         Metric::WillsUnconsumed,
         Metric::WillsMissing,
@@ -412,6 +420,8 @@ pub struct Phone {
     /// did before MQTT 5: it takes each answer on its Response Topic for its oldest open
     /// request, and is fooled when answers come out of order or are someone else's.
     pub correlation_data: bool,
+    /// What each matched answer must look like (`expect_answer:`), shared by the group.
+    pub expect_answer: Option<std::sync::Arc<super::answer::AnswerCheck>>,
 }
 
 /// When a phone sends its requests: the load model.

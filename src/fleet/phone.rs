@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_saphyr::{Location, Spanned};
 
+use super::answer::{AnswerCheck, check_answer};
 use super::fields::{Located, topic_template};
 use super::model::{Connection, Pace};
 use super::raw::RawGroup;
@@ -23,6 +24,7 @@ pub(super) struct PhonePlan {
     pub timeout: Duration,
     pub max_requests: Option<u64>,
     pub correlation_data: bool,
+    pub expect_answer: Option<std::sync::Arc<AnswerCheck>>,
 }
 
 /// The load model as the group asks for it; `group_rate` becomes each phone's `Rate` once
@@ -145,6 +147,10 @@ pub(super) fn check_phone(
             format!("timeout must be at least 1ms, got `{}`", raw.value),
         );
     }
+    let expect_answer = match &g.expect_answer {
+        None => Some(None),
+        Some(raw) => check_answer(problems, raw, &at("expect_answer")).map(Some),
+    };
     let max_requests = match &g.requests {
         None => Some(None),
         Some(r) => match u64::try_from(r.value) {
@@ -167,6 +173,7 @@ pub(super) fn check_phone(
         timeout: timeout.unwrap_or(Duration::from_secs(2)),
         max_requests: max_requests.flatten(),
         correlation_data: g.correlation_data.as_ref().is_none_or(|c| c.value),
+        expect_answer: expect_answer.flatten().map(std::sync::Arc::new),
     })
 }
 

@@ -205,6 +205,7 @@ pub(super) struct RawGroup {
     pub timeout: Option<Spanned<String>>,
     pub requests: Option<Spanned<i64>>,
     pub correlation_data: Option<Spanned<bool>>,
+    pub expect_answer: Option<Spanned<super::answer::RawAnswerCheck>>,
     // any kind. `will:` with nothing after it is null: kept apart from an absent field (see
     // `present`) so it means "a Will with every default" rather than silently none.
     #[serde(default, deserialize_with = "present")]

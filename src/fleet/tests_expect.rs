@@ -61,7 +61,7 @@ fn bad_expectations_name_line_field_and_value() {
     let cases: &[(&str, &str)] = &[
         (
             "  succes_rate: \">= 0.9\"\n",
-            "5:3: expect.succes_rate: unknown metric `succes_rate`; expected one of success_rate, latency_p50_ms, latency_p90_ms, latency_p99_ms, latency_max_ms, sent, matched, timed_out, late, failed, unmatched, duplicate, wills_consumed_rate, wills_unconsumed, wills_missing, wills_unexpected, refusals, faults_injected",
+            "5:3: expect.succes_rate: unknown metric `succes_rate`; expected one of success_rate, latency_p50_ms, latency_p90_ms, latency_p99_ms, latency_max_ms, sent, matched, timed_out, late, failed, unmatched, duplicate, mixed_up, error_answers, bad_answers, wills_consumed_rate, wills_unconsumed, wills_missing, wills_unexpected, refusals, faults_injected",
         ),
         (
             "  success_rate: \"95%\"\n",

@@ -256,7 +256,28 @@ pub struct Requests {
     /// Matched answers that are a JSON object with an `error` field: the backend answered,
     /// but to say it failed.
     pub error_answers: u64,
+    /// Matched answers that fail their phone's `expect_answer:`.
+    pub bad_answers: u64,
     pub latency_ms: Latency,
+    /// The first answers that were bad, error answers, unmatched or duplicates, as they came
+    /// (at most 20 per shard; the counts above have them all).
+    pub samples: Vec<AnswerSample>,
+}
+
+/// One answer worth seeing, shown as text: what came, where, and why it is here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnswerSample {
+    /// `bad`, `error`, `unmatched`, `duplicate`.
+    pub kind: String,
+    pub phone: String,
+    pub topic: String,
+    /// As the narration shows it: quoted text, or hex.
+    pub correlation: String,
+    /// The first 120 characters (or 60 bytes, in hex).
+    pub payload: String,
+    /// Seconds since the run started.
+    pub at_s: f64,
+    pub why: String,
 }
 
 impl Requests {

@@ -92,6 +92,35 @@ impl fmt::Display for Table<'_> {
                 }
             ),
         )?;
+        if q.bad_answers > 0 {
+            row(
+                f,
+                "bad answers",
+                format!("{} matched answers failed expect_answer", q.bad_answers),
+            )?;
+        }
+        // The first few answers worth seeing, so a stray answer is not only a number.
+        const SHOWN: usize = 5;
+        for sample in q.samples.iter().take(SHOWN) {
+            writeln!(
+                f,
+                "    {} {} @{:.1}s: {} on {}, Correlation Data {}: {}",
+                sample.phone,
+                sample.kind,
+                sample.at_s,
+                sample.payload,
+                sample.topic,
+                sample.correlation,
+                sample.why,
+            )?;
+        }
+        if q.samples.len() > SHOWN {
+            writeln!(
+                f,
+                "    ... {} more samples in the JSON report",
+                q.samples.len() - SHOWN
+            )?;
+        }
         if q.matched > 0 {
             let l = q.latency_ms;
             row(

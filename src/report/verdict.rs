@@ -31,6 +31,8 @@ impl Report {
             Metric::Unmatched => count(q.unmatched_responses),
             Metric::Duplicate => count(q.duplicate_responses),
             Metric::MixedUp => count(q.mixed_up),
+            Metric::ErrorAnswers => count(q.error_answers),
+            Metric::BadAnswers => count(q.bad_answers),
             Metric::WillsConsumedRate => rate(w.consumed, w.expected),
             Metric::WillsUnconsumed => count(w.unconsumed),
             Metric::WillsMissing => count(w.missing),
@@ -174,6 +176,11 @@ impl Report {
                 q.mixed_up,
                 "answers were taken for the wrong request (phones without Correlation Data)",
             ),
+            (
+                q.error_answers,
+                "matched answers carried an error (a JSON object with an `error` field)",
+            ),
+            (q.bad_answers, "matched answers failed expect_answer"),
             (w.missing, "expected Wills were never published"),
             (w.unconsumed, "published Wills were never acked"),
             (
