@@ -15,7 +15,8 @@
 //! - [`transport`]: the bytes under a device's codec: TCP, or TLS (rustls) for `mqtts://`.
 //! - [`broker`]: the embedded broker, for runs with nothing else installed.
 //! - [`events`]: the facts devices deal in; [`tally`]: what each shard counts, in place;
-//!   [`shared`]: what shards share (progress, fault stories, the narration).
+//!   [`shared`]: what shards share (progress, fault stories, the narration); [`timeline`]:
+//!   the run second by second.
 //! - [`narrate`]: the first exchanges (and a small fleet's connection set-up) told step by
 //!   step as they happen, and drawn as a sequence diagram.
 //! - [`output`]: printing that survives a closed stdout (`fleetsim validate f.yaml | head`)
@@ -40,4 +41,5 @@ pub mod run;
 pub mod shared;
 pub mod supervisor;
 pub mod tally;
+pub mod timeline;
 pub mod transport;

@@ -12,6 +12,7 @@ use crate::report::{
     AnswerSample, Devices, DurationHistogram, Refusal, Refusals, Requests, Responders,
     ResponseInfo, ResponseInfoUse, Telemetry,
 };
+use crate::timeline::{ByTarget, Timeline};
 
 /// How many refusals and Response Information uses a tally keeps in full (the rest are only
 /// counted).
@@ -29,6 +30,10 @@ pub struct Tally {
     pub telemetry: Telemetry,
     pub response_info: ResponseInfo,
     pub refusals: Refusals,
+    /// The run second by second.
+    pub timeline: Timeline,
+    /// The requests by request topic.
+    pub targets: ByTarget,
 }
 
 impl Tally {
@@ -86,6 +91,9 @@ impl Tally {
         a.publish += b.publish;
         add_map(&mut a.by_reason, &b.by_reason);
         keep_first(&mut a.events, &b.events);
+
+        self.timeline.merge(&other.timeline);
+        self.targets.merge(&other.targets);
     }
 
     /// A refusal, counted, and told in full while there is room.

@@ -114,6 +114,8 @@ impl Backoff {
 pub struct Downtime {
     down_since: Option<(Instant, bool)>,
     counting_from: Option<Instant>,
+    /// Connected since the last [`Downtime::up`] (the timeline counts each going down once).
+    up: bool,
 }
 
 impl Downtime {
@@ -123,15 +125,18 @@ impl Downtime {
     }
 
     /// The connection went; `planned` when a fault did it. A second call before the device is
-    /// back changes nothing: the outage began with the first.
-    pub fn down(&mut self, now: Instant, planned: bool) {
+    /// back changes nothing: the outage began with the first. True when a connected device
+    /// just went down (not when a connection that never came up failed again).
+    pub fn down(&mut self, now: Instant, planned: bool) -> bool {
         if self.down_since.is_none() {
             self.down_since = Some((now, planned));
         }
+        std::mem::take(&mut self.up)
     }
 
     /// Connected again (or for the first time: then None).
     pub fn up(&mut self, now: Instant) -> Option<Back> {
+        self.up = true;
         let outage = self.outage(now);
         self.down_since = None;
         outage

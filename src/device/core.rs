@@ -30,6 +30,7 @@ use crate::mqtt::{CodecError, Inbound, Outbound, Outgoing, PublishError, Session
 use crate::shared::Shared;
 use crate::supervisor::WillFact;
 use crate::tally::Tally;
+use crate::timeline::Slot;
 use crate::transport::toxic::{Direction, Toxic};
 
 /// What the device asks its actor to do, in order.
@@ -69,6 +70,17 @@ pub struct Out<'a> {
     pub actions: &'a mut Vec<Action>,
     pub tally: &'a mut Tally,
     pub shared: &'a Shared,
+}
+
+impl Out<'_> {
+    /// The timeline's slot for `now` (what happens before the run starts counts in the first).
+    pub fn second(&mut self, now: Instant) -> &mut Slot {
+        let since = self
+            .shared
+            .started()
+            .map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
+        self.tally.timeline.at(since)
+    }
 }
 
 /// Where the device's link stands.
@@ -167,6 +179,14 @@ pub struct Device {
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Device {
+    /// The connection went (`planned`: a fault did it): the outage starts, and a device that
+    /// was connected leaves the timeline's count.
+    pub(super) fn went_down(&mut self, now: Instant, planned: bool, out: &mut Out<'_>) {
+        if self.downtime.down(now, planned) {
+            out.second(now).connected -= 1;
+        }
+    }
+
     pub fn new(setup: DeviceSetup) -> Self {
         let DeviceSetup {
             fleet,

@@ -163,7 +163,7 @@ impl Device {
             return;
         }
         tracing::info!(device = %self.id(), fault = fault.kind.as_str(), down_for = ?fault.down_for, "injecting fault");
-        self.downtime.down(now, true);
+        self.went_down(now, true, out);
         out.tally.links.planned_drops += 1;
         out.actions.push(Action::Tell(WillFact::OutageBegan {
             device: self.index,
@@ -377,7 +377,7 @@ impl Device {
         self.fault_state().redelivered = Some(0);
         // Dropped without DISCONNECT: the broker may publish this connection's Will.
         self.tell_dropped(now, out);
-        self.downtime.down(now, true);
+        self.went_down(now, true, out);
         out.tally.links.planned_drops += 1;
         self.drop_link(out);
         self.connect(now, out);

@@ -141,7 +141,7 @@ impl Device {
             )
         });
         self.tell_dropped(now, out);
-        self.downtime.down(now, planned);
+        self.went_down(now, planned, out);
         let links = &mut out.tally.links;
         if planned {
             links.planned_drops += 1;
@@ -358,11 +358,13 @@ impl Device {
         self.apply_response_info(response_information, first, out);
         self.ever_connected = true;
         self.backoff.connected(now);
+        out.second(now).connected += 1;
         let links = &mut out.tally.links;
         if first {
             links.connected += 1;
             out.shared.progress.accepted();
         }
+        let links = &mut out.tally.links;
         if let Some(back) = self.downtime.up(now) {
             links.reconnects += 1;
             links.disconnected_s += back.unplanned.as_secs_f64();

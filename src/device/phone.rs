@@ -19,6 +19,7 @@ use crate::events::{Exchange, Outcome};
 use crate::fleet::{self, FaultClass, FaultKind, FaultParams, Pace};
 use crate::mqtt::{Outgoing, PublishProperties};
 use crate::report::AnswerSample;
+use crate::timeline::TargetCounts;
 
 /// The template variable a Response Topic may hold until CONNACK says what it is.
 const RESPONSE_INFO: &str = "{response_info}";
@@ -583,6 +584,10 @@ impl Device {
             let correlation = phone.tracker.correlation(seq);
             tracing::debug!(device = %self.id(), seq, "request timed out");
             out.tally.requests.timed_out += 1;
+            out.second(now).timed_out += 1;
+            if let Some(target) = self.target_of(seq, out) {
+                target.counts.timed_out += 1;
+            }
             self.ended(&correlation, Outcome::TimedOut { after }, "", out);
             self.request_ended(now, out);
         }
@@ -608,6 +613,16 @@ impl Device {
                 .narration
                 .tell(|n| n.done(correlation, &outcome, topic));
         }
+    }
+
+    /// The counts of the topic request `seq` went to: requests cycle through the targets in
+    /// order, request `seq` to target `(seq - 1) % targets` (see [`Device::send_request`]).
+    fn target_of<'o>(&self, seq: u64, out: &'o mut Out<'_>) -> Option<&'o mut TargetCounts> {
+        let spec = self.phone_spec()?;
+        let targets = spec.targets.len() as u64;
+        let index = seq.checked_sub(1)? % targets.max(1);
+        let topic = spec.targets.request_topic(index as usize, &self.fleet);
+        Some(out.tally.targets.topic(topic))
     }
 
     /// Sends one request; false when the phone has sent all it was asked to. A request due
@@ -653,6 +668,8 @@ impl Device {
         let (seq, correlation) = phone.tracker.open(now);
         let more = spec.max_requests.is_none_or(|max| seq < max);
         out.tally.requests.sent += 1;
+        out.second(now).sent += 1;
+        out.tally.targets.topic(request_topic).counts.sent += 1;
         if out.shared.narration.active() {
             let exchange = Exchange {
                 published: refused.is_none(),
@@ -788,13 +805,28 @@ impl Device {
             }
             (verdict, name)
         };
-        let q = &mut out.tally.requests;
+        let timeout = self.phone_spec().map(|p| p.timeout);
+        let second = out.second(now);
         match verdict {
-            Verdict::Matched { latency, .. } => {
-                q.matched += 1;
+            Verdict::Matched { latency, seq } => {
+                second.matched += 1;
+                second.record_latency(latency);
+                let error = is_error_answer(&publish.payload);
+                second.error_answers += u64::from(error);
+                let at_s = out
+                    .shared
+                    .started()
+                    .map_or(0.0, |at| now.saturating_duration_since(at).as_secs_f64());
+                if let Some(target) = self.target_of(seq, out) {
+                    target.counts.matched += 1;
+                    target.counts.record_latency(latency);
+                    target.counts.error_answers += u64::from(error);
+                    target.answered((at_s * 1000.0).round() / 1000.0);
+                }
+                out.tally.requests.matched += 1;
                 out.tally.latency.record(latency);
-                if is_error_answer(&publish.payload) {
-                    q.error_answers += 1;
+                if error {
+                    out.tally.requests.error_answers += 1;
                     self.sample("error", &publish, now, out, || {
                         "a JSON object with an `error` field".into()
                     });
@@ -814,8 +846,12 @@ impl Device {
                 self.ended(&correlation, outcome, &publish.topic_name, out);
                 self.request_ended(now, out);
             }
-            Verdict::Overdue { latency, .. } => {
-                q.late += 1;
+            Verdict::Overdue { latency, seq } => {
+                second.late += 1;
+                out.tally.requests.late += 1;
+                if let Some(target) = self.target_of(seq, out) {
+                    target.counts.late += 1;
+                }
                 self.ended(
                     &correlation,
                     Outcome::Late { latency },
@@ -830,7 +866,7 @@ impl Device {
                 tracing::debug!(device = %self.id(), "answer redelivered with DUP");
             }
             Verdict::Duplicate => {
-                q.duplicate_responses += 1;
+                out.tally.requests.duplicate_responses += 1;
                 out.shared
                     .stories
                     .effect(&correlation, || "then a duplicate answer".into());
@@ -843,10 +879,24 @@ impl Device {
                     out,
                 );
             }
-            Verdict::Late { latency, .. } => {
-                // The request was counted timed out; it ends as late instead.
+            Verdict::Late { latency, seq } => {
+                // The request was counted timed out; it ends as late instead, in the timeline
+                // too: its deadline passed `timeout` after it was sent.
+                second.late += 1;
+                let q = &mut out.tally.requests;
                 q.timed_out = q.timed_out.saturating_sub(1);
                 q.late += 1;
+                if let Some(expired) = timeout.and_then(|t| {
+                    now.checked_sub(latency)
+                        .and_then(|sent| sent.checked_add(t))
+                }) {
+                    let slot = out.second(expired);
+                    slot.timed_out = slot.timed_out.saturating_sub(1);
+                }
+                if let Some(target) = self.target_of(seq, out) {
+                    target.counts.late += 1;
+                    target.counts.timed_out = target.counts.timed_out.saturating_sub(1);
+                }
                 if out.shared.narration.active() {
                     let why = format!(
                         "the answer to a request that timed out, {:.0} ms after sending: late",
@@ -862,7 +912,7 @@ impl Device {
                 });
             }
             Verdict::Unmatched => {
-                q.unmatched_responses += 1;
+                out.tally.requests.unmatched_responses += 1;
                 self.sample("unmatched", &publish, now, out, || {
                     "its Correlation Data names no request of this phone".into()
                 });
@@ -949,6 +999,10 @@ impl Device {
         let correlation = phone.tracker.correlation(seq);
         tracing::debug!(device = %self.id(), seq, %reason, "request failed");
         out.tally.requests.failed += 1;
+        out.second(now).failed += 1;
+        if let Some(target) = self.target_of(seq, out) {
+            target.counts.failed += 1;
+        }
         self.ended(&correlation, Outcome::Failed { reason }, "", out);
         self.request_ended(now, out);
     }

@@ -8,6 +8,7 @@ mod verdict;
 
 use std::collections::BTreeMap;
 
+use crate::timeline::{TargetReport, TimelineReport};
 use serde::{Deserialize, Serialize};
 
 /// Everything a run measured. Field names are the JSON report's; see docs/report.md.
@@ -33,6 +34,10 @@ pub struct Report {
     pub faults: Faults,
     /// The fleet's `expect:` entries, each with its outcome (empty without `expect:`).
     pub expectations: Vec<ExpectationResult>,
+    /// The run second by second (devices connected, requests and their outcomes, p99).
+    pub timeline: TimelineReport,
+    /// The requests by request topic, with when each topic's answers began and stopped.
+    pub targets: Vec<TargetReport>,
     /// A signal ended the run early: the counts cover only what happened until then.
     pub interrupted: bool,
     /// Which one (`SIGINT`, `SIGTERM`).
@@ -393,6 +398,19 @@ pub struct UnexpectedWill {
 }
 
 impl Report {
+    /// Request topics whose answers stopped while requests to them went unanswered: never
+    /// answered, or last answered before the final tenth of the run (and over a second before
+    /// its end), with the time of the last answer.
+    pub fn silent_targets(&self) -> Vec<(&TargetReport, Option<f64>)> {
+        let cutoff = self.load.run_s * 0.9 - 1.0;
+        self.targets
+            .iter()
+            .filter(|t| t.timed_out + t.failed > 0)
+            .filter(|t| t.last_answer_s.is_none_or(|last| last < cutoff))
+            .map(|t| (t, t.last_answer_s))
+            .collect()
+    }
+
     pub fn to_json(&self) -> String {
         // Serialising plain structs of numbers and strings cannot fail.
         serde_json::to_string_pretty(self).unwrap_or_default()

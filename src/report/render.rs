@@ -132,6 +132,28 @@ impl fmt::Display for Table<'_> {
                 ),
             )?;
         }
+        let silent = r.silent_targets();
+        for (target, stopped) in silent.iter().take(SHOWN) {
+            let when = match stopped {
+                Some(s) => format!("answered until {s:.1}s"),
+                None => "never answered".to_owned(),
+            };
+            row(
+                f,
+                "went silent",
+                format!(
+                    "{}: {when}, then {} timed out, {} failed of {} sent",
+                    target.topic, target.timed_out, target.failed, target.sent
+                ),
+            )?;
+        }
+        if silent.len() > SHOWN {
+            writeln!(
+                f,
+                "    ... {} more silent topics in the JSON report (targets)",
+                silent.len() - SHOWN
+            )?;
+        }
         // Rows about devices a fleet does not have (e.g. a backend test with phones only) are
         // left out.
         let s = &r.responders;

@@ -8,6 +8,7 @@ use crate::fleet::{Fleet, Role};
 use crate::interrupt::Signal;
 use crate::report::{Faults, Load, Report, Wills};
 use crate::tally::Tally;
+use crate::timeline::TimelineReport;
 
 #[allow(clippy::too_many_arguments)]
 pub(super) fn assemble(
@@ -65,6 +66,8 @@ pub(super) fn assemble(
         refusals: tally.refusals,
         wills,
         faults,
+        timeline: TimelineReport::from(&tally.timeline),
+        targets: tally.targets.report(),
         interrupted: signal.is_some(),
         signal,
         ..Report::default()
