@@ -12,12 +12,16 @@ use crate::output::{self, Escaped};
 use crate::report::{FleetFacts, Report, ReportTarget, Table};
 use crate::run::{RunError, RunOptions, run};
 
+mod serve;
+
 const EXAMPLES: &str = "\
 Examples:
   fleetsim fleets/home.yaml                         the article's demo on the embedded broker
   fleetsim fleets/multi.yaml --broker mqtt://127.0.0.1:1883 --report out.json
   fleetsim fleets/home.yaml --duration 1m --seed 7 -q
   fleetsim validate fleets/home.yaml                check a fleet file without running it
+  fleetsim broker fleets/home.yaml                  its light and sensors on 127.0.0.1:1883 until
+                                                    Ctrl-C: play the phone with MQTTX or mosquitto_rr
 
 Exit codes:
   0  the run finished and is ok
@@ -56,6 +60,10 @@ pub enum Command {
         /// The fleet file (YAML).
         fleet: PathBuf,
     },
+    /// Keep the embedded broker up with the fleet's lights and sensors answering, until
+    /// Ctrl-C, and tell every request sent from outside (play the phone with MQTTX or
+    /// mosquitto_rr).
+    Broker(serve::BrokerArgs),
 }
 
 #[derive(Debug, Args, Default)]
@@ -186,6 +194,7 @@ pub fn execute(cli: Cli) -> Exit {
     match cli.command {
         Some(Command::Validate { fleet }) => validate(&fleet),
         Some(Command::Run(args)) => run_fleet(*args, cli.quiet),
+        Some(Command::Broker(args)) => serve::serve(args, cli.quiet),
         None => run_fleet(cli.run, cli.quiet),
     }
 }
@@ -304,8 +313,7 @@ fn run_fleet(args: RunArgs, quiet: bool) -> Exit {
                     ),
                 );
             }
-            // The table quotes ids, topics and the broker's reasons.
-            output::human(Escaped::lines(&Table(&report).to_string()));
+            finish(&report);
             let exit = match report.signal {
                 Some(Signal::Term) => Exit::Terminated,
                 Some(Signal::Int) => Exit::Interrupted,
@@ -330,6 +338,12 @@ fn run_fleet(args: RunArgs, quiet: bool) -> Exit {
         );
     }
     exit
+}
+
+/// The summary table, at the end of a run.
+fn finish(report: &Report) {
+    // The table quotes ids, topics and the broker's reasons.
+    output::human(Escaped::lines(&Table(report).to_string()));
 }
 
 /// The diagram as Mermaid text, or as a Markdown file around it (`.md`), which GitHub and
@@ -396,6 +410,12 @@ fn load_and_run(args: RunArgs, quiet: bool) -> Result<Report, Failure> {
         },
         sequence: args.sequence.is_some(),
         handle_signals: true,
+        tell_outside: if quiet {
+            0
+        } else {
+            crate::narrate::OUTSIDE_TOLD
+        },
+        on_ready: None,
     };
     let known = FleetFacts::from(&fleet);
     run(fleet, &options).map_err(|e| {

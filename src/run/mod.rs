@@ -36,6 +36,20 @@ pub struct RunOptions {
     /// End early on SIGINT or SIGTERM (off in tests, which run several fleets in one
     /// process); see [`crate::interrupt`].
     pub handle_signals: bool,
+    /// How many requests from clients outside the fleet the narration tells.
+    pub tell_outside: usize,
+    /// Called once, when every device is connected and subscribed, with the broker's address.
+    pub on_ready: Option<OnReady>,
+}
+
+/// What to do once the fleet is ready (`fleetsim broker` prints how to reach it).
+#[derive(Clone)]
+pub struct OnReady(pub Arc<dyn Fn(SocketAddr) + Send + Sync + std::panic::RefUnwindSafe>);
+
+impl std::fmt::Debug for OnReady {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnReady(..)")
+    }
 }
 
 impl Default for RunOptions {
@@ -45,6 +59,8 @@ impl Default for RunOptions {
             show_exchanges: 0,
             sequence: false,
             handle_signals: false,
+            tell_outside: crate::narrate::OUTSIDE_TOLD,
+            on_ready: None,
         }
     }
 }

@@ -84,7 +84,10 @@ pub(super) async fn drive(
         Interrupt::never()
     };
     let ids = fleet.devices.iter().map(|d| d.id.as_str());
-    let narration = NarrationOptions::for_fleet(options.show_exchanges, ids, options.sequence);
+    let narration = NarrationOptions {
+        outside: options.tell_outside,
+        ..NarrationOptions::for_fleet(options.show_exchanges, ids, options.sequence)
+    };
     let shared = Shared::new(narration);
     let supervisor = Supervisor::new(fleet.clone(), shared.clone()).start();
     let filters = Supervisor::filters(&fleet);
@@ -131,6 +134,9 @@ pub(super) async fn drive(
                 device.do_send(Begin);
             }
             run.inject_faults(started);
+            if let Some(on_ready) = &options.on_ready {
+                (on_ready.0)(run.addr());
+            }
             tokio::select! {
                 () = actix_rt::time::sleep(run.fleet.duration) => {}
                 _ = interrupt.wait() => {}
