@@ -83,6 +83,18 @@ pub struct RunArgs {
     /// stderr). Written on every exit, atomically.
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
+    /// Also write the verdict as JUnit XML to this file, for CI: one testcase per `expect:`
+    /// entry and one for the verdict. Written on every exit, atomically.
+    #[arg(long, value_name = "PATH")]
+    pub junit: Option<PathBuf>,
+    /// How the end of the run is printed on stdout: `text` (the summary table) or `json` (the
+    /// report as one line of JSON, for scripts; the narration then goes to stderr).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Print a progress line on stderr every 5 s of the run (connected, sent, matched, timed
+    /// out, answers/s, p99) [default: when stderr is a terminal].
+    #[arg(long)]
+    pub progress: bool,
     /// Threads (arbiters) to spread the device actors over [default: one per core].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
@@ -108,6 +120,16 @@ pub struct RunArgs {
     /// with a ```mermaid block when PATH ends in .md).
     #[arg(long, value_name = "PATH")]
     pub sequence: Option<PathBuf>,
+}
+
+/// `--format`: what the end of a run prints on stdout.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// The summary table.
+    #[default]
+    Text,
+    /// The report as one line of JSON.
+    Json,
 }
 
 /// Requests the narration tells when neither the command line nor the fleet says.
@@ -290,8 +312,27 @@ fn run_fleet(args: RunArgs, quiet: bool) -> Exit {
             );
         }
         if *target == ReportTarget::Stdout {
+            if args.format == Format::Json {
+                return fail(
+                    Exit::Invalid,
+                    "--report - and --format json both write JSON to stdout: choose one",
+                );
+            }
             output::keep_stdout_for_data();
         }
+    }
+    let junit = args.junit.clone().map(ReportTarget::File);
+    if let Some(junit) = &junit
+        && let Err(e) = junit.check()
+    {
+        return fail(
+            Exit::Invalid,
+            format!("cannot write the JUnit file to {junit}: {e}"),
+        );
+    }
+    let format = args.format;
+    if format == Format::Json {
+        output::keep_stdout_for_data();
     }
     let sequence = args.sequence.clone();
     if sequence.is_some() && (quiet || args.show_exchanges == Some(0)) {
@@ -313,7 +354,10 @@ fn run_fleet(args: RunArgs, quiet: bool) -> Exit {
                     ),
                 );
             }
-            finish(&report);
+            match format {
+                Format::Text => finish(&report),
+                Format::Json => output::line(report.to_json_line()),
+            }
             let exit = match report.signal {
                 Some(Signal::Term) => Exit::Terminated,
                 Some(Signal::Int) => Exit::Interrupted,
@@ -325,9 +369,20 @@ fn run_fleet(args: RunArgs, quiet: bool) -> Exit {
         Err(failure) => {
             fail(failure.exit, &failure.message);
             let report = Report::failed(failure.fleet, failure.kind, failure.message);
+            if format == Format::Json {
+                output::line(report.to_json_line());
+            }
             (report, failure.exit)
         }
     };
+    if let Some(junit) = &junit
+        && let Err(e) = junit.write(&crate::report::junit(&report))
+    {
+        fail(
+            Exit::NotOk,
+            format!("cannot write the JUnit file to {junit}: {e}"),
+        );
+    }
     // Written on every exit: a failed run says so instead of leaving no report, or an old one.
     if let Some(target) = &target
         && let Err(e) = target.write(&report.to_json())
@@ -415,6 +470,7 @@ fn load_and_run(args: RunArgs, quiet: bool) -> Result<Report, Failure> {
         } else {
             crate::narrate::OUTSIDE_TOLD
         },
+        progress: args.progress || (!quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())),
         on_ready: None,
     };
     let known = FleetFacts::from(&fleet);

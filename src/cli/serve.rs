@@ -173,6 +173,7 @@ pub fn serve(args: BrokerArgs, quiet: bool) -> Exit {
         sequence: false,
         handle_signals: true,
         tell_outside: if quiet { 0 } else { usize::MAX },
+        progress: false,
         on_ready: Some(on_ready),
     };
     let known = FleetFacts::from(&fleet);

@@ -3,6 +3,7 @@
 
 mod file;
 mod histogram;
+mod junit;
 mod render;
 mod verdict;
 
@@ -421,9 +422,15 @@ impl Report {
         // Serialising plain structs of numbers and strings cannot fail.
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
+
+    /// The JSON on one line (`--format json`).
+    pub fn to_json_line(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
 }
 
 pub use file::ReportTarget;
+pub use junit::junit;
 
 pub use histogram::DurationHistogram;
 pub use render::Table;

@@ -15,6 +15,7 @@ use actix::System;
 
 mod assemble;
 mod phases;
+pub mod progress;
 
 use crate::broker::{BrokerError, EmbeddedBroker, SupervisorLogin};
 use crate::fleet::{BrokerTarget, Fleet, Secret};
@@ -38,6 +39,8 @@ pub struct RunOptions {
     pub handle_signals: bool,
     /// How many requests from clients outside the fleet the narration tells.
     pub tell_outside: usize,
+    /// Print a progress line on stderr every [`progress::EVERY`] of the run phase.
+    pub progress: bool,
     /// Called once, when every device is connected and subscribed, with the broker's address.
     pub on_ready: Option<OnReady>,
 }
@@ -60,6 +63,7 @@ impl Default for RunOptions {
             sequence: false,
             handle_signals: false,
             tell_outside: crate::narrate::OUTSIDE_TOLD,
+            progress: false,
             on_ready: None,
         }
     }
