@@ -95,6 +95,10 @@ pub struct RunArgs {
     /// out, answers/s, p99) [default: when stderr is a terminal].
     #[arg(long)]
     pub progress: bool,
+    /// Serve the run's counts for Prometheus at http://ADDR/metrics while it runs
+    /// (OpenMetrics text; e.g. 127.0.0.1:9464, port 0 for a free one, logged).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
     /// Threads (arbiters) to spread the device actors over [default: one per core].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
@@ -471,15 +475,17 @@ fn load_and_run(args: RunArgs, quiet: bool) -> Result<Report, Failure> {
             crate::narrate::OUTSIDE_TOLD
         },
         progress: args.progress || (!quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        metrics: args.metrics,
         on_ready: None,
     };
     let known = FleetFacts::from(&fleet);
     run(fleet, &options).map_err(|e| {
         let (exit, kind) = match &e {
             RunError::System(_) => (Exit::NotOk, "system"),
-            RunError::TooFewFiles { .. } | RunError::Tls(_) | RunError::Sources(_) => {
-                (Exit::Invalid, "invalid")
-            }
+            RunError::TooFewFiles { .. }
+            | RunError::Tls(_)
+            | RunError::Sources(_)
+            | RunError::Metrics { .. } => (Exit::Invalid, "invalid"),
             _ => (Exit::Broker, "broker"),
         };
         Failure {

@@ -174,6 +174,7 @@ pub fn serve(args: BrokerArgs, quiet: bool) -> Exit {
         handle_signals: true,
         tell_outside: if quiet { 0 } else { usize::MAX },
         progress: false,
+        metrics: None,
         on_ready: Some(on_ready),
     };
     let known = FleetFacts::from(&fleet);

@@ -41,6 +41,8 @@ pub struct RunOptions {
     pub tell_outside: usize,
     /// Print a progress line on stderr every [`progress::EVERY`] of the run phase.
     pub progress: bool,
+    /// Serve the run's counts for Prometheus at `http://ADDR/metrics` while it runs.
+    pub metrics: Option<SocketAddr>,
     /// Called once, when every device is connected and subscribed, with the broker's address.
     pub on_ready: Option<OnReady>,
 }
@@ -64,6 +66,7 @@ impl Default for RunOptions {
             handle_signals: false,
             tell_outside: crate::narrate::OUTSIDE_TOLD,
             progress: false,
+            metrics: None,
             on_ready: None,
         }
     }
@@ -103,6 +106,8 @@ pub enum RunError {
         needed: u64,
         limit: u64,
     },
+    #[error("cannot serve metrics on {addr}: {reason}")]
+    Metrics { addr: SocketAddr, reason: String },
     #[error("cannot start the actor system: {0}")]
     System(#[source] std::io::Error),
     #[error(transparent)]

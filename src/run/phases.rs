@@ -104,12 +104,26 @@ pub(super) async fn drive(
         )
         .start()
     });
-    let shards = (0..options.threads.max(1))
+    let shards: Vec<Shard> = (0..options.threads.max(1))
         .map(|_| Shard {
             arbiter: Arbiter::new(),
             tally: ShardTally::default(),
         })
         .collect();
+    if let Some(addr) = options.metrics {
+        let listener = crate::metrics::bind(addr)
+            .await
+            .map_err(|e| RunError::Metrics {
+                addr,
+                reason: e.to_string(),
+            })?;
+        let bound = listener.local_addr().unwrap_or(addr);
+        tracing::info!("metrics for Prometheus on http://{bound}/metrics");
+        let tallies = shards.iter().map(|s: &Shard| s.tally.clone()).collect();
+        let registry =
+            crate::metrics::registry(&fleet.name, tallies, shared.clone(), fleet.devices.len());
+        actix_rt::spawn(crate::metrics::serve(listener, Arc::new(registry)));
+    }
     let (phase, _) = watch::channel(Phase::Dial);
     let mut run = Run {
         devices: Vec::with_capacity(fleet.devices.len()),
