@@ -91,6 +91,10 @@ pub struct RunArgs {
     /// report as one line of JSON, for scripts; the narration then goes to stderr).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// Wait this long once every device is connected and subscribed, before the first
+    /// request (e.g. 5s), so a watcher attached then sees exchange 1.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub start_delay: Option<Duration>,
     /// Print a progress line on stderr every 5 s of the run (connected, sent, matched, timed
     /// out, answers/s, p99) [default: when stderr is a terminal].
     #[arg(long)]
@@ -476,6 +480,7 @@ fn load_and_run(args: RunArgs, quiet: bool) -> Result<Report, Failure> {
         },
         progress: args.progress || (!quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())),
         metrics: args.metrics,
+        start_delay: args.start_delay.unwrap_or_default(),
         on_ready: None,
     };
     let known = FleetFacts::from(&fleet);

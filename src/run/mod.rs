@@ -43,6 +43,9 @@ pub struct RunOptions {
     pub progress: bool,
     /// Serve the run's counts for Prometheus at `http://ADDR/metrics` while it runs.
     pub metrics: Option<SocketAddr>,
+    /// Wait this long once every device is ready before the first request, so a watcher
+    /// (`mosquitto_sub`, MQTTX) can attach and see exchange 1.
+    pub start_delay: Duration,
     /// Called once, when every device is connected and subscribed, with the broker's address.
     pub on_ready: Option<OnReady>,
 }
@@ -67,6 +70,7 @@ impl Default for RunOptions {
             tell_outside: crate::narrate::OUTSIDE_TOLD,
             progress: false,
             metrics: None,
+            start_delay: Duration::ZERO,
             on_ready: None,
         }
     }

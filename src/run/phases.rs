@@ -138,6 +138,20 @@ pub(super) async fn drive(
 
     let outcome = async {
         run.dial_in(&interrupt).await?;
+        if !options.start_delay.is_zero() && interrupt.get().is_none() {
+            let addr = run.addr();
+            crate::output::human(format!(
+                "all {} devices are ready; the first request goes in {}: attach a watcher now, e.g. mosquitto_sub -h {} -p {} -V mqttv5 -t '#' -v",
+                run.devices.len(),
+                humantime::format_duration(options.start_delay),
+                addr.ip(),
+                addr.port()
+            ));
+            tokio::select! {
+                () = actix_rt::time::sleep(options.start_delay) => {}
+                _ = interrupt.wait() => {}
+            }
+        }
         let started = Instant::now();
         let mut ran = Duration::ZERO;
         if interrupt.get().is_none() {

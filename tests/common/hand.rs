@@ -101,3 +101,31 @@ pub fn publish(
         let _ = client.disconnect().await;
     });
 }
+
+/// Subscribes to `filter` and collects (topic, Correlation Data) of every message for `during`.
+pub fn watch(addr: SocketAddr, filter: &str, during: Duration) -> Vec<(String, Option<Vec<u8>>)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime for the watcher");
+    runtime.block_on(async {
+        let client = MqttClient::with_options(ConnectOptions::new("watcher"));
+        client
+            .connect(&format!("mqtt://{addr}"))
+            .await
+            .expect("the watcher connects");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let into = seen.clone();
+        client
+            .subscribe(filter, move |m| {
+                into.lock()
+                    .unwrap()
+                    .push((m.topic.clone(), m.properties.correlation_data.clone()));
+            })
+            .await
+            .expect("the watcher subscribes");
+        tokio::time::sleep(during).await;
+        let _ = client.disconnect().await;
+        seen.lock().unwrap().clone()
+    })
+}
