@@ -18,6 +18,7 @@ Examples:
   fleetsim fleets/multi.yaml --broker mqtt://127.0.0.1:1883 --report out.json
   fleetsim fleets/home.yaml --duration 1m --seed 7 -q
   fleetsim validate fleets/home.yaml                check a fleet file without running it
+  fleetsim schema > fleet.schema.json               the fleet file's JSON Schema, for editors
 
 Exit codes:
   0  the run finished and is ok
@@ -56,6 +57,9 @@ pub enum Command {
         /// The fleet file (YAML).
         fleet: PathBuf,
     },
+    /// Print the JSON Schema of fleet files (docs/fleet.schema.json), for editors: put
+    /// `# yaml-language-server: $schema=PATH` on a fleet file's first line.
+    Schema,
 }
 
 #[derive(Debug, Args, Default)]
@@ -185,6 +189,10 @@ impl Cli {
 pub fn execute(cli: Cli) -> Exit {
     match cli.command {
         Some(Command::Validate { fleet }) => validate(&fleet),
+        Some(Command::Schema) => {
+            output::line(fleet::json_schema());
+            Exit::Ok
+        }
         Some(Command::Run(args)) => run_fleet(*args, cli.quiet),
         None => run_fleet(cli.run, cli.quiet),
     }

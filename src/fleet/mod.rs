@@ -30,6 +30,7 @@
 //! - `validate`: the top level, tying the above together.
 //! - `model`: the validated result the rest of fleetsim runs.
 //! - `warnings`: what a valid fleet may still run into (payloads over a Maximum Packet Size).
+//! - `schema`: the JSON Schema of the file, generated from `raw` (`fleetsim schema`).
 //!
 //! Parsing stops at the first YAML error (serde cannot go on), but semantic checks collect every
 //! problem so a user fixes a file in one round.
@@ -47,6 +48,7 @@ pub mod model;
 mod phone;
 mod raw;
 mod response_info;
+mod schema;
 mod secret;
 mod sources;
 mod template;
@@ -83,6 +85,7 @@ use std::path::{Path, PathBuf};
 
 pub use answer::AnswerCheck;
 pub use model::*;
+pub use schema::json_schema;
 pub use validate::{id_prefix_problem, parse_broker};
 pub use values::{MAX_DURATION, max_duration_text};
 
