@@ -6,7 +6,9 @@
 //! - `values`: the problem collector and checks of single values (durations, ranges).
 //! - `template`: `{id}`/`{n}`/`{target}`/`{response_info}` templates, topic-name rules and `*`
 //!   globs.
-//! - `secret`: `${VAR}` in passwords, read from an injectable environment.
+//! - `vars`: `${VAR}` and `${VAR:-default}` (the broker, user names, request topics,
+//!   targets), read from an injectable environment before any other check.
+//! - `secret`: passwords, with their `${VAR}`s replaced by `vars`' rules.
 //! - `fields`: what several parts share: `Located` values, topic templates, QoS (a leaf, so
 //!   the modules below import it and not each other).
 //! - `group`: checks one `devices:` entry into a plan (kind, id, connection, role settings).
@@ -55,6 +57,7 @@ mod template;
 mod tls;
 mod validate;
 mod values;
+mod vars;
 mod warnings;
 mod will;
 
@@ -78,6 +81,8 @@ mod tests_protocol;
 mod tests_sources;
 #[cfg(test)]
 mod tests_text;
+#[cfg(test)]
+mod tests_vars;
 
 use std::fmt;
 use std::io::{self, Read};
