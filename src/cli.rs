@@ -12,12 +12,16 @@ use crate::output::{self, Escaped};
 use crate::report::{FleetFacts, Report, ReportTarget, Table};
 use crate::run::{RunError, RunOptions, run};
 
+mod serve;
+
 const EXAMPLES: &str = "\
 Examples:
   fleetsim fleets/home.yaml                         the article's demo on the embedded broker
   fleetsim fleets/multi.yaml --broker mqtt://127.0.0.1:1883 --report out.json
   fleetsim fleets/home.yaml --duration 1m --seed 7 -q
   fleetsim validate fleets/home.yaml                check a fleet file without running it
+  fleetsim broker fleets/home.yaml                  its light and sensors on 127.0.0.1:1883 until
+                                                    Ctrl-C: play the phone with MQTTX or mosquitto_rr
   fleetsim schema > fleet.schema.json               the fleet file's JSON Schema, for editors
 
 Environment:
@@ -66,6 +70,10 @@ pub enum Command {
     /// Print the JSON Schema of fleet files (docs/fleet.schema.json), for editors: put
     /// `# yaml-language-server: $schema=PATH` on a fleet file's first line.
     Schema,
+    /// Keep the embedded broker up with the fleet's lights and sensors answering, until
+    /// Ctrl-C, and tell every request sent from outside (play the phone with MQTTX or
+    /// mosquitto_rr).
+    Broker(serve::BrokerArgs),
 }
 
 #[derive(Debug, Args, Default)]
@@ -86,6 +94,22 @@ pub struct RunArgs {
     /// stderr). Written on every exit, atomically.
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
+    /// Also write the verdict as JUnit XML to this file, for CI: one testcase per `expect:`
+    /// entry and one for the verdict. Written on every exit, atomically.
+    #[arg(long, value_name = "PATH")]
+    pub junit: Option<PathBuf>,
+    /// How the end of the run is printed on stdout: `text` (the summary table) or `json` (the
+    /// report as one line of JSON, for scripts; the narration then goes to stderr).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Print a progress line on stderr every 5 s of the run (connected, sent, matched, timed
+    /// out, answers/s, p99) [default: when stderr is a terminal].
+    #[arg(long)]
+    pub progress: bool,
+    /// Serve the run's counts for Prometheus at http://ADDR/metrics while it runs
+    /// (OpenMetrics text; e.g. 127.0.0.1:9464, port 0 for a free one, logged).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
     /// Threads (arbiters) to spread the device actors over [default: one per core].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
@@ -111,6 +135,16 @@ pub struct RunArgs {
     /// with a ```mermaid block when PATH ends in .md).
     #[arg(long, value_name = "PATH")]
     pub sequence: Option<PathBuf>,
+}
+
+/// `--format`: what the end of a run prints on stdout.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// The summary table.
+    #[default]
+    Text,
+    /// The report as one line of JSON.
+    Json,
 }
 
 /// Requests the narration tells when neither the command line nor the fleet says.
@@ -224,6 +258,7 @@ pub fn execute(cli: Cli) -> Exit {
             Exit::Ok
         }
         Some(Command::Run(args)) => run_fleet(*args, cli.quiet),
+        Some(Command::Broker(args)) => serve::serve(args, cli.quiet),
         None => run_fleet(cli.run, cli.quiet),
     }
 }
@@ -319,8 +354,27 @@ fn run_fleet(args: RunArgs, quiet: bool) -> Exit {
             );
         }
         if *target == ReportTarget::Stdout {
+            if args.format == Format::Json {
+                return fail(
+                    Exit::Invalid,
+                    "--report - and --format json both write JSON to stdout: choose one",
+                );
+            }
             output::keep_stdout_for_data();
         }
+    }
+    let junit = args.junit.clone().map(ReportTarget::File);
+    if let Some(junit) = &junit
+        && let Err(e) = junit.check()
+    {
+        return fail(
+            Exit::Invalid,
+            format!("cannot write the JUnit file to {junit}: {e}"),
+        );
+    }
+    let format = args.format;
+    if format == Format::Json {
+        output::keep_stdout_for_data();
     }
     let sequence = args.sequence.clone();
     if sequence.is_some() && (quiet || args.show_exchanges == Some(0)) {
@@ -342,8 +396,10 @@ fn run_fleet(args: RunArgs, quiet: bool) -> Exit {
                     ),
                 );
             }
-            // The table quotes ids, topics and the broker's reasons.
-            output::human(Escaped::lines(&Table(&report).to_string()));
+            match format {
+                Format::Text => finish(&report),
+                Format::Json => output::line(report.to_json_line()),
+            }
             let exit = match report.signal {
                 Some(Signal::Term) => Exit::Terminated,
                 Some(Signal::Int) => Exit::Interrupted,
@@ -355,9 +411,20 @@ fn run_fleet(args: RunArgs, quiet: bool) -> Exit {
         Err(failure) => {
             fail(failure.exit, &failure.message);
             let report = Report::failed(failure.fleet, failure.kind, failure.message);
+            if format == Format::Json {
+                output::line(report.to_json_line());
+            }
             (report, failure.exit)
         }
     };
+    if let Some(junit) = &junit
+        && let Err(e) = junit.write(&crate::report::junit(&report))
+    {
+        fail(
+            Exit::NotOk,
+            format!("cannot write the JUnit file to {junit}: {e}"),
+        );
+    }
     // Written on every exit: a failed run says so instead of leaving no report, or an old one.
     if let Some(target) = &target
         && let Err(e) = target.write(&report.to_json())
@@ -368,6 +435,12 @@ fn run_fleet(args: RunArgs, quiet: bool) -> Exit {
         );
     }
     exit
+}
+
+/// The summary table, at the end of a run.
+fn finish(report: &Report) {
+    // The table quotes ids, topics and the broker's reasons.
+    output::human(Escaped::lines(&Table(report).to_string()));
 }
 
 /// The diagram as Mermaid text, or as a Markdown file around it (`.md`), which GitHub and
@@ -436,14 +509,23 @@ fn load_and_run(args: RunArgs, quiet: bool) -> Result<Report, Failure> {
         },
         sequence: args.sequence.is_some(),
         handle_signals: true,
+        tell_outside: if quiet {
+            0
+        } else {
+            crate::narrate::OUTSIDE_TOLD
+        },
+        progress: args.progress || (!quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        metrics: args.metrics,
+        on_ready: None,
     };
     let known = FleetFacts::from(&fleet);
     run(fleet, &options).map_err(|e| {
         let (exit, kind) = match &e {
             RunError::System(_) => (Exit::NotOk, "system"),
-            RunError::TooFewFiles { .. } | RunError::Tls(_) | RunError::Sources(_) => {
-                (Exit::Invalid, "invalid")
-            }
+            RunError::TooFewFiles { .. }
+            | RunError::Tls(_)
+            | RunError::Sources(_)
+            | RunError::Metrics { .. } => (Exit::Invalid, "invalid"),
             _ => (Exit::Broker, "broker"),
         };
         Failure {

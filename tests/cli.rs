@@ -653,3 +653,208 @@ fn logs_to_a_file_or_pipe_carry_no_colour_codes() {
     );
     assert!(!err.contains('\u{1b}'), "{err}");
 }
+
+/// A fleet whose phone asks a topic nobody answers: its `expect:` fails one of two entries.
+const UNANSWERED: &str = "name: unanswered
+broker: embedded
+duration: 1s
+devices:
+  - kind: phone
+    id: asker
+    request_topic: nobody/home
+    every: 200ms
+    timeout: 100ms
+expect:
+  timed_out: \"== 0\"
+  sent: \">= 1\"
+";
+
+#[test]
+fn junit_has_a_testcase_per_expectation_and_the_verdict_in_the_common_schema_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = write_fleet(&dir, "unanswered.yaml", UNANSWERED);
+    let junit = dir.path().join("junit.xml");
+    let out = fleetsim(&[&fleet, "-q", "--junit", junit.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+
+    let text = std::fs::read_to_string(&junit).expect("the JUnit file is written");
+    let doc = roxmltree::Document::parse(&text).expect("well-formed XML");
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "testsuites");
+    let suites: Vec<_> = root.children().filter(|n| n.is_element()).collect();
+    assert_eq!(suites.len(), 1);
+    let suite = suites[0];
+    assert_eq!(suite.tag_name().name(), "testsuite");
+    assert_eq!(suite.attribute("name"), Some("fleet unanswered"));
+    let cases: Vec<_> = suite
+        .children()
+        .filter(|n| n.has_tag_name("testcase"))
+        .collect();
+    fn failed<'a, 'i>(c: &roxmltree::Node<'a, 'i>) -> Option<roxmltree::Node<'a, 'i>> {
+        c.children().find(|n| n.has_tag_name("failure"))
+    }
+    // The shape every JUnit reader expects: counts that match the children, names, times.
+    let attr = |name: &str| suite.attribute(name).and_then(|v| v.parse::<usize>().ok());
+    assert_eq!(attr("tests"), Some(cases.len()));
+    assert_eq!(
+        attr("failures"),
+        Some(cases.iter().filter(|c| failed(c).is_some()).count())
+    );
+    assert_eq!(attr("errors"), Some(0));
+    for case in &cases {
+        assert!(case.attribute("classname").is_some(), "{text}");
+        assert!(
+            case.attribute("time")
+                .and_then(|t| t.parse::<f64>().ok())
+                .is_some(),
+            "{text}"
+        );
+    }
+    let names: Vec<_> = cases.iter().filter_map(|c| c.attribute("name")).collect();
+    assert_eq!(
+        names,
+        ["expect: timed_out == 0", "expect: sent >= 1", "verdict"],
+        "{text}"
+    );
+
+    let timed_out = failed(&cases[0]).expect("timed_out == 0 fails");
+    let message = timed_out.attribute("message").unwrap();
+    assert!(
+        message.starts_with("expected timed_out == 0, got "),
+        "{message}"
+    );
+    assert!(
+        timed_out.text().unwrap_or_default().contains("(limit 0)"),
+        "{text}"
+    );
+    assert!(failed(&cases[1]).is_none(), "sent >= 1 holds: {text}");
+    assert!(failed(&cases[2]).is_some(), "the verdict fails: {text}");
+}
+
+#[test]
+fn format_json_prints_the_report_on_one_line_and_nothing_else_on_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = write_fleet(&dir, "unanswered.yaml", UNANSWERED);
+    let out = fleetsim(&[&fleet, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON document");
+    assert_eq!(json["ok"], false);
+    assert!(
+        json["requests"]["timed_out"].as_u64().unwrap() >= 1,
+        "{json}"
+    );
+    assert!(
+        !stderr(&out).contains("verdict "),
+        "no table with --format json"
+    );
+
+    let out = fleetsim(&[&fleet, "--format", "json", "--report", "-"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("choose one"), "{}", stderr(&out));
+}
+
+#[test]
+fn progress_lines_come_every_five_seconds_when_asked_and_never_into_a_pipe_unasked() {
+    let out = fleetsim(&["fleets/home.yaml", "--duration", "6s", "-q", "--progress"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("progress")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].starts_with("progress  5s/6s  connected 5/5  sent "),
+        "{err}"
+    );
+    assert!(lines[0].contains(" answers/s  p99 "), "{err}");
+
+    let out = fleetsim(&["fleets/home.yaml", "--duration", "6s", "-q"]);
+    assert!(!stderr(&out).contains("progress"), "{}", stderr(&out));
+}
+
+/// One HTTP/1.1 GET, the way a Prometheus scrape asks; returns the whole response.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the metrics port");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/openmetrics-text\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+#[test]
+fn metrics_are_served_for_prometheus_while_the_run_goes() {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+        .args([
+            "fleets/home.yaml",
+            "--duration",
+            "4s",
+            "-q",
+            "--metrics",
+            "127.0.0.1:0",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run fleetsim");
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("a log line naming the metrics address")
+            .unwrap();
+        if let Some(rest) = line.split("metrics for Prometheus on http://").nth(1) {
+            break rest.trim_end_matches("/metrics").to_owned();
+        }
+    };
+    // Some requests in, while the run still goes.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let response = http_get(&addr, "/metrics");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(
+        response.contains("content-type: application/openmetrics-text; version=1.0.0"),
+        "{response}"
+    );
+    let value = |series: &str| {
+        response
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {series} in {response}"))
+    };
+    assert!(value(r#"fleetsim_requests_total{fleet="home",outcome="sent"}"#) >= 1.0);
+    assert!(value(r#"fleetsim_requests_total{fleet="home",outcome="matched"}"#) >= 1.0);
+    assert_eq!(value(r#"fleetsim_devices_connected{fleet="home"}"#), 5.0);
+    assert!(value(r#"fleetsim_round_trip_seconds_count{fleet="home"}"#) >= 1.0);
+    assert!(response.trim_end().ends_with("# EOF"), "{response}");
+    assert!(http_get(&addr, "/").starts_with("HTTP/1.1 404"));
+
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn a_metrics_address_already_taken_exits_2_naming_it() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = fleetsim(&[
+        "fleets/home.yaml",
+        "--duration",
+        "1s",
+        "-q",
+        "--metrics",
+        &addr,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("cannot serve metrics on {addr}")),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -911,6 +911,19 @@ impl Device {
                     )
                 });
             }
+            Verdict::Unmatched
+                if out.shared.outside.answered(
+                    &publish.topic_name,
+                    super::correlation_of(&publish).as_deref(),
+                ) =>
+            {
+                out.tally.requests.others_answers += 1;
+                self.tell_stray(
+                    &publish,
+                    "the answer to a request from outside the fleet, on a shared Response Topic: somebody else's",
+                    out,
+                );
+            }
             Verdict::Unmatched => {
                 out.tally.requests.unmatched_responses += 1;
                 self.sample("unmatched", &publish, now, out, || {

@@ -24,6 +24,9 @@ use crate::output::{Escaped, VALUE_CHARS};
 /// every device would bury the exchanges.
 pub const SETUP_DEVICES: usize = 32;
 
+/// Requests from outside the fleet told in a run (`fleetsim broker` tells them all).
+pub const OUTSIDE_TOLD: usize = 20;
+
 /// How much to tell, decided once per run.
 #[derive(Debug, Clone, Default)]
 pub struct NarrationOptions {
@@ -35,6 +38,8 @@ pub struct NarrationOptions {
     pub width: usize,
     /// Also record the steps as a sequence diagram.
     pub diagram: bool,
+    /// Requests from clients outside the fleet to tell (see [`crate::shared::Outside`]).
+    pub outside: usize,
 }
 
 impl NarrationOptions {
@@ -51,6 +56,7 @@ impl NarrationOptions {
             setup: exchanges > 0 && devices <= SETUP_DEVICES,
             width: width.clamp(6, 24),
             diagram: exchanges > 0 && diagram,
+            outside: OUTSIDE_TOLD,
         }
     }
 }
@@ -106,6 +112,8 @@ pub struct Narrator {
     heading_told: bool,
     /// Answers to nobody's request told so far, bounded like the exchanges.
     strays: usize,
+    /// Requests from outside the fleet told so far.
+    outside_told: usize,
     diagram: Option<Diagram>,
     /// Lines kept instead of printed (tests).
     captured: Option<Vec<String>>,
@@ -120,6 +128,7 @@ impl Narrator {
             open: HashMap::new(),
             heading_told: false,
             strays: 0,
+            outside_told: 0,
             captured: None,
         }
     }
@@ -402,13 +411,46 @@ impl Narrator {
     /// A responder got a request and (maybe) answered it. Told when the request is one being
     /// narrated.
     pub fn handled(&mut self, responder: &str, handled: &Handled) {
+        if let Some(sender) = &handled.from_outside {
+            return self.outside(responder, sender, handled);
+        }
         let Some(key) = handled.correlation.as_ref().or(handled.tag.as_ref()) else {
             return;
         };
         if !self.open.contains_key(key) {
             return;
         }
-        let label = label(key);
+        let lines = self.handled_lines(&label(key), responder, handled);
+        self.say(lines.join("\n"));
+    }
+
+    /// A request from a client outside the fleet, and the answer: told for the first
+    /// `options.outside` of them, with no exchange to belong to.
+    fn outside(&mut self, responder: &str, sender: &str, handled: &Handled) {
+        if self.outside_told >= self.options.outside {
+            return;
+        }
+        self.outside_told += 1;
+        let mut lines = self.handled_lines("outside", responder, handled);
+        lines.insert(
+            1,
+            self.more(&format!(
+                "sent by {}, a client outside the fleet",
+                Escaped::value(sender)
+            )),
+        );
+        if self.outside_told == self.options.outside {
+            lines.push(self.more(&format!(
+                "(the first {} requests from outside are told; the report counts them all)",
+                self.options.outside
+            )));
+        }
+        self.emit(lines.join("\n"));
+    }
+
+    /// What a responder got and what it sent back, under `label`; drawn in the diagram too.
+    fn handled_lines(&mut self, label: &str, responder: &str, handled: &Handled) -> Vec<String> {
+        let label = label.to_owned();
         let correlation = &match &handled.correlation {
             Some(c) => show(c),
             None => "none".to_owned(),
@@ -447,7 +489,6 @@ impl Narrator {
             }
             _ => lines.push(self.more("no Response Topic, so no answer")),
         }
-        self.say(lines.join("\n"));
         if let Some(d) = &mut self.diagram {
             d.from_broker(
                 responder,
@@ -470,6 +511,7 @@ impl Narrator {
                 );
             }
         }
+        lines
     }
 
     /// How a narrated request ended, at its phone.

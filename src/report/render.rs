@@ -89,9 +89,19 @@ impl fmt::Display for Table<'_> {
                     format!("; {} taken for the wrong request", q.mixed_up)
                 } else {
                     String::new()
-                }
+                },
             ),
         )?;
+        if q.others_answers > 0 {
+            row(
+                f,
+                "others' answers",
+                format!(
+                    "{} answers to requests from outside the fleet, on a shared Response Topic (not counted against the run)",
+                    q.others_answers
+                ),
+            )?;
+        }
         if q.bad_answers > 0 {
             row(
                 f,
@@ -162,8 +172,17 @@ impl fmt::Display for Table<'_> {
                 f,
                 "responders",
                 format!(
-                    "{} requests received, {} answered, {} without Response Topic, {} rejected, {} withheld",
-                    s.received, s.answered, s.without_response_topic, s.rejected, s.withheld
+                    "{} requests received, {} answered, {} without Response Topic, {} rejected, {} withheld{}",
+                    s.received,
+                    s.answered,
+                    s.without_response_topic,
+                    s.rejected,
+                    s.withheld,
+                    if s.from_outside > 0 {
+                        format!("; {} from outside the fleet", s.from_outside)
+                    } else {
+                        String::new()
+                    }
                 ),
             )?;
         }

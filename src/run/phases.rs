@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use super::RunError;
 use super::assemble::assemble;
+use super::progress;
 use crate::device::{Begin, DeviceActor, DeviceSetup, Inject, Shutdown, Wind};
 use crate::faults;
 use crate::fleet::{Fleet, Role, Secret};
@@ -84,7 +85,10 @@ pub(super) async fn drive(
         Interrupt::never()
     };
     let ids = fleet.devices.iter().map(|d| d.id.as_str());
-    let narration = NarrationOptions::for_fleet(options.show_exchanges, ids, options.sequence);
+    let narration = NarrationOptions {
+        outside: options.tell_outside,
+        ..NarrationOptions::for_fleet(options.show_exchanges, ids, options.sequence)
+    };
     let shared = Shared::new(narration);
     let supervisor = Supervisor::new(fleet.clone(), shared.clone()).start();
     let filters = Supervisor::filters(&fleet);
@@ -100,12 +104,26 @@ pub(super) async fn drive(
         )
         .start()
     });
-    let shards = (0..options.threads.max(1))
+    let shards: Vec<Shard> = (0..options.threads.max(1))
         .map(|_| Shard {
             arbiter: Arbiter::new(),
             tally: ShardTally::default(),
         })
         .collect();
+    if let Some(addr) = options.metrics {
+        let listener = crate::metrics::bind(addr)
+            .await
+            .map_err(|e| RunError::Metrics {
+                addr,
+                reason: e.to_string(),
+            })?;
+        let bound = listener.local_addr().unwrap_or(addr);
+        tracing::info!("metrics for Prometheus on http://{bound}/metrics");
+        let tallies = shards.iter().map(|s: &Shard| s.tally.clone()).collect();
+        let registry =
+            crate::metrics::registry(&fleet.name, tallies, shared.clone(), fleet.devices.len());
+        actix_rt::spawn(crate::metrics::serve(listener, Arc::new(registry)));
+    }
     let (phase, _) = watch::channel(Phase::Dial);
     let mut run = Run {
         devices: Vec::with_capacity(fleet.devices.len()),
@@ -131,9 +149,34 @@ pub(super) async fn drive(
                 device.do_send(Begin);
             }
             run.inject_faults(started);
-            tokio::select! {
-                () = actix_rt::time::sleep(run.fleet.duration) => {}
-                _ = interrupt.wait() => {}
+            if let Some(on_ready) = &options.on_ready {
+                (on_ready.0)(run.addr());
+            }
+            let end = actix_rt::time::sleep(run.fleet.duration);
+            tokio::pin!(end);
+            let mut ticks = actix_rt::time::interval_at(
+                (started + progress::EVERY).into(),
+                progress::EVERY,
+            );
+            let (mut before, mut before_at) = (progress::Glance::default(), started);
+            loop {
+                tokio::select! {
+                    () = &mut end => break,
+                    _ = interrupt.wait() => break,
+                    _ = ticks.tick(), if options.progress => {
+                        let now = progress::Glance::of(run.shards.iter().map(|s| &s.tally));
+                        let at = Instant::now();
+                        crate::output::error_line(progress::line(
+                            &now,
+                            &before,
+                            at - before_at,
+                            at - started,
+                            run.fleet.duration,
+                            run.devices.len(),
+                        ));
+                        (before, before_at) = (now, at);
+                    }
+                }
             }
             ran = started.elapsed();
         }
