@@ -481,6 +481,7 @@ fn the_image_builds_in_a_builder_stage_and_runs_as_non_root() {
     // The build context is the repository root: copy only what the build reads, and only
     // paths that exist.
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut copied = BTreeSet::new();
     for copy in instructions.iter().filter(|i| word(i, 0) == "COPY") {
         let words: Vec<&str> = copy.split_whitespace().skip(1).collect();
         if words.iter().any(|w| w.starts_with("--from")) {
@@ -503,6 +504,65 @@ fn the_image_builds_in_a_builder_stage_and_runs_as_non_root() {
                 root.join(path).exists(),
                 "{copy}: {source} is not in the repo"
             );
+            copied.insert(PathBuf::from(path));
         }
     }
+    // ... and everything the release build reads: the manifest, the lock file, the sources, a
+    // build script if one appears, and whatever a non-test source includes from elsewhere.
+    let mut needed = vec![
+        PathBuf::from("Cargo.toml"),
+        PathBuf::from("Cargo.lock"),
+        PathBuf::from("src"),
+    ];
+    if root.join("build.rs").exists() {
+        needed.push(PathBuf::from("build.rs"));
+    }
+    needed.extend(included_by_sources(root));
+    for path in needed {
+        assert!(
+            copied.iter().any(|c| path.starts_with(c)),
+            "the build reads {}, which the Dockerfile does not copy",
+            path.display()
+        );
+    }
+}
+
+/// Files that `include_str!`/`include_bytes!` read from `src/` outside test modules (files
+/// named `test*.rs`), relative to the repository root.
+fn included_by_sources(root: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![root.join("src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let name = path.file_name().unwrap().to_string_lossy();
+            if !name.ends_with(".rs") || name.starts_with("test") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for macro_name in ["include_str!(\"", "include_bytes!(\""] {
+                for rest in text.split(macro_name).skip(1) {
+                    let relative = rest.split('"').next().unwrap();
+                    let file = path.parent().unwrap().join(relative);
+                    let file = std::path::absolute(&file).unwrap();
+                    // Lexically, without the `..`s, as the repository holds it.
+                    let mut clean = PathBuf::new();
+                    for part in file.components() {
+                        match part {
+                            std::path::Component::ParentDir => {
+                                clean.pop();
+                            }
+                            other => clean.push(other),
+                        }
+                    }
+                    found.push(clean.strip_prefix(root).unwrap_or(&clean).to_path_buf());
+                }
+            }
+        }
+    }
+    found
 }
