@@ -12,7 +12,9 @@ use crate::output::{self, Escaped};
 use crate::report::{FleetFacts, Report, ReportTarget, Table};
 use crate::run::{RunError, RunOptions, run};
 
+mod merge;
 mod serve;
+mod shards;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -23,6 +25,8 @@ Examples:
   fleetsim broker fleets/home.yaml                  its light and sensors on 127.0.0.1:1883 until
                                                     Ctrl-C: play the phone with MQTTX or mosquitto_rr
   fleetsim schema > fleet.schema.json               the fleet file's JSON Schema, for editors
+  fleetsim big.yaml --shard 2/3 --report s2.json    one shard of three (on this machine or another)
+  fleetsim merge s1.json s2.json s3.json            the shards added up, judged as one run
 
 Environment:
   FLEETSIM_BROKER  broker to run against instead of the fleet's, as --broker takes it
@@ -74,6 +78,9 @@ pub enum Command {
     /// Ctrl-C, and tell every request sent from outside (play the phone with MQTTX or
     /// mosquitto_rr).
     Broker(serve::BrokerArgs),
+    /// Add up the reports of a run's shards (`--shard I/N`) into the fleet's report, judged on
+    /// the fleet's `expect:` as a whole.
+    Merge(merge::MergeArgs),
 }
 
 #[derive(Debug, Args, Default)]
@@ -102,6 +109,21 @@ pub struct RunArgs {
     /// report as one line of JSON, for scripts; the narration then goes to stderr).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// Run shard I of N (1 <= I <= N): the devices whose index in the file (from 0) is I-1
+    /// modulo N; `fleetsim merge` adds the shards' reports up. [env: FLEETSIM_SHARD]
+    #[arg(long, value_name = "I/N", value_parser = fleet::Shard::parse)]
+    pub shard: Option<fleet::Shard>,
+    /// In a Kubernetes Indexed Job: N shards, this one given by JOB_COMPLETION_INDEX (from 0).
+    #[arg(long, value_name = "N", conflicts_with = "shard")]
+    pub shards: Option<u32>,
+    /// The run's name, shared by its shards: each shard publishes a retained "ready" message
+    /// under fleetsim/runs/RUN/ready/ and waits for all N before sending. [env: FLEETSIM_RUN_ID]
+    #[arg(long, value_name = "RUN", value_parser = shards::parse_run_id)]
+    pub run_id: Option<String>,
+    /// Once ready, start sending at this wall-clock instant (RFC 3339, e.g.
+    /// 2026-12-02T15:00:00Z), so shards on several machines start together.
+    #[arg(long, value_name = "TIME", value_parser = parse_start_at)]
+    pub start_at: Option<std::time::SystemTime>,
     /// Wait this long once every device is connected and subscribed, before the first
     /// request (e.g. 5s), so a watcher attached then sees exchange 1.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -186,6 +208,12 @@ fn parse_id_prefix(text: &str) -> Result<String, String> {
     }
 }
 
+/// `--start-at`: an RFC 3339 instant.
+fn parse_start_at(text: &str) -> Result<std::time::SystemTime, String> {
+    humantime::parse_rfc3339_weak(text)
+        .map_err(|e| format!("{e} (write an RFC 3339 time, like 2026-12-02T15:00:00Z)"))
+}
+
 /// The environment variable that gives a broker like `--broker` does.
 pub const BROKER_ENV: &str = "FLEETSIM_BROKER";
 
@@ -263,6 +291,7 @@ pub fn execute(cli: Cli) -> Exit {
         }
         Some(Command::Run(args)) => run_fleet(*args, cli.quiet),
         Some(Command::Broker(args)) => serve::serve(args, cli.quiet),
+        Some(Command::Merge(args)) => merge::run(args),
         None => run_fleet(cli.run, cli.quiet),
     }
 }
@@ -493,6 +522,13 @@ fn load_and_run(args: RunArgs, quiet: bool) -> Result<Report, Failure> {
     // duration given here, mqtts:// against the CA file given here).
     let broker = chosen_broker(args.broker, &|name| std::env::var_os(name))
         .map_err(|e| Failure::invalid(e, None))?;
+    let env = |name: &str| std::env::var_os(name);
+    let shard = shards::chosen_shard(args.shard, args.shards, &env)
+        .map_err(|e| Failure::invalid(e, None))?;
+    let run_id = shards::chosen_run_id(args.run_id.clone(), &env)
+        .map(|id| shards::parse_run_id(&id))
+        .transpose()
+        .map_err(|e| Failure::invalid(format!("{}: {e}", shards::RUN_ID_ENV), None))?;
     let overrides = fleet::Overrides {
         id_prefix: args.id_prefix.clone(),
         broker,
@@ -500,6 +536,7 @@ fn load_and_run(args: RunArgs, quiet: bool) -> Result<Report, Failure> {
         seed: args.seed,
         ca_file: args.ca_file,
         client_cert: args.cert_file.zip(args.key_file),
+        shard,
     };
     let fleet = fleet::load_with(path, &overrides).map_err(|e| Failure::invalid(e, None))?;
     let options = RunOptions {
@@ -521,6 +558,8 @@ fn load_and_run(args: RunArgs, quiet: bool) -> Result<Report, Failure> {
         progress: args.progress || (!quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())),
         metrics: args.metrics,
         start_delay: args.start_delay.unwrap_or_default(),
+        start_at: args.start_at,
+        run_id,
         on_ready: None,
     };
     let known = FleetFacts::from(&fleet);

@@ -156,6 +156,7 @@ mod tests {
             ramp: None,
             source_addresses: Vec::new(),
             show_exchanges: None,
+            shard: Default::default(),
         }
     }
 

@@ -7,6 +7,7 @@
 //! `prometheus-client`'s [`Collector`]; the HTTP side is `hyper`, already built for the
 //! embedded broker.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::fleet::Fleet;
 use crate::report::DurationHistogram;
 use crate::shared::Shared;
 use crate::tally::ShardTally;
@@ -42,19 +44,26 @@ struct FleetCollector {
     devices: usize,
 }
 
-/// The registry of a run: one collector, every series labelled with the fleet's name.
+/// The registry of a run: one collector, every series labelled with the fleet's name, and
+/// for a shard with `shard` (`2/8`) and `run` (the run id, or the seed).
 pub fn registry(
-    fleet: &str,
+    fleet: &Fleet,
+    run_id: Option<&str>,
     shards: Vec<ShardTally>,
     shared: Arc<Shared>,
-    devices: usize,
 ) -> Registry {
-    let labels = [("fleet".into(), fleet.to_owned().into())];
+    let mut labels: Vec<(Cow<'static, str>, Cow<'static, str>)> =
+        vec![("fleet".into(), fleet.name.clone().into())];
+    if !fleet.shard.is_whole() {
+        labels.push(("shard".into(), fleet.shard.to_string().into()));
+        let run = run_id.map_or_else(|| format!("seed-{}", fleet.seed), str::to_owned);
+        labels.push(("run".into(), run.into()));
+    }
     let mut registry = Registry::with_prefix_and_labels("fleetsim", labels.into_iter());
     registry.register_collector(Box::new(FleetCollector {
         shards,
         shared,
-        devices,
+        devices: fleet.shard_len(),
     }));
     registry
 }
@@ -262,7 +271,12 @@ mod tests {
         }
         shards[0].lock().latency.record(Duration::from_secs(20));
         let shared = Shared::new(NarrationOptions::default());
-        let text = encode(&registry("home", shards, shared, 4));
+        let mut fleet = crate::fleet::parse(
+            "name: home\ndevices:\n  - {kind: light, id: 'l{n}', count: 4}\n",
+            "<test>",
+        )
+        .unwrap();
+        let text = encode(&registry(&fleet, None, shards.clone(), shared.clone()));
         for line in [
             "# TYPE fleetsim_requests counter",
             r#"fleetsim_requests_total{fleet="home",outcome="sent"} 10"#,
@@ -279,5 +293,12 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
         }
+        // A shard says which, and of which run.
+        fleet.shard = crate::fleet::Shard { index: 1, count: 2 };
+        let text = encode(&registry(&fleet, Some("r7"), shards, shared));
+        assert!(
+            text.contains(r#"fleetsim_devices{fleet="home",shard="2/2",run="r7"} 2"#),
+            "{text}"
+        );
     }
 }

@@ -274,7 +274,7 @@ impl Stories {
         let f = &mut inner.faults;
         if applied {
             f.injected += 1;
-            *f.by_kind.entry(kind.as_str()).or_insert(0) += 1;
+            *f.by_kind.entry(kind.as_str().into()).or_insert(0) += 1;
         }
         if f.events.len() >= Faults::TOLD {
             return;
@@ -283,7 +283,7 @@ impl Stories {
         f.events.push(FaultEvent {
             at_s,
             device: device.to_owned(),
-            kind: kind.as_str(),
+            kind: kind.as_str().into(),
             effect: what,
             connection: false,
         });

@@ -176,6 +176,8 @@ pub fn serve(args: BrokerArgs, quiet: bool) -> Exit {
         progress: false,
         metrics: None,
         start_delay: std::time::Duration::ZERO,
+        start_at: None,
+        run_id: None,
         on_ready: Some(on_ready),
     };
     let known = FleetFacts::from(&fleet);

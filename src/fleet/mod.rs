@@ -111,6 +111,8 @@ pub struct Overrides {
     pub ca_file: Option<PathBuf>,
     /// `--cert-file` and `--key-file`.
     pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// `--shard I/N`.
+    pub shard: Option<Shard>,
 }
 pub use warnings::oversized_payloads;
 

@@ -43,12 +43,108 @@ pub struct Fleet {
     pub source_addresses: Vec<IpAddr>,
     /// How many requests the narration tells, unless `--show-exchanges` says (None: 3).
     pub show_exchanges: Option<usize>,
+    /// Which devices this process runs (`--shard I/N`): all of them by default.
+    pub shard: Shard,
+}
+
+/// One of N shards of a fleet: the devices whose index `i` (file order, from 0) has
+/// `i % count == index`. Dealt like cards, so every shard gets a share of every group, and a
+/// device keeps its index (its seeds, its place in targets and faults) whatever the shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// From 0; shown from 1 (`--shard 1/3` is index 0).
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Self { index: 0, count: 1 }
+    }
+}
+
+/// Most shards a fleet may be split into.
+pub const MAX_SHARDS: u32 = 10_000;
+
+impl Shard {
+    /// `I/N` with 1 <= I <= N.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (i, n) = text
+            .split_once('/')
+            .ok_or_else(|| format!("`{text}` is not a shard: write I/N, like 2/8"))?;
+        let number = |s: &str| s.trim().parse::<u32>().ok();
+        match (number(i), number(n)) {
+            (Some(i), Some(n)) if (1..=MAX_SHARDS).contains(&n) && (1..=n).contains(&i) => {
+                Ok(Self {
+                    index: i - 1,
+                    count: n,
+                })
+            }
+            (Some(_), Some(n)) if n > MAX_SHARDS => {
+                Err(format!("`{text}`: at most {MAX_SHARDS} shards"))
+            }
+            _ => Err(format!(
+                "`{text}` is not a shard: write I/N with 1 <= I <= N, like 2/8"
+            )),
+        }
+    }
+
+    pub fn is_whole(self) -> bool {
+        self.count == 1
+    }
+
+    /// Whether device `i` is this shard's.
+    pub fn holds(self, i: usize) -> bool {
+        i % self.count as usize == self.index as usize
+    }
+
+    /// Where device `i` of this shard is among the shard's devices.
+    pub fn position(self, i: usize) -> usize {
+        i / self.count as usize
+    }
+
+    /// How many of `devices` this shard holds.
+    pub fn len(self, devices: usize) -> usize {
+        let (n, i) = (self.count as usize, self.index as usize);
+        devices / n + usize::from(i < devices % n)
+    }
+
+    /// The indexes of this shard's devices among `devices`, in order.
+    pub fn devices(self, devices: usize) -> impl Iterator<Item = usize> {
+        (self.index as usize..devices).step_by(self.count as usize)
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index + 1, self.count)
+    }
 }
 
 impl Fleet {
+    /// The indexes of the devices this process runs.
+    pub fn shard_devices(&self) -> impl Iterator<Item = usize> + use<> {
+        self.shard.devices(self.devices.len())
+    }
+
+    /// How many devices this process runs.
+    pub fn shard_len(&self) -> usize {
+        self.shard.len(self.devices.len())
+    }
+
     /// The client id of the supervisor's connection.
     pub fn supervisor_id(&self) -> String {
-        format!("{}{}", self.id_prefix, crate::supervisor::CLIENT_ID)
+        if self.shard.is_whole() {
+            format!("{}{}", self.id_prefix, crate::supervisor::CLIENT_ID)
+        } else {
+            // One per shard: shards sharing a broker must not take over each other's session.
+            format!(
+                "{}{}-{}",
+                self.id_prefix,
+                crate::supervisor::CLIENT_ID,
+                self.shard.index + 1
+            )
+        }
     }
 
     /// The fleet without its phones, its faults and its expectations: the lights and sensors

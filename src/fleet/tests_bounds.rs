@@ -232,3 +232,40 @@ fn the_fault_schedule_is_bounded_and_counted_as_it_is_built() {
         "{e}"
     );
 }
+
+#[test]
+fn shards_deal_every_device_to_exactly_one_and_keep_their_indexes() {
+    for devices in [0usize, 1, 5, 63, 64, 65, 1000, 1001] {
+        for count in 1..=64u32 {
+            let mut seen = vec![0u8; devices];
+            let mut total = 0;
+            for index in 0..count {
+                let shard = crate::fleet::Shard { index, count };
+                let held: Vec<usize> = shard.devices(devices).collect();
+                assert_eq!(held.len(), shard.len(devices), "{devices} devices, {shard}");
+                for (position, &i) in held.iter().enumerate() {
+                    assert!(shard.holds(i));
+                    assert_eq!(shard.position(i), position);
+                    seen[i] += 1;
+                }
+                total += held.len();
+            }
+            assert_eq!(total, devices);
+            assert!(
+                seen.iter().all(|&n| n == 1),
+                "{devices} devices in {count} shards"
+            );
+        }
+    }
+}
+
+#[test]
+fn shard_arguments_read_one_based_and_refuse_the_rest() {
+    use crate::fleet::Shard;
+    assert_eq!(Shard::parse("1/1"), Ok(Shard::default()));
+    assert_eq!(Shard::parse("3/8"), Ok(Shard { index: 2, count: 8 }));
+    assert_eq!(Shard::parse("3/8").unwrap().to_string(), "3/8");
+    for bad in ["0/3", "4/3", "3", "a/b", "1/0", "-1/3", "1/100000"] {
+        assert!(Shard::parse(bad).is_err(), "{bad}");
+    }
+}

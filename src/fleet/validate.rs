@@ -217,6 +217,7 @@ pub(super) fn validate(
                 ramp,
                 source_addresses,
                 show_exchanges,
+                shard: ctx.overrides.shard.unwrap_or_default(),
             })
         }
         _ => Err(problems.into_sorted()),

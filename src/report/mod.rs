@@ -4,9 +4,11 @@
 mod file;
 mod histogram;
 mod junit;
+mod merge;
 mod render;
 mod verdict;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use crate::timeline::{TargetReport, TimelineReport};
@@ -45,6 +47,12 @@ pub struct Report {
     pub signal: Option<crate::interrupt::Signal>,
     /// Why the run could not be carried out (exit codes 2 and 3); the counts are then empty.
     pub error: Option<RunFailure>,
+    /// Which shard of the fleet this report covers (`--shard I/N`); null for a whole run.
+    pub shard: Option<ShardInfo>,
+    /// What `fleetsim merge` adds up, in a shard's report only.
+    pub snapshot: Option<Snapshot>,
+    /// In a report made by `fleetsim merge`: how many shards it adds up.
+    pub merged_shards: Option<u32>,
     /// The narrated steps as a Mermaid sequence diagram, when `--sequence` asked for one; a
     /// file of its own, not part of the JSON.
     #[serde(skip)]
@@ -97,19 +105,19 @@ impl Report {
 }
 
 /// Every fault injected: counts, and the first few with what they did.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Faults {
     pub injected: u64,
-    pub by_kind: BTreeMap<&'static str, u64>,
+    pub by_kind: BTreeMap<Cow<'static, str>, u64>,
     pub events: Vec<FaultEvent>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FaultEvent {
     /// From the start of the run.
     pub at_s: f64,
     pub device: String,
-    pub kind: &'static str,
+    pub kind: Cow<'static, str>,
     /// What the device did, and what came of it.
     pub effect: String,
     /// A connection fault (its story is told with the Wills too).
@@ -127,13 +135,13 @@ impl Faults {
         for o in wills.outages.iter().filter(|o| o.outcome != "dropped") {
             if o.outcome != "skipped" {
                 self.injected += 1;
-                *self.by_kind.entry(o.fault).or_insert(0) += 1;
+                *self.by_kind.entry(o.fault.clone()).or_insert(0) += 1;
             }
             if self.events.len() < Self::TOLD {
                 self.events.push(FaultEvent {
                     at_s: o.at_s,
                     device: o.device.clone(),
-                    kind: o.fault,
+                    kind: o.fault.clone(),
                     effect: o.story.clone(),
                     connection: true,
                 });
@@ -346,7 +354,7 @@ pub struct Telemetry {
 }
 
 /// What became of every outage's Will: published, consumed, learned by its device.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Wills {
     /// Outages after which the broker should publish the device's Will.
     pub expected: u64,
@@ -374,17 +382,17 @@ pub struct Wills {
 
 /// One outage's story. Times in seconds, `*_at_s` from the start of the run, `*_after_s` from
 /// the step before.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Outage {
     pub device: String,
     /// Which connection of the device the fault ended (1 for the first); its Will's
     /// Correlation Data is `{device}#{incarnation}`.
     pub incarnation: u32,
-    pub fault: &'static str,
+    pub fault: Cow<'static, str>,
     pub at_s: f64,
     pub will_expected: bool,
     /// consumed, unconsumed, missing, suppressed, unexpected, no_will or skipped.
-    pub outcome: &'static str,
+    pub outcome: Cow<'static, str>,
     pub will_after_s: Option<f64>,
     pub acked_by: Vec<String>,
     pub ack_after_s: Option<f64>,
@@ -394,14 +402,14 @@ pub struct Outage {
     pub story: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UnexpectedWill {
     pub device: String,
     /// Which connection of the device the Will belonged to (from its Correlation Data).
     pub incarnation: u32,
     pub at_s: f64,
     /// The fault before it, if the Will belonged to a recorded outage (e.g. a flap).
-    pub after_fault: Option<&'static str>,
+    pub after_fault: Option<Cow<'static, str>>,
 }
 
 impl Report {
@@ -431,6 +439,7 @@ impl Report {
 
 pub use file::ReportTarget;
 pub use junit::junit;
+pub use merge::{ExpectSpec, MergeError, ShardFile, ShardInfo, Snapshot, merge};
 
 pub use histogram::DurationHistogram;
 pub use render::Table;

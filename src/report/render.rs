@@ -276,6 +276,7 @@ impl fmt::Display for Table<'_> {
             for u in &w.unexpected_wills {
                 let after = u
                     .after_fault
+                    .as_ref()
                     .map(|k| format!(" after {k}"))
                     .unwrap_or_default();
                 writeln!(

@@ -14,6 +14,7 @@ use std::time::Duration;
 use actix::System;
 
 mod assemble;
+pub mod barrier;
 mod phases;
 pub mod progress;
 
@@ -46,6 +47,10 @@ pub struct RunOptions {
     /// Wait this long once every device is ready before the first request, so a watcher
     /// (`mosquitto_sub`, MQTTX) can attach and see exchange 1.
     pub start_delay: Duration,
+    /// Once ready, start the run at this wall-clock instant (`--start-at`).
+    pub start_at: Option<std::time::SystemTime>,
+    /// With shards: wait, through the broker, until all of the run's shards are ready.
+    pub run_id: Option<String>,
     /// Called once, when every device is connected and subscribed, with the broker's address.
     pub on_ready: Option<OnReady>,
 }
@@ -71,6 +76,8 @@ impl Default for RunOptions {
             progress: false,
             metrics: None,
             start_delay: Duration::ZERO,
+            start_at: None,
+            run_id: None,
             on_ready: None,
         }
     }
@@ -112,6 +119,8 @@ pub enum RunError {
     },
     #[error("cannot serve metrics on {addr}: {reason}")]
     Metrics { addr: SocketAddr, reason: String },
+    #[error("shards of run {run} could not start together: {reason}")]
+    Barrier { run: String, reason: String },
     #[error("cannot start the actor system: {0}")]
     System(#[source] std::io::Error),
     #[error(transparent)]
@@ -124,7 +133,7 @@ pub enum RunError {
 pub fn run(fleet: Fleet, options: &RunOptions) -> Result<Report, RunError> {
     let threads = options.threads.max(1);
     let embedded = matches!(fleet.broker, BrokerTarget::Embedded { .. });
-    check_open_files(fleet.devices.len(), embedded)?;
+    check_open_files(fleet.shard_len(), embedded)?;
     let mut embedded = None;
     let mut supervisor_login = None;
     let (addr, label) = match &fleet.broker {

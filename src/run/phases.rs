@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use super::RunError;
 use super::assemble::assemble;
+use super::barrier;
 use super::progress;
 use crate::device::{Begin, DeviceActor, DeviceSetup, Inject, Shutdown, Wind};
 use crate::faults;
@@ -91,6 +92,7 @@ pub(super) async fn drive(
     };
     let shared = Shared::new(narration);
     let supervisor = Supervisor::new(fleet.clone(), shared.clone()).start();
+    let barrier_login = login.clone();
     let filters = Supervisor::filters(&fleet);
     let link = (!filters.is_empty()).then(|| {
         SupervisorLink::new(
@@ -119,9 +121,9 @@ pub(super) async fn drive(
             })?;
         let bound = listener.local_addr().unwrap_or(addr);
         tracing::info!("metrics for Prometheus on http://{bound}/metrics");
-        let tallies = shards.iter().map(|s: &Shard| s.tally.clone()).collect();
+        let tallies = shards.iter().map(|s| s.tally.clone()).collect();
         let registry =
-            crate::metrics::registry(&fleet.name, tallies, shared.clone(), fleet.devices.len());
+            crate::metrics::registry(&fleet, options.run_id.as_deref(), tallies, shared.clone());
         actix_rt::spawn(crate::metrics::serve(listener, Arc::new(registry)));
     }
     let (phase, _) = watch::channel(Phase::Dial);
@@ -138,6 +140,21 @@ pub(super) async fn drive(
 
     let outcome = async {
         run.dial_in(&interrupt).await?;
+        if let (Some(id), false) = (&options.run_id, run.fleet.shard.is_whole()) {
+            let addr = run.addr();
+            barrier::wait_for_shards(
+                addr,
+                barrier_login.clone(),
+                &run.fleet.id_prefix,
+                id,
+                run.fleet.shard,
+                &interrupt,
+            )
+            .await?;
+        }
+        if let Some(at) = options.start_at {
+            barrier::wait_until(at, &interrupt).await;
+        }
         if !options.start_delay.is_zero() && interrupt.get().is_none() {
             let addr = run.addr();
             crate::output::human(format!(
@@ -228,6 +245,7 @@ pub(super) async fn drive(
                 elapsed,
                 ran,
                 signal,
+                options.run_id.clone(),
             );
             report.sequence = run.shared.narration.take_diagram();
             Ok(report)
@@ -253,15 +271,19 @@ impl Run {
     /// supervisor's connection) is connected and subscribed; fails fast when one gives up.
     async fn dial_in(&mut self, interrupt: &Interrupt) -> Result<(), RunError> {
         let mut signals = interrupt.clone();
-        let total = self.fleet.devices.len() as u64;
-        let per_device = faults::per_device(&self.fleet);
+        let total = self.fleet.shard_len() as u64;
+        let shard = self.fleet.shard;
+        let per_device = faults::per_device(&self.fleet)
+            .into_iter()
+            .enumerate()
+            .filter(move |(i, _)| shard.holds(*i));
         let reconnect_window = crate::device::reconnect_window(self.fleet.devices.len());
         let shared = self.shared.clone();
         let progress = &shared.progress;
         // Generous: a device gets bounded retries with backoff; large fleets take a while.
         let begun = Instant::now();
         let deadline = begun + Duration::from_secs(60) + Duration::from_millis(total);
-        let mut per_device = per_device.into_iter();
+        let mut per_device = per_device;
         loop {
             if interrupt.get().is_some() {
                 return Ok(());
@@ -290,10 +312,10 @@ impl Run {
                         break;
                     }
                 }
-                let Some(faults) = per_device.next() else {
+                let Some((index, faults)) = per_device.next() else {
                     break;
                 };
-                self.start_device(faults, reconnect_window);
+                self.start_device(index, faults, reconnect_window);
             }
             if Instant::now() > deadline {
                 return Err(RunError::NotReady {
@@ -311,9 +333,14 @@ impl Run {
         }
     }
 
-    fn start_device(&mut self, faults: faults::DeviceFaults, reconnect_window: Duration) {
-        let index = self.devices.len();
-        let shard = &self.shards[index % self.shards.len()];
+    /// Starts device `index` (of the whole fleet; `self.devices` holds this shard's, in order).
+    fn start_device(
+        &mut self,
+        index: usize,
+        faults: faults::DeviceFaults,
+        reconnect_window: Duration,
+    ) {
+        let shard = &self.shards[self.devices.len() % self.shards.len()];
         let setup = DeviceSetup {
             fleet: self.fleet.clone(),
             index: index as u32,
@@ -339,7 +366,11 @@ impl Run {
         actix_rt::spawn(async move {
             for injection in faults::schedule(&fleet) {
                 actix_rt::time::sleep_until((started + injection.at).into()).await;
-                if let Some(device) = devices.get(injection.device) {
+                let shard = fleet.shard;
+                if !shard.holds(injection.device) {
+                    continue;
+                }
+                if let Some(device) = devices.get(shard.position(injection.device)) {
                     device.do_send(Inject(injection));
                 }
             }

@@ -367,13 +367,13 @@ impl OutageBook {
                 device: device.clone(),
                 incarnation: o.incarnation,
                 fault: if o.unplanned {
-                    "dropped"
+                    "dropped".into()
                 } else {
-                    o.kind.as_str()
+                    o.kind.as_str().into()
                 },
                 at_s: self.since_start(o.began),
                 will_expected: o.expect_will,
-                outcome,
+                outcome: outcome.into(),
                 will_after_s: will_after.map(secs),
                 acked_by: o.acks.iter().map(|(who, _)| who.clone()).collect(),
                 ack_after_s: ack_after.map(secs),
@@ -394,7 +394,7 @@ impl OutageBook {
                 device: self.devices[u.device].id.clone(),
                 incarnation: u.incarnation,
                 at_s: self.since_start(u.at),
-                after_fault: u.after.map(FaultKind::as_str),
+                after_fault: u.after.map(|k| k.as_str().into()),
             })
             .collect();
         wills.publish_latency_ms = publish.latency();
@@ -429,7 +429,7 @@ fn story(o: &OutageReport, skipped: Option<&str>, ack_timeout: Duration) -> Stri
     if let Some(reason) = skipped {
         return s + &format!(" -> skipped: {reason}");
     }
-    match (o.outcome, o.will_after_s) {
+    match (o.outcome.as_ref(), o.will_after_s) {
         ("no_will", _) => s += " -> no Will registered",
         ("dropped", None) => s += " -> no Will (back in time, or none due)",
         ("dropped", Some(after)) => s += &format!(" -> will {}", offset(after)),
@@ -602,7 +602,7 @@ mod tests {
         assert_eq!((w.expected, w.suppressed, w.unexpected), (0, 1, 1));
         assert_eq!(w.outages[0].outcome, "suppressed");
         assert_eq!(w.outages[1].outcome, "unexpected");
-        assert_eq!(w.unexpected_wills[0].after_fault, Some("flap"));
+        assert_eq!(w.unexpected_wills[0].after_fault.as_deref(), Some("flap"));
         assert_eq!(w.unexpected_wills[0].incarnation, 2);
     }
 
@@ -621,7 +621,10 @@ mod tests {
             (0, 0, 0, 0)
         );
         let o = &w.outages[0];
-        assert_eq!((o.fault, o.outcome), ("dropped", "dropped"));
+        assert_eq!(
+            (o.fault.as_ref(), o.outcome.as_ref()),
+            ("dropped", "dropped")
+        );
         assert_eq!(o.acked_by, ["phone"]);
         assert_eq!(
             o.story,

@@ -172,6 +172,10 @@ impl Handler<Seen> for Supervisor {
             tracing::debug!(topic = %seen.topic, id, "Correlation Data names no device");
             return;
         };
+        // Another shard's device: its own shard's supervisor tells its story.
+        if !self.fleet.shard.holds(device) {
+            return;
+        }
         let Some(will) = self.fleet.devices.get(device).and_then(|d| d.will.as_ref()) else {
             return;
         };

@@ -1,0 +1,319 @@
+//! Shards and their merge. A sharded run's report carries a [`Snapshot`]: everything the
+//! report is made from, in a form that adds up (counters add, HDR histograms merge exactly,
+//! stories concatenate). `fleetsim merge` adds the shards' snapshots and makes the fleet's
+//! report from the sum, the same way a single run makes it from its own, so percentiles come
+//! from the merged histogram, not an average of the shards'.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{DurationHistogram, Faults, Load, Report, Wills};
+use crate::fleet::{Expectation, Metric, Op};
+use crate::tally::Tally;
+use crate::timeline::TimelineReport;
+
+/// Which shard of a run a report covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardInfo {
+    /// From 1.
+    pub index: u32,
+    pub count: u32,
+    /// `--run-id`, when the shards were started together through the broker.
+    pub run_id: Option<String>,
+}
+
+/// One `expect:` entry, as a report can carry it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExpectSpec {
+    pub metric: String,
+    pub op: String,
+    pub limit: f64,
+}
+
+impl From<&Expectation> for ExpectSpec {
+    fn from(e: &Expectation) -> Self {
+        Self {
+            metric: e.metric.as_str().to_owned(),
+            op: e.op.as_str().to_owned(),
+            limit: e.limit,
+        }
+    }
+}
+
+impl ExpectSpec {
+    fn expectation(&self) -> Option<Expectation> {
+        let metric = Metric::ALL
+            .into_iter()
+            .find(|m| m.as_str() == self.metric)?;
+        let op = [Op::AtLeast, Op::AtMost, Op::Above, Op::Below, Op::Equal]
+            .into_iter()
+            .find(|o| o.as_str() == self.op)?;
+        Some(Expectation {
+            metric,
+            op,
+            limit: self.limit,
+        })
+    }
+}
+
+/// What a report is made from, in a form that adds up.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Every shard tally of the process, added up.
+    pub tally: Tally,
+    pub wills: Wills,
+    /// Faults injected into devices (connection faults are added from `wills` when the
+    /// report is made).
+    pub faults: Faults,
+    pub devices: u64,
+    pub by_kind: BTreeMap<String, u64>,
+    /// Requests a second the phones asked for; None without phones or with a closed loop.
+    pub offered_rps: Option<f64>,
+    /// A phone keeps a closed loop: the offered rate is whatever the backend allows.
+    pub closed_loop: bool,
+    pub duration_s: f64,
+    pub run_s: f64,
+    pub expect: Vec<ExpectSpec>,
+    pub interrupted: bool,
+}
+
+impl Snapshot {
+    /// Adds `other` in.
+    pub fn merge(&mut self, other: &Snapshot) {
+        self.tally.merge(&other.tally);
+        merge_wills(&mut self.wills, &other.wills);
+        let (a, b) = (&mut self.faults, &other.faults);
+        a.injected += b.injected;
+        for (kind, n) in &b.by_kind {
+            *a.by_kind.entry(kind.clone()).or_insert(0) += n;
+        }
+        a.events.extend(b.events.iter().cloned());
+        a.events.sort_by(|x, y| x.at_s.total_cmp(&y.at_s));
+        a.events.truncate(Faults::TOLD);
+        self.devices += other.devices;
+        for (kind, n) in &other.by_kind {
+            *self.by_kind.entry(kind.clone()).or_insert(0) += n;
+        }
+        self.offered_rps = match (self.offered_rps, other.offered_rps) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+        self.closed_loop |= other.closed_loop;
+        self.duration_s = self.duration_s.max(other.duration_s);
+        self.run_s = self.run_s.max(other.run_s);
+        self.interrupted |= other.interrupted;
+    }
+
+    /// The report these counts make: devices, requests with percentiles from the histogram,
+    /// load, Wills, faults, timeline, targets, and the verdict on `expect`.
+    pub fn report(&self, fleet: &str, broker: &str, seed: u64) -> Report {
+        let tally = &self.tally;
+        let mut devices = tally.links.clone();
+        devices.total = self.devices;
+        devices.by_kind = self.by_kind.clone();
+        devices.disconnected_s = round(devices.disconnected_s);
+        let mut requests = tally.requests.clone();
+        requests.latency_ms = tally.latency.latency();
+        // Saturating, so a double count (a fleetsim bug) cannot wrap: `adds_up` then fails.
+        requests.in_flight = requests.sent.saturating_sub(
+            requests.matched + requests.late + requests.timed_out + requests.failed,
+        );
+        let mut faults = self.faults.clone();
+        faults.add_outages(&self.wills);
+        let load = Load {
+            offered_rps: if self.closed_loop {
+                None
+            } else {
+                self.offered_rps.map(round)
+            },
+            achieved_rps: if self.run_s > 0.0 {
+                round(requests.sent as f64 / self.run_s)
+            } else {
+                0.0
+            },
+            run_s: round(self.run_s),
+        };
+        let mut report = Report {
+            fleet: fleet.to_owned(),
+            broker: broker.to_owned(),
+            seed,
+            duration_s: round(self.duration_s),
+            devices,
+            requests,
+            load,
+            responders: tally.responders.clone(),
+            telemetry: tally.telemetry.clone(),
+            response_info: tally.response_info.clone(),
+            refusals: tally.refusals.clone(),
+            wills: self.wills.clone(),
+            faults,
+            timeline: TimelineReport::from(&tally.timeline),
+            targets: tally.targets.report(),
+            interrupted: self.interrupted,
+            ..Report::default()
+        };
+        let expect: Vec<Expectation> = self
+            .expect
+            .iter()
+            .filter_map(ExpectSpec::expectation)
+            .collect();
+        report.judge(&expect);
+        report
+    }
+}
+
+/// Wills of two shards together; their latencies recomputed from the stories of both.
+fn merge_wills(a: &mut Wills, b: &Wills) {
+    a.expected += b.expected;
+    a.published += b.published;
+    a.consumed += b.consumed;
+    a.unconsumed += b.unconsumed;
+    a.unexpected += b.unexpected;
+    a.missing += b.missing;
+    a.suppressed += b.suppressed;
+    a.learned_on_reconnect += b.learned_on_reconnect;
+    a.outages.extend(b.outages.iter().cloned());
+    a.outages.sort_by(|x, y| x.at_s.total_cmp(&y.at_s));
+    a.unexpected_wills
+        .extend(b.unexpected_wills.iter().cloned());
+    let (mut publish, mut ack) = (DurationHistogram::default(), DurationHistogram::default());
+    for o in a.outages.iter().filter(|o| o.will_expected) {
+        if let Some(s) = o.will_after_s {
+            publish.record(Duration::from_secs_f64(s.max(0.0)));
+        }
+        if let Some(s) = o.ack_after_s {
+            ack.record(Duration::from_secs_f64(s.max(0.0)));
+        }
+    }
+    a.publish_latency_ms = publish.latency();
+    a.ack_latency_ms = ack.latency();
+}
+
+fn round(value: f64) -> f64 {
+    (value * 1000.0).round() / 1000.0
+}
+
+/// Why shards' reports cannot be merged.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum MergeError {
+    #[error("{file}: not the report of a shard (run with --shard I/N or --shards N)")]
+    NotAShard { file: String },
+    #[error(
+        "{file}: {what} is {theirs}, but {first} says {ours}: the reports are of different runs"
+    )]
+    Different {
+        file: String,
+        first: String,
+        what: &'static str,
+        ours: String,
+        theirs: String,
+    },
+    #[error("shard {index} of {count} is given twice: {first} and {second}")]
+    Duplicate {
+        index: u32,
+        count: u32,
+        first: String,
+        second: String,
+    },
+    #[error("missing shard{} {} of {count}", if missing.len() == 1 { "" } else { "s" }, missing.iter().map(u32::to_string).collect::<Vec<_>>().join(", "))]
+    Missing { missing: Vec<u32>, count: u32 },
+    #[error("{file}: the shard could not run ({reason}): there is nothing of it to merge")]
+    Failed { file: String, reason: String },
+}
+
+/// What `fleetsim merge` reads of a shard's JSON report.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ShardFile {
+    pub fleet: String,
+    pub broker: String,
+    pub seed: u64,
+    pub error: Option<FileError>,
+    pub shard: Option<ShardInfo>,
+    pub snapshot: Option<Snapshot>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct FileError {
+    pub message: String,
+}
+
+/// The shards' reports (with the file each came from), checked to be the N shards of one run
+/// and added up into the fleet's report.
+pub fn merge(reports: &[(String, ShardFile)]) -> Result<Report, MergeError> {
+    let mut first: Option<(&str, &ShardFile, &ShardInfo)> = None;
+    let mut by_index: BTreeMap<u32, &str> = BTreeMap::new();
+    let mut sum: Option<Snapshot> = None;
+    for (file, report) in reports {
+        if let Some(error) = &report.error {
+            return Err(MergeError::Failed {
+                file: file.clone(),
+                reason: error.message.clone(),
+            });
+        }
+        let (Some(shard), Some(snapshot)) = (&report.shard, &report.snapshot) else {
+            return Err(MergeError::NotAShard { file: file.clone() });
+        };
+        if let Some((first_file, r, s)) = first {
+            let differ = |what: &'static str, ours: String, theirs: String| {
+                (ours != theirs).then(|| MergeError::Different {
+                    file: file.clone(),
+                    first: first_file.to_owned(),
+                    what,
+                    ours,
+                    theirs,
+                })
+            };
+            let checks = [
+                differ("the fleet", r.fleet.clone(), report.fleet.clone()),
+                differ("the seed", r.seed.to_string(), report.seed.to_string()),
+                differ(
+                    "the shard count",
+                    s.count.to_string(),
+                    shard.count.to_string(),
+                ),
+                differ(
+                    "the run id",
+                    format!("{:?}", s.run_id),
+                    format!("{:?}", shard.run_id),
+                ),
+            ];
+            if let Some(e) = checks.into_iter().flatten().next() {
+                return Err(e);
+            }
+        } else {
+            first = Some((file, report, shard));
+        }
+        if let Some(earlier) = by_index.insert(shard.index, file) {
+            return Err(MergeError::Duplicate {
+                index: shard.index,
+                count: shard.count,
+                first: earlier.to_owned(),
+                second: file.clone(),
+            });
+        }
+        match &mut sum {
+            None => sum = Some(snapshot.clone()),
+            Some(sum) => sum.merge(snapshot),
+        }
+    }
+    let (Some((_, r, s)), Some(sum)) = (first, sum) else {
+        return Err(MergeError::Missing {
+            missing: Vec::new(),
+            count: 0,
+        });
+    };
+    let missing: Vec<u32> = (1..=s.count)
+        .filter(|i| !by_index.contains_key(i))
+        .collect();
+    if !missing.is_empty() {
+        return Err(MergeError::Missing {
+            missing,
+            count: s.count,
+        });
+    }
+    let mut report = sum.report(&r.fleet, &r.broker, r.seed);
+    report.merged_shards = Some(s.count);
+    Ok(report)
+}
