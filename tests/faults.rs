@@ -37,12 +37,12 @@ fn is_request_fault(kind: &str) -> bool {
 }
 
 /// kind -> effect text of its (single) fault event.
-fn effects(report: &Report) -> BTreeMap<&'static str, String> {
+fn effects(report: &Report) -> BTreeMap<String, String> {
     report
         .faults
         .events
         .iter()
-        .map(|e| (e.kind, e.effect.clone()))
+        .map(|e| (e.kind.to_string(), e.effect.clone()))
         .collect()
 }
 

@@ -126,7 +126,10 @@ faults:
     let w = &report.wills;
     assert_eq!((w.unexpected, w.expected), (0, 0), "{w:#?}");
     let o = &w.outages[0];
-    assert_eq!((o.fault, o.outcome), ("dropped", "dropped"));
+    assert_eq!(
+        (o.fault.as_ref(), o.outcome.as_ref()),
+        ("dropped", "dropped")
+    );
     assert_eq!(
         o.acked_by,
         ["phone"],

@@ -153,7 +153,7 @@ faults:
     let seen: Vec<(u32, &str, &[String])> = w
         .outages
         .iter()
-        .map(|o| (o.incarnation, o.outcome, o.acked_by.as_slice()))
+        .map(|o| (o.incarnation, o.outcome.as_ref(), o.acked_by.as_slice()))
         .collect();
     let hub = ["hub".to_owned()];
     assert_eq!(seen, [(1, "consumed", &hub[..]), (2, "consumed", &hub[..])]);
