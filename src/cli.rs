@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::fleet::{self, BrokerTarget, Fleet};
 use crate::interrupt::Signal;
+use crate::lang::Lang;
 use crate::output::{self, Escaped};
 use crate::report::{FleetFacts, Report, ReportTarget, Table};
 use crate::run::{RunError, RunOptions, run};
@@ -45,6 +46,10 @@ pub struct Cli {
     /// Less output: warnings and errors only, no exchange trace.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+    /// Language of the narration and the summary: en or ja [default: ja when LC_ALL,
+    /// LC_MESSAGES or LANG starts with ja, else en]. The JSON report is the same in both.
+    #[arg(long, value_enum, global = true)]
+    pub lang: Option<Lang>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -183,10 +188,12 @@ impl Cli {
 
 /// Carries out the command and returns the exit code.
 pub fn execute(cli: Cli) -> Exit {
+    // Chosen once: the narration and the table are handed the language, never look it up.
+    let lang = Lang::choose(cli.lang, |name| std::env::var(name).ok());
     match cli.command {
         Some(Command::Validate { fleet }) => validate(&fleet),
-        Some(Command::Run(args)) => run_fleet(*args, cli.quiet),
-        None => run_fleet(cli.run, cli.quiet),
+        Some(Command::Run(args)) => run_fleet(*args, cli.quiet, lang),
+        None => run_fleet(cli.run, cli.quiet, lang),
     }
 }
 
@@ -270,7 +277,7 @@ fn summary(fleet: &Fleet) -> String {
     out
 }
 
-fn run_fleet(args: RunArgs, quiet: bool) -> Exit {
+fn run_fleet(args: RunArgs, quiet: bool, lang: Lang) -> Exit {
     let target = args.report.as_deref().map(ReportTarget::from_arg);
     if let Some(target) = &target {
         // Checked before the run, so a bad path fails in a second, not after it.
@@ -291,7 +298,7 @@ fn run_fleet(args: RunArgs, quiet: bool) -> Exit {
             "--sequence draws the narrated exchanges: it needs --show-exchanges above 0, and no -q",
         );
     }
-    let (report, exit) = match load_and_run(args, quiet) {
+    let (report, exit) = match load_and_run(args, quiet, lang) {
         Ok(report) => {
             if let (Some(path), Some(diagram)) = (&sequence, &report.sequence)
                 && let Err(e) = write_sequence(path, diagram)
@@ -305,7 +312,7 @@ fn run_fleet(args: RunArgs, quiet: bool) -> Exit {
                 );
             }
             // The table quotes ids, topics and the broker's reasons.
-            output::human(Escaped::lines(&Table(&report).to_string()));
+            output::human(Escaped::lines(&Table(&report, lang).to_string()));
             let exit = match report.signal {
                 Some(Signal::Term) => Exit::Terminated,
                 Some(Signal::Int) => Exit::Interrupted,
@@ -367,7 +374,7 @@ impl Failure {
 }
 
 /// The fleet file with the command line's overrides, run.
-fn load_and_run(args: RunArgs, quiet: bool) -> Result<Report, Failure> {
+fn load_and_run(args: RunArgs, quiet: bool, lang: Lang) -> Result<Report, Failure> {
     let Some(path) = &args.fleet else {
         return Err(Failure::invalid(
             "no fleet file given (try: fleetsim fleets/home.yaml, or fleetsim --help)",
@@ -395,6 +402,7 @@ fn load_and_run(args: RunArgs, quiet: bool) -> Result<Report, Failure> {
             (false, None, None) => DEFAULT_SHOW_EXCHANGES,
         },
         sequence: args.sequence.is_some(),
+        lang,
         handle_signals: true,
     };
     let known = FleetFacts::from(&fleet);

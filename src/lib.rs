@@ -33,6 +33,7 @@ pub mod events;
 pub mod faults;
 pub mod fleet;
 pub mod interrupt;
+pub mod lang;
 pub mod mqtt;
 pub mod narrate;
 pub mod output;

@@ -8,6 +8,7 @@ fn options(exchanges: usize) -> NarrationOptions {
         setup: true,
         width: 16,
         diagram: true,
+        lang: Lang::En,
     }
 }
 
@@ -158,10 +159,10 @@ fn setup_tells_request_response_information_the_will_and_the_subscription_before
         "phone",
         &[Filter {
             filter: "resp/phone".into(),
-            purpose: "its Response Topic, before any request",
+            purpose: Purpose::Answers,
         }],
     );
-    n.suback("phone", &[("resp/phone".into(), "granted QoS 1".into())]);
+    n.suback("phone", &[("resp/phone".into(), Granted::Qos(1))]);
     let text = text(&n);
     assert!(
         text.contains(
@@ -173,7 +174,9 @@ fn setup_tells_request_response_information_the_will_and_the_subscription_before
     assert!(text.contains("Will on status/phone after 2 s, with Response Topic will-ack/phone and Correlation Data \"phone#1\""), "{text}");
     assert!(text.contains("<- CONNACK   accepted, Response Information \"resp/\": the prefix to build its Response Topic on, Receive Maximum 20"), "{text}");
     assert!(
-        text.contains("-> SUBSCRIBE resp/phone  (its Response Topic, before any request)"),
+        text.contains(
+            "-> SUBSCRIBE resp/phone  (its Response Topic, subscribed before any request)"
+        ),
         "{text}"
     );
     assert!(
@@ -190,12 +193,12 @@ fn strays_are_told_with_why_and_bounded() {
         "state/x",
         b"{}",
         Some(b"mqttx-1"),
-        "not one of its requests: someone else's answer",
+        &Stray::Unmatched,
     );
-    n.stray("phone", "state/x", b"{}", None, "again");
+    n.stray("phone", "state/x", b"{}", None, &Stray::Duplicate);
     let text = text(&n);
-    assert!(text.contains("-                   phone            <- PUBLISH   state/x {}, Correlation Data \"mqttx-1\": not one of its requests"), "{text}");
-    assert!(!text.contains("again"), "{text}");
+    assert!(text.contains("-                   phone            <- PUBLISH   state/x {}, Correlation Data \"mqttx-1\": matches none of its requests: unmatched"), "{text}");
+    assert!(!text.contains("duplicate"), "{text}");
 }
 
 #[test]

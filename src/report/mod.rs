@@ -5,6 +5,7 @@ mod file;
 mod histogram;
 mod render;
 mod verdict;
+mod words;
 
 use std::collections::BTreeMap;
 

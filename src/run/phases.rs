@@ -84,7 +84,10 @@ pub(super) async fn drive(
         Interrupt::never()
     };
     let ids = fleet.devices.iter().map(|d| d.id.as_str());
-    let narration = NarrationOptions::for_fleet(options.show_exchanges, ids, options.sequence);
+    let narration = NarrationOptions {
+        lang: options.lang,
+        ..NarrationOptions::for_fleet(options.show_exchanges, ids, options.sequence)
+    };
     let shared = Shared::new(narration);
     let supervisor = Supervisor::new(fleet.clone(), shared.clone()).start();
     let filters = Supervisor::filters(&fleet);
