@@ -95,7 +95,7 @@ pub fn will(lang: Lang, topic: &str, delay_s: u64, response_topic: &str, data: &
             }
         ),
         Ja => format!(
-            "ウィルメッセージ {topic}{}、レスポンストピック {response_topic}、コリレーションデータ {data}: 受け取った側はそれを知らせられる",
+            "ウィルメッセージ {topic}{}、レスポンストピック {response_topic}、コリレーションデータ {data}: 受け取った側はそのレスポンストピックへ受領を知らせられる",
             if delay_s > 0 {
                 format!("（{delay_s} 秒後）")
             } else {
@@ -193,7 +193,7 @@ pub fn request_response_topic(lang: Lang, topic: &str) -> String {
 pub fn request_correlation(lang: Lang, data: &str) -> String {
     match lang {
         En => format!("Correlation Data  {data}   (the answer must carry it back)"),
-        Ja => format!("コリレーションデータ  {data}   （レスポンスがそのまま持ち帰る）"),
+        Ja => format!("コリレーションデータ  {data}   （レスポンスにそのまま付いて戻る）"),
     }
 }
 
