@@ -295,7 +295,15 @@ pub fn refusal(
 ) -> String {
     match lang {
         En => format!("    {device:<width$}  the broker refused its {what}{topic}: {reason}"),
-        Ja => format!("    {device:<width$}  ブローカーが {what}{topic} を拒否: {reason}"),
+        Ja => {
+            let what = match what {
+                "connect" => "接続",
+                "subscribe" => "サブスクライブ",
+                "publish" => "発行",
+                other => other,
+            };
+            format!("    {device:<width$}  ブローカーが{what}{topic} を拒否: {reason}")
+        }
     }
 }
 
