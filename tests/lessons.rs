@@ -308,3 +308,44 @@ fn lesson_5_in_japanese_names_each_fault_in_japanese_with_the_english_term() {
     };
     assert_eq!(whys(&ja), whys(&en));
 }
+
+/// The Japanese guide runs the very commands of the English one, lesson by lesson, and points
+/// at every lesson's diagram.
+#[test]
+fn the_japanese_guide_has_the_english_guides_commands_and_every_diagram() {
+    let commands = |path: &str| -> Vec<String> {
+        // The lines of its ```sh blocks, but the alias (the Japanese one adds --lang ja).
+        let text = std::fs::read_to_string(repo_file(path)).unwrap();
+        let mut in_sh = false;
+        let mut out = Vec::new();
+        for line in text.lines() {
+            match line {
+                "```sh" => in_sh = true,
+                "```" => in_sh = false,
+                _ if in_sh && !line.starts_with("alias ") => out.push(line.to_owned()),
+                _ => {}
+            }
+        }
+        out
+    };
+    let english = commands("docs/lessons.md");
+    assert!(english.len() >= 7, "{english:?}");
+    assert_eq!(commands("docs/ja/lessons.md"), english);
+    let guide = std::fs::read_to_string(repo_file("docs/ja/lessons.md")).unwrap();
+    for entry in std::fs::read_dir(repo_file("fleets/lessons")).unwrap() {
+        let path = entry.unwrap().path();
+        let stem = path.file_stem().unwrap().to_str().unwrap().to_owned();
+        assert!(
+            guide.contains(&format!("(../lessons/{stem}.md)")),
+            "docs/ja/lessons.md lacks a link to {stem}'s diagram"
+        );
+    }
+    for term in [
+        "レスポンストピック",
+        "コリレーションデータ",
+        "レスポンス情報",
+        "ウィルメッセージ",
+    ] {
+        assert!(guide.contains(term), "{term}");
+    }
+}
