@@ -15,7 +15,7 @@ use mqtt5_protocol::packet::publish::PublishPacket;
 use rand::Rng;
 
 use super::core::{Device, Out, Role};
-use crate::events::{Exchange, Outcome};
+use crate::events::{Exchange, Failure, Outcome};
 use crate::fleet::{self, FaultClass, FaultKind, FaultParams, Pace};
 use crate::mqtt::{Outgoing, PublishProperties};
 use crate::narrate::Stray;
@@ -686,7 +686,10 @@ impl Device {
         }
         if let Some(refused) = refused {
             // Nobody could ever hear the answer: the request fails without being sent.
-            let reason = format!("its Response Topic {response_topic} was refused: {refused}");
+            let reason = Failure::ResponseTopicRefused {
+                topic: response_topic.to_string(),
+                reason: refused,
+            };
             self.request_failed(seq, reason, now, out);
             return more;
         }
@@ -728,7 +731,7 @@ impl Device {
         }
         let again = twice.then(|| msg.clone());
         if let Err(e) = self.publish_tagged(msg, seq, now, out) {
-            self.request_failed(seq, e.to_string(), now, out);
+            self.request_failed(seq, Failure::NotSent(e.to_string()), now, out);
             return more;
         }
         if let Some(again) = again {
@@ -977,7 +980,7 @@ impl Device {
     pub(super) fn request_failed(
         &mut self,
         seq: u64,
-        reason: String,
+        reason: Failure,
         now: Instant,
         out: &mut Out<'_>,
     ) {

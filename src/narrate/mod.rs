@@ -19,7 +19,7 @@ use bytes::Bytes;
 pub use diagram::Diagram;
 pub use words::{Granted, Purpose, Stray};
 
-use crate::events::{Exchange, Handled, Outcome};
+use crate::events::{Exchange, Failure, Handled, Outcome};
 use crate::lang::{self, Lang};
 use crate::output::{Escaped, VALUE_CHARS};
 
@@ -533,9 +533,7 @@ impl Narrator {
                 Outcome::TimedOut { after } => {
                     words::timed_out(lang, open.seq, after.as_secs_f64())
                 }
-                Outcome::Failed { reason } => {
-                    words::failed(lang, open.seq, &Escaped::value(reason).to_string())
-                }
+                Outcome::Failed { reason } => words::failed(lang, open.seq, &escaped(reason)),
             }
         };
         let (arrow, packet) = match outcome {
@@ -616,6 +614,19 @@ impl Narrator {
             );
             d.note(phone, words::stray_why(Lang::En, why));
         }
+    }
+}
+
+/// A failure with what it quotes (topics, the broker's reason) escaped for the terminal.
+fn escaped(failure: &Failure) -> Failure {
+    let e = |text: &str| Escaped::value(text).to_string();
+    match failure {
+        Failure::ResponseTopicRefused { topic, reason } => Failure::ResponseTopicRefused {
+            topic: e(topic),
+            reason: e(reason),
+        },
+        Failure::PublishRefused(reason) => Failure::PublishRefused(e(reason)),
+        Failure::NotSent(reason) => Failure::NotSent(e(reason)),
     }
 }
 

@@ -208,7 +208,7 @@ fn topics_ids_and_reasons_are_escaped() {
     e.topic = "cmnd/\u{1b}[2J".into();
     e.response_topic = "resp/\u{202e}x".into();
     n.request("phone\u{7}", 1, &e);
-    let reason = "refused: \u{1b}]0;title\u{7}".to_string();
+    let reason = Failure::PublishRefused("refused: \u{1b}]0;title\u{7}".to_string());
     n.done(&e.correlation, &Outcome::Failed { reason }, "resp/x");
     let text = text(&n);
     assert!(
@@ -334,7 +334,10 @@ fn every_message(lang: Lang) -> Narrator {
             after: Duration::from_secs(1),
         },
         Outcome::Failed {
-            reason: "NotAuthorized (0x87)".into(),
+            reason: Failure::ResponseTopicRefused {
+                topic: "replies/phone".into(),
+                reason: "NotAuthorized (0x87)".into(),
+            },
         },
     ];
     for (i, end) in ends.iter().enumerate() {

@@ -6,6 +6,7 @@
 
 use std::fmt::Write as _;
 
+use crate::events::Failure;
 use crate::lang::Lang::{self, En, Ja};
 
 /// What a subscription is for.
@@ -289,10 +290,19 @@ pub fn timed_out(lang: Lang, seq: u64, after_s: f64) -> String {
     }
 }
 
-pub fn failed(lang: Lang, seq: u64, reason: &str) -> String {
-    match lang {
-        En => format!("request {seq} failed: {reason}"),
-        Ja => format!("リクエスト {seq} は失敗（failed）: {reason}"),
+/// A request failed; `Failure`'s texts are already escaped by the caller.
+pub fn failed(lang: Lang, seq: u64, reason: &Failure) -> String {
+    match (lang, reason) {
+        (En, reason) => format!("request {seq} failed: {reason}"),
+        (Ja, Failure::ResponseTopicRefused { topic, reason }) => format!(
+            "リクエスト {seq} は失敗（failed）: レスポンストピック {topic} のサブスクライブが拒否されている: {reason}"
+        ),
+        (Ja, Failure::PublishRefused(reason)) => {
+            format!("リクエスト {seq} は失敗（failed）: ブローカーが PUBLISH を拒否: {reason}")
+        }
+        (Ja, Failure::NotSent(reason)) => {
+            format!("リクエスト {seq} は失敗（failed）: 送信できない: {reason}")
+        }
     }
 }
 
