@@ -13,12 +13,16 @@ use crate::output::{self, Escaped};
 use crate::report::{FleetFacts, Report, ReportTarget, Table};
 use crate::run::{RunError, RunOptions, run};
 
+mod serve;
+
 const EXAMPLES: &str = "\
 Examples:
   fleetsim fleets/home.yaml                         the article's demo on the embedded broker
   fleetsim fleets/multi.yaml --broker mqtt://127.0.0.1:1883 --report out.json
   fleetsim fleets/home.yaml --duration 1m --seed 7 -q
   fleetsim validate fleets/home.yaml                check a fleet file without running it
+  fleetsim broker fleets/home.yaml                  its light and sensors on 127.0.0.1:1883 until
+                                                    Ctrl-C: play the phone with MQTTX or mosquitto_rr
 
 Exit codes:
   0  the run finished and is ok
@@ -61,6 +65,10 @@ pub enum Command {
         /// The fleet file (YAML).
         fleet: PathBuf,
     },
+    /// Keep the embedded broker up with the fleet's lights and sensors answering, until
+    /// Ctrl-C, and tell every request sent from outside (play the phone with MQTTX or
+    /// mosquitto_rr).
+    Broker(serve::BrokerArgs),
 }
 
 #[derive(Debug, Args, Default)]
@@ -80,6 +88,18 @@ pub struct RunArgs {
     /// stderr). Written on every exit, atomically.
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
+    /// Also write the verdict as JUnit XML to this file, for CI: one testcase per `expect:`
+    /// entry and one for the verdict. Written on every exit, atomically.
+    #[arg(long, value_name = "PATH")]
+    pub junit: Option<PathBuf>,
+    /// How the end of the run is printed on stdout: `text` (the summary table) or `json` (the
+    /// report as one line of JSON, for scripts; the narration then goes to stderr).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Print a progress line on stderr every 5 s of the run (connected, sent, matched, timed
+    /// out, answers/s, p99) [default: when stderr is a terminal].
+    #[arg(long)]
+    pub progress: bool,
     /// Threads (arbiters) to spread the device actors over [default: one per core].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
@@ -105,6 +125,16 @@ pub struct RunArgs {
     /// with a ```mermaid block when PATH ends in .md).
     #[arg(long, value_name = "PATH")]
     pub sequence: Option<PathBuf>,
+}
+
+/// `--format`: what the end of a run prints on stdout.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// The summary table.
+    #[default]
+    Text,
+    /// The report as one line of JSON.
+    Json,
 }
 
 /// Requests the narration tells when neither the command line nor the fleet says.
@@ -193,6 +223,7 @@ pub fn execute(cli: Cli) -> Exit {
     match cli.command {
         Some(Command::Validate { fleet }) => validate(&fleet),
         Some(Command::Run(args)) => run_fleet(*args, cli.quiet, lang),
+        Some(Command::Broker(args)) => serve::serve(args, cli.quiet, lang),
         None => run_fleet(cli.run, cli.quiet, lang),
     }
 }
@@ -288,8 +319,27 @@ fn run_fleet(args: RunArgs, quiet: bool, lang: Lang) -> Exit {
             );
         }
         if *target == ReportTarget::Stdout {
+            if args.format == Format::Json {
+                return fail(
+                    Exit::Invalid,
+                    "--report - and --format json both write JSON to stdout: choose one",
+                );
+            }
             output::keep_stdout_for_data();
         }
+    }
+    let junit = args.junit.clone().map(ReportTarget::File);
+    if let Some(junit) = &junit
+        && let Err(e) = junit.check()
+    {
+        return fail(
+            Exit::Invalid,
+            format!("cannot write the JUnit file to {junit}: {e}"),
+        );
+    }
+    let format = args.format;
+    if format == Format::Json {
+        output::keep_stdout_for_data();
     }
     let sequence = args.sequence.clone();
     if sequence.is_some() && (quiet || args.show_exchanges == Some(0)) {
@@ -311,8 +361,10 @@ fn run_fleet(args: RunArgs, quiet: bool, lang: Lang) -> Exit {
                     ),
                 );
             }
-            // The table quotes ids, topics and the broker's reasons.
-            output::human(Escaped::lines(&Table(&report, lang).to_string()));
+            match format {
+                Format::Text => finish(&report, lang),
+                Format::Json => output::line(report.to_json_line()),
+            }
             let exit = match report.signal {
                 Some(Signal::Term) => Exit::Terminated,
                 Some(Signal::Int) => Exit::Interrupted,
@@ -324,9 +376,20 @@ fn run_fleet(args: RunArgs, quiet: bool, lang: Lang) -> Exit {
         Err(failure) => {
             fail(failure.exit, &failure.message);
             let report = Report::failed(failure.fleet, failure.kind, failure.message);
+            if format == Format::Json {
+                output::line(report.to_json_line());
+            }
             (report, failure.exit)
         }
     };
+    if let Some(junit) = &junit
+        && let Err(e) = junit.write(&crate::report::junit(&report))
+    {
+        fail(
+            Exit::NotOk,
+            format!("cannot write the JUnit file to {junit}: {e}"),
+        );
+    }
     // Written on every exit: a failed run says so instead of leaving no report, or an old one.
     if let Some(target) = &target
         && let Err(e) = target.write(&report.to_json())
@@ -337,6 +400,12 @@ fn run_fleet(args: RunArgs, quiet: bool, lang: Lang) -> Exit {
         );
     }
     exit
+}
+
+/// The summary table, at the end of a run.
+fn finish(report: &Report, lang: Lang) {
+    // The table quotes ids, topics and the broker's reasons.
+    output::human(Escaped::lines(&Table(report, lang).to_string()));
 }
 
 /// The diagram as Mermaid text, or as a Markdown file around it (`.md`), which GitHub and
@@ -404,6 +473,13 @@ fn load_and_run(args: RunArgs, quiet: bool, lang: Lang) -> Result<Report, Failur
         sequence: args.sequence.is_some(),
         lang,
         handle_signals: true,
+        tell_outside: if quiet {
+            0
+        } else {
+            crate::narrate::OUTSIDE_TOLD
+        },
+        progress: args.progress || (!quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        on_ready: None,
     };
     let known = FleetFacts::from(&fleet);
     run(fleet, &options).map_err(|e| {

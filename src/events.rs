@@ -126,4 +126,7 @@ pub struct Handled {
     pub rejected: bool,
     /// The answer was held back on purpose (a `no_answer` fault).
     pub withheld: bool,
+    /// The client that sent the request, when it is not one of the fleet's (the broker said
+    /// who, see [`crate::shared::Outside`]).
+    pub from_outside: Option<String>,
 }

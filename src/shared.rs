@@ -4,7 +4,7 @@
 //! exchange trace. Each sits behind a lock that is taken rarely; where devices would touch one
 //! on every request, an atomic says first whether there is anything to do.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
@@ -12,7 +12,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-use crate::fleet::FaultKind;
+use crate::fleet::{FaultKind, Fleet};
 use crate::narrate::{NarrationOptions, Narrator};
 use crate::report::{FaultEvent, Faults};
 
@@ -28,6 +28,7 @@ pub struct Shared {
     pub progress: Progress,
     pub stories: Stories,
     pub narration: Narration,
+    pub outside: Outside,
     /// When the run phase began (fault times in the report count from it).
     started: OnceLock<Instant>,
 }
@@ -38,6 +39,7 @@ impl Shared {
             progress: Progress::default(),
             stories: Stories::default(),
             narration: Narration::new(narration),
+            outside: Outside::default(),
             started: OnceLock::new(),
         })
     }
@@ -48,6 +50,67 @@ impl Shared {
 
     pub fn started(&self) -> Option<Instant> {
         self.started.get().copied()
+    }
+}
+
+/// How many requests from outside the fleet are remembered, for telling their answers from
+/// strays (the oldest is forgotten first).
+pub const OUTSIDE_REMEMBERED: usize = 256;
+
+/// Requests from clients outside the fleet (a trainee with MQTTX, another service) that the
+/// fleet's responders answered. A fleet phone that shares their Response Topic (the article's
+/// `state/{target}/power`) receives those answers too: they are somebody else's, not strays.
+///
+/// The broker must say who published a request: the embedded broker puts the publisher's
+/// client id in an `x-mqtt-client-id` User Property. Brokers that do not (Mosquitto) give no
+/// way to tell, so there every answer a phone cannot match stays unmatched: fleetsim never
+/// excuses an answer it cannot account for.
+#[derive(Debug, Default)]
+pub struct Outside {
+    /// The fleet's client ids (the supervisor's too), gathered the first time a broker names
+    /// a publisher: runs on brokers that do not never hold them.
+    fleet: OnceLock<HashSet<Box<str>>>,
+    /// How many outside requests were seen: 0 keeps phones off the lock.
+    seen: AtomicU64,
+    /// (Response Topic, Correlation Data) of the last [`OUTSIDE_REMEMBERED`] of them.
+    recent: Mutex<VecDeque<(Box<str>, Bytes)>>,
+}
+
+/// The User Property the embedded broker (`mqtt5`) adds to every PUBLISH it forwards.
+pub const PUBLISHER_PROPERTY: &str = "x-mqtt-client-id";
+
+impl Outside {
+    /// Whether a request published by `publisher` came from outside `fleet`.
+    pub fn is_outsider(&self, publisher: &str, fleet: &Fleet) -> bool {
+        let ids = self.fleet.get_or_init(|| {
+            let devices = fleet.devices.iter().map(|d| d.id.as_str().into());
+            devices.chain([fleet.supervisor_id().into()]).collect()
+        });
+        !ids.contains(publisher)
+    }
+
+    /// A responder is answering an outside request on `response_topic`.
+    pub fn answering(&self, response_topic: &str, correlation: Option<&Bytes>) {
+        let mut recent = lock(&self.recent);
+        if recent.len() == OUTSIDE_REMEMBERED {
+            recent.pop_front();
+        }
+        recent.push_back((
+            response_topic.into(),
+            correlation.cloned().unwrap_or_default(),
+        ));
+        self.seen.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether an answer a phone cannot match answers an outside request.
+    pub fn answered(&self, topic: &str, correlation: Option<&[u8]>) -> bool {
+        if self.seen.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
+        let correlation = correlation.unwrap_or_default();
+        lock(&self.recent)
+            .iter()
+            .any(|(t, c)| &**t == topic && c[..] == *correlation)
     }
 }
 

@@ -61,6 +61,7 @@ impl Tally {
         a.skipped_backlog += b.skipped_backlog;
         a.unmatched_responses += b.unmatched_responses;
         a.duplicate_responses += b.duplicate_responses;
+        a.others_answers += b.others_answers;
         a.mixed_up += b.mixed_up;
         a.error_answers += b.error_answers;
         a.bad_answers += b.bad_answers;
@@ -73,6 +74,7 @@ impl Tally {
         a.without_response_topic += b.without_response_topic;
         a.rejected += b.rejected;
         a.withheld += b.withheld;
+        a.from_outside += b.from_outside;
 
         let (a, b) = (&mut self.telemetry, &other.telemetry);
         a.published += b.published;

@@ -577,3 +577,121 @@ fn logs_to_a_file_or_pipe_carry_no_colour_codes() {
     );
     assert!(!err.contains('\u{1b}'), "{err}");
 }
+
+/// A fleet whose phone asks a topic nobody answers: its `expect:` fails one of two entries.
+const UNANSWERED: &str = "name: unanswered
+broker: embedded
+duration: 1s
+devices:
+  - kind: phone
+    id: asker
+    request_topic: nobody/home
+    every: 200ms
+    timeout: 100ms
+expect:
+  timed_out: \"== 0\"
+  sent: \">= 1\"
+";
+
+#[test]
+fn junit_has_a_testcase_per_expectation_and_the_verdict_in_the_common_schema_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = write_fleet(&dir, "unanswered.yaml", UNANSWERED);
+    let junit = dir.path().join("junit.xml");
+    let out = fleetsim(&[&fleet, "-q", "--junit", junit.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+
+    let text = std::fs::read_to_string(&junit).expect("the JUnit file is written");
+    let doc = roxmltree::Document::parse(&text).expect("well-formed XML");
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "testsuites");
+    let suites: Vec<_> = root.children().filter(|n| n.is_element()).collect();
+    assert_eq!(suites.len(), 1);
+    let suite = suites[0];
+    assert_eq!(suite.tag_name().name(), "testsuite");
+    assert_eq!(suite.attribute("name"), Some("fleet unanswered"));
+    let cases: Vec<_> = suite
+        .children()
+        .filter(|n| n.has_tag_name("testcase"))
+        .collect();
+    fn failed<'a, 'i>(c: &roxmltree::Node<'a, 'i>) -> Option<roxmltree::Node<'a, 'i>> {
+        c.children().find(|n| n.has_tag_name("failure"))
+    }
+    // The shape every JUnit reader expects: counts that match the children, names, times.
+    let attr = |name: &str| suite.attribute(name).and_then(|v| v.parse::<usize>().ok());
+    assert_eq!(attr("tests"), Some(cases.len()));
+    assert_eq!(
+        attr("failures"),
+        Some(cases.iter().filter(|c| failed(c).is_some()).count())
+    );
+    assert_eq!(attr("errors"), Some(0));
+    for case in &cases {
+        assert!(case.attribute("classname").is_some(), "{text}");
+        assert!(
+            case.attribute("time")
+                .and_then(|t| t.parse::<f64>().ok())
+                .is_some(),
+            "{text}"
+        );
+    }
+    let names: Vec<_> = cases.iter().filter_map(|c| c.attribute("name")).collect();
+    assert_eq!(
+        names,
+        ["expect: timed_out == 0", "expect: sent >= 1", "verdict"],
+        "{text}"
+    );
+
+    let timed_out = failed(&cases[0]).expect("timed_out == 0 fails");
+    let message = timed_out.attribute("message").unwrap();
+    assert!(
+        message.starts_with("expected timed_out == 0, got "),
+        "{message}"
+    );
+    assert!(
+        timed_out.text().unwrap_or_default().contains("(limit 0)"),
+        "{text}"
+    );
+    assert!(failed(&cases[1]).is_none(), "sent >= 1 holds: {text}");
+    assert!(failed(&cases[2]).is_some(), "the verdict fails: {text}");
+}
+
+#[test]
+fn format_json_prints_the_report_on_one_line_and_nothing_else_on_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = write_fleet(&dir, "unanswered.yaml", UNANSWERED);
+    let out = fleetsim(&[&fleet, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON document");
+    assert_eq!(json["ok"], false);
+    assert!(
+        json["requests"]["timed_out"].as_u64().unwrap() >= 1,
+        "{json}"
+    );
+    assert!(
+        !stderr(&out).contains("verdict "),
+        "no table with --format json"
+    );
+
+    let out = fleetsim(&[&fleet, "--format", "json", "--report", "-"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("choose one"), "{}", stderr(&out));
+}
+
+#[test]
+fn progress_lines_come_every_five_seconds_when_asked_and_never_into_a_pipe_unasked() {
+    let out = fleetsim(&["fleets/home.yaml", "--duration", "6s", "-q", "--progress"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("progress")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].starts_with("progress  5s/6s  connected 5/5  sent "),
+        "{err}"
+    );
+    assert!(lines[0].contains(" answers/s  p99 "), "{err}");
+
+    let out = fleetsim(&["fleets/home.yaml", "--duration", "6s", "-q"]);
+    assert!(!stderr(&out).contains("progress"), "{}", stderr(&out));
+}

@@ -119,6 +119,7 @@ fn the_backend_walkthrough_works_as_written() {
         std::process::Command::new(env!("CARGO_BIN_EXE_fleetsim"))
             .arg(repo_file("fleets/backend.yaml"))
             .args(["--broker", &mosquitto.url(), "--duration", duration, "-q"])
+            .args(["--lang", "en"])
             .output()
             .expect("run fleetsim")
     };
@@ -131,6 +132,24 @@ fn the_backend_walkthrough_works_as_written() {
         "{stdout}"
     );
 
+    // Step 5: SIGTERM ends the backend's whole pipeline, as `kill %2` does.
+    let pid = backend.0.id().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    assert!(killed.is_ok_and(|s| s.success()));
+    std::thread::sleep(Duration::from_millis(500));
+    let left = std::process::Command::new("pgrep")
+        .args([
+            "-f",
+            &format!("mosquitto_sub.*-p {port} -i example-backend"),
+        ])
+        .output()
+        .expect("pgrep");
+    assert!(
+        left.stdout.is_empty(),
+        "the backend's mosquitto_sub is still there"
+    );
     drop(backend);
     // Long enough for the file's faults (at 3s): a shorter --duration is refused.
     let out = run("4s");
@@ -139,6 +158,38 @@ fn the_backend_walkthrough_works_as_written() {
     assert!(
         stdout.contains("expected success_rate >= 0.85, got 0"),
         "{stdout}"
+    );
+
+    // A backend that answers, with errors: caught, and shown as failed tests in JUnit.
+    let broken = std::process::Command::new(repo_file("scripts/example-backend"))
+        .args([&port, "--broken"])
+        .process_group(0)
+        .spawn()
+        .expect("start scripts/example-backend --broken");
+    let _broken = KillGroup(broken);
+    std::thread::sleep(Duration::from_millis(700));
+    let dir = tempfile::tempdir().unwrap();
+    let junit = dir.path().join("fleet.xml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+        .arg(repo_file("fleets/backend.yaml"))
+        .args(["--broker", &mosquitto.url(), "-q", "--junit"])
+        .arg(&junit)
+        .args(["--lang", "en"])
+        .output()
+        .expect("run fleetsim");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("ok   success_rate >= 0.85"), "{stdout}");
+    assert!(stdout.contains("FAIL error_answers == 0"), "{stdout}");
+    assert!(stdout.contains("FAIL bad_answers == 0"), "{stdout}");
+    let xml = std::fs::read_to_string(&junit).expect("the JUnit file");
+    assert!(
+        xml.contains(r#"<testcase name="expect: error_answers == 0""#),
+        "{xml}"
+    );
+    assert!(
+        xml.contains(r#"message="expected bad_answers == 0, got "#),
+        "{xml}"
     );
 }
 

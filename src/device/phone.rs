@@ -906,6 +906,15 @@ impl Device {
                     )
                 });
             }
+            Verdict::Unmatched
+                if out.shared.outside.answered(
+                    &publish.topic_name,
+                    super::correlation_of(&publish).as_deref(),
+                ) =>
+            {
+                out.tally.requests.others_answers += 1;
+                self.tell_stray(&publish, Stray::Outsiders, out);
+            }
             Verdict::Unmatched => {
                 out.tally.requests.unmatched_responses += 1;
                 self.sample("unmatched", &publish, now, out, || {

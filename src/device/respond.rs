@@ -82,7 +82,17 @@ impl Device {
             .then(|| super::user_property(&publish, super::REQUEST_TAG))
             .flatten()
             .map(str::to_owned);
-        let traced = out.shared.narration.active().then(|| Handled {
+        // A request from outside the fleet (a trainee's MQTTX) is always told, and its answer
+        // remembered, so a fleet phone on the same Response Topic knows it for somebody else's.
+        let from_outside = super::user_property(&publish, crate::shared::PUBLISHER_PROPERTY)
+            .filter(|publisher| out.shared.outside.is_outsider(publisher, &fleet));
+        if from_outside.is_some() {
+            r.from_outside += 1;
+            if let Some(topic) = &response_topic {
+                out.shared.outside.answering(topic, correlation.as_ref());
+            }
+        }
+        let traced = (from_outside.is_some() || out.shared.narration.active()).then(|| Handled {
             topic: publish.topic_name.clone(),
             payload: publish.payload.clone(),
             response_topic: response_topic.clone(),
@@ -91,6 +101,7 @@ impl Device {
             answer: None,
             rejected,
             withheld: false,
+            from_outside: from_outside.map(str::to_owned),
         });
         let pending = PendingAnswer {
             response_topic,

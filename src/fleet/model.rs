@@ -50,6 +50,17 @@ impl Fleet {
     pub fn supervisor_id(&self) -> String {
         format!("{}{}", self.id_prefix, crate::supervisor::CLIENT_ID)
     }
+
+    /// The fleet without its phones, its faults and its expectations: the lights and sensors
+    /// that answer requests, for `fleetsim broker`, where a person plays the phone.
+    pub fn responders_only(mut self) -> Self {
+        // Phones are the only devices that refer to others (their targets, by index), and
+        // fault targets are indices too: both go, so no index is left dangling.
+        self.devices.retain(|d| d.kind() != Kind::Phone);
+        self.faults.clear();
+        self.expect.clear();
+        self
+    }
 }
 
 /// The most fault injections a run may schedule, in all (targets x firings): `every: 1ms` on

@@ -27,6 +27,9 @@ use crate::output::{Escaped, VALUE_CHARS};
 /// every device would bury the exchanges.
 pub const SETUP_DEVICES: usize = 32;
 
+/// Requests from outside the fleet told in a run (`fleetsim broker` tells them all).
+pub const OUTSIDE_TOLD: usize = 20;
+
 /// How much to tell, decided once per run.
 #[derive(Debug, Clone, Default)]
 pub struct NarrationOptions {
@@ -40,6 +43,8 @@ pub struct NarrationOptions {
     pub diagram: bool,
     /// The language of the lines (the diagram stays English).
     pub lang: Lang,
+    /// Requests from clients outside the fleet to tell (see [`crate::shared::Outside`]).
+    pub outside: usize,
 }
 
 impl NarrationOptions {
@@ -57,6 +62,7 @@ impl NarrationOptions {
             width: width.clamp(6, 24),
             diagram: exchanges > 0 && diagram,
             lang: Lang::En,
+            outside: OUTSIDE_TOLD,
         }
     }
 }
@@ -112,6 +118,8 @@ pub struct Narrator {
     heading_told: bool,
     /// Answers to nobody's request told so far, bounded like the exchanges.
     strays: usize,
+    /// Requests from outside the fleet told so far.
+    outside_told: usize,
     diagram: Option<Diagram>,
     /// Lines kept instead of printed (tests).
     captured: Option<Vec<String>>,
@@ -126,6 +134,7 @@ impl Narrator {
             open: HashMap::new(),
             heading_told: false,
             strays: 0,
+            outside_told: 0,
             captured: None,
         }
     }
@@ -438,14 +447,40 @@ impl Narrator {
     /// A responder got a request and (maybe) answered it. Told when the request is one being
     /// narrated.
     pub fn handled(&mut self, responder: &str, handled: &Handled) {
+        if let Some(sender) = &handled.from_outside {
+            return self.outside(responder, sender, handled);
+        }
         let Some(key) = handled.correlation.as_ref().or(handled.tag.as_ref()) else {
             return;
         };
         if !self.open.contains_key(key) {
             return;
         }
+        let lines = self.handled_lines(&label(key), responder, handled);
+        self.say(lines.join("\n"));
+    }
+
+    /// A request from a client outside the fleet, and the answer: told for the first
+    /// `options.outside` of them, with no exchange to belong to.
+    fn outside(&mut self, responder: &str, sender: &str, handled: &Handled) {
+        if self.outside_told >= self.options.outside {
+            return;
+        }
+        self.outside_told += 1;
         let lang = self.options.lang;
-        let label = label(key);
+        let mut lines = self.handled_lines("outside", responder, handled);
+        let sender = Escaped::value(sender).to_string();
+        lines.insert(1, self.more(&words::sent_from_outside(lang, &sender)));
+        if self.outside_told == self.options.outside {
+            lines.push(self.more(&words::outside_bounded(lang, self.options.outside)));
+        }
+        self.emit(lines.join("\n"));
+    }
+
+    /// What a responder got and what it sent back, under `label`; drawn in the diagram too.
+    fn handled_lines(&mut self, label: &str, responder: &str, handled: &Handled) -> Vec<String> {
+        let lang = self.options.lang;
+        let label = label.to_owned();
         // The diagram's words stay English; the line's follow the language.
         let correlation = &match &handled.correlation {
             Some(c) => show(c),
@@ -483,7 +518,6 @@ impl Narrator {
             _ if handled.withheld => lines.push(self.more(words::withheld(lang))),
             _ => lines.push(self.more(words::no_response_topic(lang))),
         }
-        self.say(lines.join("\n"));
         if let Some(d) = &mut self.diagram {
             d.from_broker(
                 responder,
@@ -506,6 +540,7 @@ impl Narrator {
                 );
             }
         }
+        lines
     }
 
     /// How a narrated request ended, at its phone.

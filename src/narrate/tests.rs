@@ -9,6 +9,7 @@ fn options(exchanges: usize) -> NarrationOptions {
         width: 16,
         diagram: true,
         lang: Lang::En,
+        outside: 2,
     }
 }
 
@@ -33,6 +34,7 @@ fn handled(e: &Exchange) -> Handled {
         answer: Some(Bytes::from_static(b"{\"power\":\"ON\"}")),
         rejected: false,
         withheld: false,
+        from_outside: None,
     }
 }
 
@@ -183,6 +185,40 @@ fn setup_tells_request_response_information_the_will_and_the_subscription_before
         text.contains("<- SUBACK    resp/phone: granted QoS 1"),
         "{text}"
     );
+}
+
+#[test]
+fn requests_from_outside_are_told_with_their_sender_whatever_the_exchanges_and_bounded() {
+    // No exchange of the fleet's own is told, yet outside requests are: a trainee's own.
+    let mut n = Narrator::capturing(options(0));
+    let e = exchange("1");
+    let from = |sender: &str| Handled {
+        from_outside: Some(sender.into()),
+        ..handled(&e)
+    };
+    n.handled("light-in-bedroom", &from("mqttx_1"));
+    let told = text(&n);
+    let lines: Vec<&str> = told.lines().collect();
+    assert_eq!(lines.len(), 3, "{told}");
+    assert!(
+        lines[0].starts_with("outside") && lines[0].contains("light-in-bedroom <- PUBLISH")
+            && lines[0].contains("cmnd/light-in-bedroom/power \"ON\", Response Topic state/light-in-bedroom/power, Correlation Data \"1\""),
+        "{told}"
+    );
+    assert!(
+        lines[1].trim() == "sent by mqttx_1, a client outside the fleet",
+        "{told}"
+    );
+    assert!(lines[2].contains("-> PUBLISH") && lines[2].contains("state/light-in-bedroom/power {\"power\":\"ON\"}, Correlation Data \"1\" copied unchanged"), "{told}");
+    n.handled("light-in-bedroom", &from("mqttx_\u{1b}[2J"));
+    let told = text(&n);
+    assert!(told.contains("sent by mqttx_\\u{1b}[2J"), "escaped: {told}");
+    assert!(
+        told.contains("the first 2 requests from outside are told"),
+        "{told}"
+    );
+    n.handled("light-in-bedroom", &from("mqttx_3"));
+    assert!(!text(&n).contains("mqttx_3"), "bounded: {}", text(&n));
 }
 
 #[test]

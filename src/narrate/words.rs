@@ -46,6 +46,8 @@ pub enum Stray {
     NothingOpen,
     /// Without Correlation Data, taken for request `taken` but the answer to `truth`.
     MixedUp { taken: String, truth: String },
+    /// The answer to a request from outside the fleet, on a Response Topic it shares.
+    Outsiders,
 }
 
 /// "none", for a missing property.
@@ -233,6 +235,26 @@ pub fn answered(lang: Lang, topic: &str, answer: &str, data: &str, copied: bool)
     }
 }
 
+/// Under a request from a client outside the fleet: who sent it.
+pub fn sent_from_outside(lang: Lang, sender: &str) -> String {
+    match lang {
+        En => format!("sent by {sender}, a client outside the fleet"),
+        Ja => format!("送信元 {sender}（フリート外のクライアント）"),
+    }
+}
+
+/// After the last request from outside that is told.
+pub fn outside_bounded(lang: Lang, told: usize) -> String {
+    match lang {
+        En => {
+            format!("(the first {told} requests from outside are told; the report counts them all)")
+        }
+        Ja => format!(
+            "（フリート外からのリクエストは最初の {told} 件だけを表示します。レポートはすべてを数えます）"
+        ),
+    }
+}
+
 pub fn withheld(lang: Lang) -> &'static str {
     lang.pick(
         "withholds its answer (a no_answer fault)",
@@ -343,6 +365,10 @@ pub fn stray_why(lang: Lang, why: &Stray) -> String {
         (En, Stray::MixedUp { taken, truth }) => format!(
             "taken for its oldest open request, {taken}, but it was the answer to {truth}: mixed up"
         ),
+        (En, Stray::Outsiders) => "the answer to a request from outside the fleet, on a shared Response Topic: somebody else's".into(),
+        (Ja, Stray::Outsiders) => {
+            "共有のレスポンストピックに届いた、フリート外からのリクエストへのレスポンス: ほかのクライアントのもの".into()
+        }
         (Ja, Stray::MixedUp { taken, truth }) => format!(
             "未完了のうち最も古いリクエスト {taken} へのレスポンスとみなしたが、実は {truth} へのレスポンス: 取り違え（mixed up）"
         ),

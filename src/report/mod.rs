@@ -3,6 +3,7 @@
 
 mod file;
 mod histogram;
+mod junit;
 mod render;
 mod verdict;
 mod words;
@@ -255,6 +256,9 @@ pub struct Requests {
     pub unmatched_responses: u64,
     /// Second and later answers to one request.
     pub duplicate_responses: u64,
+    /// Answers to requests from outside the fleet that reached a phone sharing their Response
+    /// Topic: somebody else's, so neither matched nor unmatched (see `responders.from_outside`).
+    pub others_answers: u64,
     /// Of `matched`: answers a phone without Correlation Data (`correlation_data: false`)
     /// took for its oldest open request that were in truth the answer to another request
     /// (fleetsim's responders say which, in a `fleetsim-request` User Property).
@@ -328,6 +332,9 @@ pub struct Responders {
     pub rejected: u64,
     /// Answers held back on purpose (`no_answer` faults).
     pub withheld: u64,
+    /// Of `received`: requests from clients outside the fleet (told in the narration). Only
+    /// a broker that names a message's publisher tells them apart: the embedded one does.
+    pub from_outside: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -416,9 +423,15 @@ impl Report {
         // Serialising plain structs of numbers and strings cannot fail.
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
+
+    /// The JSON on one line (`--format json`).
+    pub fn to_json_line(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
 }
 
 pub use file::ReportTarget;
+pub use junit::junit;
 
 pub use histogram::DurationHistogram;
 pub use render::Table;

@@ -36,6 +36,10 @@ impl fmt::Display for Table<'_> {
             row(f, Row::Load, text)?;
         }
         row(f, Row::Strays, words::strays(lang, q))?;
+        if q.others_answers > 0 {
+            let text = words::others_answers(lang, q.others_answers);
+            row(f, Row::OthersAnswers, text)?;
+        }
         if q.bad_answers > 0 {
             row(f, Row::BadAnswers, words::bad_answers(lang, q.bad_answers))?;
         }

@@ -15,6 +15,7 @@ use actix::System;
 
 mod assemble;
 mod phases;
+pub mod progress;
 
 use crate::broker::{BrokerError, EmbeddedBroker, SupervisorLogin};
 use crate::fleet::{BrokerTarget, Fleet, Secret};
@@ -38,6 +39,22 @@ pub struct RunOptions {
     /// End early on SIGINT or SIGTERM (off in tests, which run several fleets in one
     /// process); see [`crate::interrupt`].
     pub handle_signals: bool,
+    /// How many requests from clients outside the fleet the narration tells.
+    pub tell_outside: usize,
+    /// Print a progress line on stderr every [`progress::EVERY`] of the run phase.
+    pub progress: bool,
+    /// Called once, when every device is connected and subscribed, with the broker's address.
+    pub on_ready: Option<OnReady>,
+}
+
+/// What to do once the fleet is ready (`fleetsim broker` prints how to reach it).
+#[derive(Clone)]
+pub struct OnReady(pub Arc<dyn Fn(SocketAddr) + Send + Sync + std::panic::RefUnwindSafe>);
+
+impl std::fmt::Debug for OnReady {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnReady(..)")
+    }
 }
 
 impl Default for RunOptions {
@@ -48,6 +65,9 @@ impl Default for RunOptions {
             sequence: false,
             lang: crate::lang::Lang::En,
             handle_signals: false,
+            tell_outside: crate::narrate::OUTSIDE_TOLD,
+            progress: false,
+            on_ready: None,
         }
     }
 }

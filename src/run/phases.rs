@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use super::RunError;
 use super::assemble::assemble;
+use super::progress;
 use crate::device::{Begin, DeviceActor, DeviceSetup, Inject, Shutdown, Wind};
 use crate::faults;
 use crate::fleet::{Fleet, Role, Secret};
@@ -86,6 +87,7 @@ pub(super) async fn drive(
     let ids = fleet.devices.iter().map(|d| d.id.as_str());
     let narration = NarrationOptions {
         lang: options.lang,
+        outside: options.tell_outside,
         ..NarrationOptions::for_fleet(options.show_exchanges, ids, options.sequence)
     };
     let shared = Shared::new(narration);
@@ -134,9 +136,34 @@ pub(super) async fn drive(
                 device.do_send(Begin);
             }
             run.inject_faults(started);
-            tokio::select! {
-                () = actix_rt::time::sleep(run.fleet.duration) => {}
-                _ = interrupt.wait() => {}
+            if let Some(on_ready) = &options.on_ready {
+                (on_ready.0)(run.addr());
+            }
+            let end = actix_rt::time::sleep(run.fleet.duration);
+            tokio::pin!(end);
+            let mut ticks = actix_rt::time::interval_at(
+                (started + progress::EVERY).into(),
+                progress::EVERY,
+            );
+            let (mut before, mut before_at) = (progress::Glance::default(), started);
+            loop {
+                tokio::select! {
+                    () = &mut end => break,
+                    _ = interrupt.wait() => break,
+                    _ = ticks.tick(), if options.progress => {
+                        let now = progress::Glance::of(run.shards.iter().map(|s| &s.tally));
+                        let at = Instant::now();
+                        crate::output::error_line(progress::line(
+                            &now,
+                            &before,
+                            at - before_at,
+                            at - started,
+                            run.fleet.duration,
+                            run.devices.len(),
+                        ));
+                        (before, before_at) = (now, at);
+                    }
+                }
             }
             ran = started.elapsed();
         }

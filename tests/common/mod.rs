@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 pub mod fake;
+pub mod hand;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
