@@ -313,7 +313,11 @@ fn the_diagram_escapes_what_mermaid_would_read_as_syntax() {
 
 /// Every kind of line the narration has, once: set-up, requests and their ends, strays, Wills.
 fn every_message(lang: Lang) -> Narrator {
-    let mut n = Narrator::capturing(NarrationOptions { lang, ..options(9) });
+    let mut n = Narrator::capturing(NarrationOptions {
+        lang,
+        outside: 1,
+        ..options(9)
+    });
     let will = WillFacts {
         topic: "status/light".into(),
         response_topic: "will-ack/light".into(),
@@ -399,6 +403,7 @@ fn every_message(lang: Lang) -> Narrator {
         truth: "q:1".into(),
     };
     let strays = [
+        Stray::Outsiders,
         Stray::Duplicate,
         Stray::Late { ms: 600.0 },
         Stray::Unmatched,
@@ -409,6 +414,11 @@ fn every_message(lang: Lang) -> Narrator {
         n.stray("phone", "resp/phone", b"{}", Some(b"p:1"), why);
     }
     n.stray("phone", "resp/phone", b"{}", None, &Stray::Unmatched);
+    let outsider = Handled {
+        from_outside: Some("mqttx_1".into()),
+        ..handled(&exchange("req-1"))
+    };
+    n.handled("light", &outsider);
     n.will_learned("light", "will-ack/light", b"light#1", 1, "phone");
     n.will_consumed(
         "phone",
