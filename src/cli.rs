@@ -96,10 +96,18 @@ pub struct RunArgs {
     /// report as one line of JSON, for scripts; the narration then goes to stderr).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// Wait this long once every device is connected and subscribed, before the first
+    /// request (e.g. 5s), so a watcher attached then sees exchange 1.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub start_delay: Option<Duration>,
     /// Print a progress line on stderr every 5 s of the run (connected, sent, matched, timed
     /// out, answers/s, p99) [default: when stderr is a terminal].
     #[arg(long)]
     pub progress: bool,
+    /// Serve the run's counts for Prometheus at http://ADDR/metrics while it runs
+    /// (OpenMetrics text; e.g. 127.0.0.1:9464, port 0 for a free one, logged).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
     /// Threads (arbiters) to spread the device actors over [default: one per core].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
@@ -479,15 +487,18 @@ fn load_and_run(args: RunArgs, quiet: bool, lang: Lang) -> Result<Report, Failur
             crate::narrate::OUTSIDE_TOLD
         },
         progress: args.progress || (!quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        metrics: args.metrics,
+        start_delay: args.start_delay.unwrap_or_default(),
         on_ready: None,
     };
     let known = FleetFacts::from(&fleet);
     run(fleet, &options).map_err(|e| {
         let (exit, kind) = match &e {
             RunError::System(_) => (Exit::NotOk, "system"),
-            RunError::TooFewFiles { .. } | RunError::Tls(_) | RunError::Sources(_) => {
-                (Exit::Invalid, "invalid")
-            }
+            RunError::TooFewFiles { .. }
+            | RunError::Tls(_)
+            | RunError::Sources(_)
+            | RunError::Metrics { .. } => (Exit::Invalid, "invalid"),
             _ => (Exit::Broker, "broker"),
         };
         Failure {

@@ -29,6 +29,7 @@ pub struct Shared {
     pub stories: Stories,
     pub narration: Narration,
     pub outside: Outside,
+    pub wills: WillsSeen,
     /// When the run phase began (fault times in the report count from it).
     started: OnceLock<Instant>,
 }
@@ -40,6 +41,7 @@ impl Shared {
             stories: Stories::default(),
             narration: Narration::new(narration),
             outside: Outside::default(),
+            wills: WillsSeen::default(),
             started: OnceLock::new(),
         })
     }
@@ -50,6 +52,32 @@ impl Shared {
 
     pub fn started(&self) -> Option<Instant> {
         self.started.get().copied()
+    }
+}
+
+/// Wills the supervisor saw published and acked, as they happen (`--metrics`; the report's
+/// `wills` come from the supervisor's book at the end).
+#[derive(Debug, Default)]
+pub struct WillsSeen {
+    published: AtomicU64,
+    acked: AtomicU64,
+}
+
+impl WillsSeen {
+    pub fn published(&self) {
+        self.published.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn acked(&self) {
+        self.acked.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (published, acked) so far.
+    pub fn seen(&self) -> (u64, u64) {
+        (
+            self.published.load(Ordering::Relaxed),
+            self.acked.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -281,6 +309,11 @@ impl Stories {
                 event.effect = format!("{} -> {effect}", event.effect);
             }
         }
+    }
+
+    /// Faults injected so far (`--metrics`).
+    pub fn injected_so_far(&self) -> u64 {
+        lock(&self.inner).faults.injected
     }
 
     pub fn faults(&self) -> Faults {

@@ -695,3 +695,90 @@ fn progress_lines_come_every_five_seconds_when_asked_and_never_into_a_pipe_unask
     let out = fleetsim(&["fleets/home.yaml", "--duration", "6s", "-q"]);
     assert!(!stderr(&out).contains("progress"), "{}", stderr(&out));
 }
+
+/// One HTTP/1.1 GET, the way a Prometheus scrape asks; returns the whole response.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the metrics port");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/openmetrics-text\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+#[test]
+fn metrics_are_served_for_prometheus_while_the_run_goes() {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+        .args([
+            "fleets/home.yaml",
+            "--duration",
+            "4s",
+            "-q",
+            "--metrics",
+            "127.0.0.1:0",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run fleetsim");
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("a log line naming the metrics address")
+            .unwrap();
+        if let Some(rest) = line.split("metrics for Prometheus on http://").nth(1) {
+            break rest.trim_end_matches("/metrics").to_owned();
+        }
+    };
+    // Some requests in, while the run still goes.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let response = http_get(&addr, "/metrics");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(
+        response.contains("content-type: application/openmetrics-text; version=1.0.0"),
+        "{response}"
+    );
+    let value = |series: &str| {
+        response
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {series} in {response}"))
+    };
+    assert!(value(r#"fleetsim_requests_total{fleet="home",outcome="sent"}"#) >= 1.0);
+    assert!(value(r#"fleetsim_requests_total{fleet="home",outcome="matched"}"#) >= 1.0);
+    assert_eq!(value(r#"fleetsim_devices_connected{fleet="home"}"#), 5.0);
+    assert!(value(r#"fleetsim_round_trip_seconds_count{fleet="home"}"#) >= 1.0);
+    assert!(response.trim_end().ends_with("# EOF"), "{response}");
+    assert!(http_get(&addr, "/").starts_with("HTTP/1.1 404"));
+
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn a_metrics_address_already_taken_exits_2_naming_it() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = fleetsim(&[
+        "fleets/home.yaml",
+        "--duration",
+        "1s",
+        "-q",
+        "--metrics",
+        &addr,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("cannot serve metrics on {addr}")),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -188,7 +188,7 @@ devices:
     let runner = std::thread::spawn(move || run_fleet(fleet));
     std::thread::sleep(Duration::from_millis(600));
     // Another client with the lamp's client id: the broker disconnects the lamp (0x8E).
-    mosquitto_pub(port, &["-i", "lamp", "-t", "intruder", "-m", "hello"]);
+    common::hand::publish(port, Some("lamp"), "intruder", "hello", None);
     let report = runner.join().expect("run thread");
     assert_adds_up(&report);
     let d = &report.devices;
@@ -230,7 +230,7 @@ devices:
     let runner = std::thread::spawn(move || run_fleet(fleet));
     std::thread::sleep(Duration::from_millis(700));
     for command in ["ON", "TOGGLE"] {
-        mosquitto_pub(port, &["-t", "cmnd/lamp/power", "-m", command]);
+        common::hand::publish(port, None, "cmnd/lamp/power", command, None);
     }
     let report = runner.join().expect("run thread");
     assert_eq!(report.responders.received, 2);

@@ -156,3 +156,45 @@ fn a_trainees_answers_on_the_fleets_response_topic_are_somebody_elses_not_strays
     assert!(report.ok, "{:?}", report.problems);
     assert!(report.requests.matched > 0);
 }
+
+#[test]
+fn with_a_start_delay_a_watcher_attached_when_told_sees_exchange_1() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+        .arg(repo_file("fleets/home.yaml"))
+        .args(["--duration", "2s", "--start-delay", "1s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("fleetsim starts");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    let addr: SocketAddr = loop {
+        line.clear();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "no start-delay line"
+        );
+        if line.contains("attach a watcher now") {
+            let host = line
+                .split(" -h ")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next());
+            let port = line
+                .split(" -p ")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next());
+            break format!("{}:{}", host.unwrap(), port.unwrap())
+                .parse()
+                .unwrap();
+        }
+    };
+    let seen = common::hand::watch(addr, TOPIC, Duration::from_millis(1800));
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0), "{rest}");
+    assert_eq!(
+        seen.first(),
+        Some(&(TOPIC.to_owned(), Some(b"phone:1".to_vec()))),
+        "the watcher missed exchange 1: {seen:?}"
+    );
+}

@@ -211,19 +211,7 @@ devices:
     fleet.broker = loopback(port);
     let runner = std::thread::spawn(move || run_fleet(fleet));
     std::thread::sleep(Duration::from_millis(800));
-    mosquitto_pub(
-        port,
-        &[
-            "-t",
-            "status/lamp",
-            "-m",
-            "offline",
-            "-D",
-            "publish",
-            "correlation-data",
-            "lamp#1",
-        ],
-    );
+    common::hand::publish(port, None, "status/lamp", "offline", Some(b"lamp#1"));
     let report = runner.join().expect("run thread");
     let w = &report.wills;
     assert_eq!(w.unexpected, 1, "{w:#?}");

@@ -176,6 +176,8 @@ pub fn serve(args: BrokerArgs, quiet: bool, lang: Lang) -> Exit {
         handle_signals: true,
         tell_outside: if quiet { 0 } else { usize::MAX },
         progress: false,
+        metrics: None,
+        start_delay: std::time::Duration::ZERO,
         on_ready: Some(on_ready),
     };
     let known = FleetFacts::from(&fleet);

@@ -34,6 +34,23 @@ impl DurationHistogram {
         let _ = self.0.add(&other.0);
     }
 
+    /// How many recorded round trips took at most `d`.
+    pub fn count_up_to(&self, d: Duration) -> u64 {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.0.count_between(0, us)
+    }
+
+    /// All recorded round trips added up (from the histogram's buckets: within its 3
+    /// significant digits).
+    pub fn sum(&self) -> Duration {
+        let us: u64 = self
+            .0
+            .iter_recorded()
+            .map(|v| v.value_iterated_to().saturating_mul(v.count_at_value()))
+            .fold(0, u64::saturating_add);
+        Duration::from_micros(us)
+    }
+
     pub fn len(&self) -> u64 {
         self.0.len()
     }

@@ -43,6 +43,11 @@ pub struct RunOptions {
     pub tell_outside: usize,
     /// Print a progress line on stderr every [`progress::EVERY`] of the run phase.
     pub progress: bool,
+    /// Serve the run's counts for Prometheus at `http://ADDR/metrics` while it runs.
+    pub metrics: Option<SocketAddr>,
+    /// Wait this long once every device is ready before the first request, so a watcher
+    /// (`mosquitto_sub`, MQTTX) can attach and see exchange 1.
+    pub start_delay: Duration,
     /// Called once, when every device is connected and subscribed, with the broker's address.
     pub on_ready: Option<OnReady>,
 }
@@ -67,6 +72,8 @@ impl Default for RunOptions {
             handle_signals: false,
             tell_outside: crate::narrate::OUTSIDE_TOLD,
             progress: false,
+            metrics: None,
+            start_delay: Duration::ZERO,
             on_ready: None,
         }
     }
@@ -106,6 +113,8 @@ pub enum RunError {
         needed: u64,
         limit: u64,
     },
+    #[error("cannot serve metrics on {addr}: {reason}")]
+    Metrics { addr: SocketAddr, reason: String },
     #[error("cannot start the actor system: {0}")]
     System(#[source] std::io::Error),
     #[error(transparent)]

@@ -105,12 +105,26 @@ pub(super) async fn drive(
         )
         .start()
     });
-    let shards = (0..options.threads.max(1))
+    let shards: Vec<Shard> = (0..options.threads.max(1))
         .map(|_| Shard {
             arbiter: Arbiter::new(),
             tally: ShardTally::default(),
         })
         .collect();
+    if let Some(addr) = options.metrics {
+        let listener = crate::metrics::bind(addr)
+            .await
+            .map_err(|e| RunError::Metrics {
+                addr,
+                reason: e.to_string(),
+            })?;
+        let bound = listener.local_addr().unwrap_or(addr);
+        tracing::info!("metrics for Prometheus on http://{bound}/metrics");
+        let tallies = shards.iter().map(|s: &Shard| s.tally.clone()).collect();
+        let registry =
+            crate::metrics::registry(&fleet.name, tallies, shared.clone(), fleet.devices.len());
+        actix_rt::spawn(crate::metrics::serve(listener, Arc::new(registry)));
+    }
     let (phase, _) = watch::channel(Phase::Dial);
     let mut run = Run {
         devices: Vec::with_capacity(fleet.devices.len()),
@@ -125,6 +139,20 @@ pub(super) async fn drive(
 
     let outcome = async {
         run.dial_in(&interrupt).await?;
+        if !options.start_delay.is_zero() && interrupt.get().is_none() {
+            let addr = run.addr();
+            crate::output::human(format!(
+                "all {} devices are ready; the first request goes in {}: attach a watcher now, e.g. mosquitto_sub -h {} -p {} -V mqttv5 -t '#' -v",
+                run.devices.len(),
+                humantime::format_duration(options.start_delay),
+                addr.ip(),
+                addr.port()
+            ));
+            tokio::select! {
+                () = actix_rt::time::sleep(options.start_delay) => {}
+                _ = interrupt.wait() => {}
+            }
+        }
         let started = Instant::now();
         let mut ran = Duration::ZERO;
         if interrupt.get().is_none() {

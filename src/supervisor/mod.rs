@@ -178,10 +178,12 @@ impl Handler<Seen> for Supervisor {
         if seen.topic == will.topic {
             tracing::info!(device = id, incarnation, topic = %seen.topic, "Will published");
             self.book.will_seen(device, incarnation, seen.at);
+            self.shared.wills.published();
         } else if seen.topic == will.response_topic {
             let by = seen.publisher.unwrap_or_else(|| "someone".into());
             tracing::info!(device = id, incarnation, by, "Will acked");
             self.book.ack_seen(device, incarnation, by, seen.at);
+            self.shared.wills.acked();
         }
         self.settled();
     }
