@@ -23,6 +23,13 @@ Examples:
   fleetsim validate fleets/home.yaml                check a fleet file without running it
   fleetsim broker fleets/home.yaml                  its light and sensors on 127.0.0.1:1883 until
                                                     Ctrl-C: play the phone with MQTTX or mosquitto_rr
+  fleetsim schema > fleet.schema.json               the fleet file's JSON Schema, for editors
+
+Environment:
+  FLEETSIM_BROKER  broker to run against instead of the fleet's, as --broker takes it
+                   (--broker wins over it, and both over the file's `broker:`)
+  other variables  `${NAME}` and `${NAME:-default}` in a fleet file's broker, user names,
+                   passwords, request topics and targets (docs/fleet-format.md)
 
 Exit codes:
   0  the run finished and is ok
@@ -65,6 +72,9 @@ pub enum Command {
         /// The fleet file (YAML).
         fleet: PathBuf,
     },
+    /// Print the JSON Schema of fleet files (docs/fleet.schema.json), for editors: put
+    /// `# yaml-language-server: $schema=PATH` on a fleet file's first line.
+    Schema,
     /// Keep the embedded broker up with the fleet's lights and sensors answering, until
     /// Ctrl-C, and tell every request sent from outside (play the phone with MQTTX or
     /// mosquitto_rr).
@@ -75,7 +85,8 @@ pub enum Command {
 pub struct RunArgs {
     /// The fleet file (YAML).
     pub fleet: Option<PathBuf>,
-    /// Broker to use instead of the fleet's: `embedded`, `embedded:PORT` or `mqtt://host:port`.
+    /// Broker to use instead of the fleet's: `embedded`, `embedded:PORT` or `mqtt://host:port`
+    /// [env: FLEETSIM_BROKER, which this option wins over]
     #[arg(long, value_name = "URL", value_parser = parse_broker)]
     pub broker: Option<BrokerTarget>,
     /// How long devices send (e.g. 30s, 2m), instead of the fleet's duration.
@@ -180,6 +191,29 @@ fn parse_id_prefix(text: &str) -> Result<String, String> {
     }
 }
 
+/// The environment variable that gives a broker like `--broker` does.
+pub const BROKER_ENV: &str = "FLEETSIM_BROKER";
+
+/// The broker the command line chose: `--broker`, else [`BROKER_ENV`] (read with `env`; unset
+/// or empty: none), else None, and the fleet file's stands.
+fn chosen_broker(
+    flag: Option<BrokerTarget>,
+    env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<Option<BrokerTarget>, String> {
+    if flag.is_some() {
+        return Ok(flag);
+    }
+    let Some(value) = env(BROKER_ENV).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let Some(text) = value.to_str() else {
+        return Err(format!("{BROKER_ENV} is not valid UTF-8"));
+    };
+    parse_broker(text)
+        .map(Some)
+        .map_err(|e| format!("{BROKER_ENV}: {e}"))
+}
+
 /// `--broker`: what a fleet file's `broker:` accepts, plus `embedded:PORT`.
 fn parse_broker(text: &str) -> Result<BrokerTarget, String> {
     match text.strip_prefix("embedded:") {
@@ -230,6 +264,10 @@ pub fn execute(cli: Cli) -> Exit {
     let lang = Lang::choose(cli.lang, |name| std::env::var(name).ok());
     match cli.command {
         Some(Command::Validate { fleet }) => validate(&fleet),
+        Some(Command::Schema) => {
+            output::line(fleet::json_schema());
+            Exit::Ok
+        }
         Some(Command::Run(args)) => run_fleet(*args, cli.quiet, lang),
         Some(Command::Broker(args)) => serve::serve(args, cli.quiet, lang),
         None => run_fleet(cli.run, cli.quiet, lang),
@@ -460,9 +498,11 @@ fn load_and_run(args: RunArgs, quiet: bool, lang: Lang) -> Result<Report, Failur
     };
     // Through the validator, so the fleet is checked as it will run (faults against the
     // duration given here, mqtts:// against the CA file given here).
+    let broker = chosen_broker(args.broker, &|name| std::env::var_os(name))
+        .map_err(|e| Failure::invalid(e, None))?;
     let overrides = fleet::Overrides {
         id_prefix: args.id_prefix.clone(),
-        broker: args.broker,
+        broker,
         duration: args.duration,
         seed: args.seed,
         ca_file: args.ca_file,
@@ -542,6 +582,50 @@ mod tests {
                 .contains("99999")
         );
         assert!(parse_broker("tcp://x:1").unwrap_err().contains("mqtt://"));
+    }
+
+    #[test]
+    fn the_broker_comes_from_the_flag_then_the_environment_then_the_file() {
+        let url = |s: &str| Some(std::ffi::OsString::from(s));
+        let env_broker = |_: &str| url("mqtt://from-env:1884");
+        let flag = Some(BrokerTarget::Embedded { port: 7 });
+        assert_eq!(chosen_broker(flag.clone(), &env_broker), Ok(flag));
+        assert_eq!(
+            chosen_broker(None, &env_broker),
+            Ok(Some(BrokerTarget::External {
+                host: "from-env".into(),
+                port: 1884,
+                tls: false,
+            }))
+        );
+        // Unset or empty: the file decides.
+        assert_eq!(chosen_broker(None, &|_| None), Ok(None));
+        assert_eq!(chosen_broker(None, &|_| url("")), Ok(None));
+        assert_eq!(
+            chosen_broker(None, &|_| url("embedded:1885")),
+            Ok(Some(BrokerTarget::Embedded { port: 1885 }))
+        );
+        let asked = std::cell::RefCell::new(Vec::new());
+        let e = chosen_broker(None, &|name| {
+            asked.borrow_mut().push(name.to_string());
+            url("amqp://x")
+        })
+        .unwrap_err();
+        assert_eq!(asked.into_inner(), [BROKER_ENV]);
+        assert!(
+            e.starts_with("FLEETSIM_BROKER: unsupported scheme `amqp`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_broker_variable_that_is_not_utf8_is_refused() {
+        use std::os::unix::ffi::OsStringExt;
+        let bad = |_: &str| Some(std::ffi::OsString::from_vec(vec![0x6d, 0xff]));
+        assert_eq!(
+            chosen_broker(None, &bad),
+            Err("FLEETSIM_BROKER is not valid UTF-8".to_string())
+        );
     }
 
     #[test]

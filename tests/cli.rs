@@ -15,6 +15,8 @@ fn fleetsim(args: &[&str]) -> Output {
         .env_remove("LC_ALL")
         .env_remove("LC_MESSAGES")
         .env_remove("LANG")
+        // It would send every run elsewhere.
+        .env_remove("FLEETSIM_BROKER")
         .output()
         .expect("run fleetsim")
 }
@@ -189,6 +191,85 @@ fn unreachable_broker_exits_3_naming_the_address() {
     assert!(err.contains("refused"), "{err}");
 }
 
+/// The one test that sets a variable, on the child only: FLEETSIM_BROKER wins over the file's
+/// broker, and `--broker` over it.
+#[test]
+fn fleetsim_broker_overrides_the_file_and_the_flag_overrides_it() {
+    let port = free_port(); // nobody listens there
+    let url = format!("mqtt://127.0.0.1:{port}");
+    let with_env = |value: &str, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_remove("RUST_LOG")
+            .env("FLEETSIM_BROKER", value)
+            .output()
+            .expect("run fleetsim")
+    };
+    // home.yaml says `broker: embedded`: the variable sends it to a closed port instead.
+    let out = with_env(&url, &["fleets/home.yaml", "-q"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("127.0.0.1:{port}")),
+        "{}",
+        stderr(&out)
+    );
+    // The flag wins: the run is on the embedded broker, and ok.
+    let out = with_env(
+        &url,
+        &[
+            "fleets/home.yaml",
+            "--broker",
+            "embedded",
+            "--duration",
+            "1s",
+            "-q",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains(&port.to_string()),
+        "{}",
+        stderr(&out)
+    );
+    // A bad value is an invalid argument, named as the variable.
+    let out = with_env("amqp://x", &["fleets/home.yaml", "-q"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("fleetsim: FLEETSIM_BROKER: unsupported scheme `amqp`"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn an_unset_variable_in_a_fleet_exits_2_naming_it_and_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_fleet(
+        &dir,
+        "vars.yaml",
+        "name: x\nbroker: \"mqtt://${FLEETSIM_TEST_SURELY_UNSET_9B1}:1883\"\ndevices:\n  - {kind: phone, id: p, request_topic: \"hub/${FLEETSIM_TEST_SURELY_UNSET_9B2:-app}/cmd\"}\n",
+    );
+    for args in [vec![path.as_str()], vec!["validate", path.as_str()]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+            .args(&args)
+            .env_remove("FLEETSIM_TEST_SURELY_UNSET_9B1")
+            .env_remove("FLEETSIM_TEST_SURELY_UNSET_9B2")
+            .env_remove("FLEETSIM_BROKER")
+            .output()
+            .expect("run fleetsim");
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        let err = stderr(&out);
+        // One problem: the default of the second variable is taken.
+        assert_eq!(
+            err.trim_end(),
+            format!(
+                "fleetsim: {path}:2:9: broker: environment variable FLEETSIM_TEST_SURELY_UNSET_9B1 is not set"
+            ),
+        );
+    }
+}
+
 #[test]
 fn help_lists_examples_and_exit_codes() {
     let out = fleetsim(&["--help"]);
@@ -199,6 +280,8 @@ fn help_lists_examples_and_exit_codes() {
         "--report",
         "--threads",
         "validate",
+        "schema",
+        "FLEETSIM_BROKER",
         "Exit codes",
         "3  broker",
     ] {

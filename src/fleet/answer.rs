@@ -4,19 +4,27 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
 
 use super::values::Problems;
 
-/// The checks as written.
-#[derive(Debug, Deserialize)]
+/// What every matched answer must look like: all of the checks given, at least one.
+// The `///` comments are the descriptions of `fleetsim schema`, like those in `raw`.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "AnswerCheck")]
 pub(super) struct RawAnswerCheck {
     /// Dotted paths into a JSON answer (`state.power`, `items.0.id`) and the value each must
     /// hold.
+    #[schemars(with = "Option<BTreeMap<String, serde_json::Value>>")]
     pub json: Option<Spanned<BTreeMap<String, serde_json::Value>>>,
+    /// Text the answer must contain.
+    #[schemars(with = "Option<String>")]
     pub contains: Option<Spanned<String>>,
+    /// A regular expression (Rust `regex` syntax) the answer must match somewhere.
+    #[schemars(with = "Option<String>")]
     pub regex: Option<Spanned<String>>,
 }
 

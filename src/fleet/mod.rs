@@ -6,7 +6,9 @@
 //! - `values`: the problem collector and checks of single values (durations, ranges).
 //! - `template`: `{id}`/`{n}`/`{target}`/`{response_info}` templates, topic-name rules and `*`
 //!   globs.
-//! - `secret`: `${VAR}` in passwords, read from an injectable environment.
+//! - `vars`: `${VAR}` and `${VAR:-default}` (the broker, user names, request topics,
+//!   targets), read from an injectable environment before any other check.
+//! - `secret`: passwords, with their `${VAR}`s replaced by `vars`' rules.
 //! - `fields`: what several parts share: `Located` values, topic templates, QoS (a leaf, so
 //!   the modules below import it and not each other).
 //! - `group`: checks one `devices:` entry into a plan (kind, id, connection, role settings).
@@ -30,6 +32,7 @@
 //! - `validate`: the top level, tying the above together.
 //! - `model`: the validated result the rest of fleetsim runs.
 //! - `warnings`: what a valid fleet may still run into (payloads over a Maximum Packet Size).
+//! - `schema`: the JSON Schema of the file, generated from `raw` (`fleetsim schema`).
 //!
 //! Parsing stops at the first YAML error (serde cannot go on), but semantic checks collect every
 //! problem so a user fixes a file in one round.
@@ -47,12 +50,14 @@ pub mod model;
 mod phone;
 mod raw;
 mod response_info;
+mod schema;
 mod secret;
 mod sources;
 mod template;
 mod tls;
 mod validate;
 mod values;
+mod vars;
 mod warnings;
 mod will;
 
@@ -76,6 +81,8 @@ mod tests_protocol;
 mod tests_sources;
 #[cfg(test)]
 mod tests_text;
+#[cfg(test)]
+mod tests_vars;
 
 use std::fmt;
 use std::io::{self, Read};
@@ -83,6 +90,7 @@ use std::path::{Path, PathBuf};
 
 pub use answer::AnswerCheck;
 pub use model::*;
+pub use schema::json_schema;
 pub use validate::{id_prefix_problem, parse_broker};
 pub use values::{MAX_DURATION, max_duration_text};
 

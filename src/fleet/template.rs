@@ -217,16 +217,22 @@ pub(super) fn check_topic(topic: &str) -> Result<(), String> {
     if let Some(what) = unsafe_char(topic) {
         return Err(format!("topic `{}` contains {what}", Escaped::value(topic)));
     }
-    if let Some(w) = topic.chars().find(|c| matches!(c, '+' | '#')) {
-        return Err(format!(
-            "topic `{topic}` contains the wildcard `{w}`; only subscriptions may use + and #"
-        ));
-    }
     if topic.len() > MAX_TOPIC_BYTES {
         return Err(format!(
             "topic is {} bytes long (max {MAX_TOPIC_BYTES}), starting `{}`",
             topic.len(),
             topic.chars().take(40).collect::<String>()
+        ));
+    }
+    // The protocol's rules are the protocol crate's; what is left here is saying which one a
+    // topic breaks.
+    if !mqtt5_protocol::validation::is_valid_topic_name(topic) {
+        let w = topic
+            .chars()
+            .find(|c| matches!(c, '+' | '#'))
+            .unwrap_or('#');
+        return Err(format!(
+            "topic `{topic}` contains the wildcard `{w}`; only subscriptions may use + and #"
         ));
     }
     Ok(())
@@ -251,20 +257,22 @@ pub(super) fn check_filter(filter: &str) -> Result<(), String> {
             filter.chars().take(40).collect::<String>()
         ));
     }
-    let levels: Vec<&str> = filter.split('/').collect();
-    for (i, level) in levels.iter().enumerate() {
-        if level.contains('#') && (*level != "#" || i + 1 != levels.len()) {
-            return Err(format!(
-                "topic filter `{filter}` misplaces `#`: it must be a whole level, and the last one (like `status/#`)"
-            ));
-        }
-        if level.contains('+') && *level != "+" {
-            return Err(format!(
-                "topic filter `{filter}` misplaces `+`: it must be a whole level (like `status/+/state`)"
-            ));
-        }
+    if mqtt5_protocol::validation::is_valid_topic_filter(filter) {
+        return Ok(());
     }
-    Ok(())
+    // Refused by the protocol crate's rules: say which wildcard is misplaced.
+    let hash_ok = filter
+        .find('#')
+        .is_none_or(|at| at + 1 == filter.len() && (at == 0 || filter[..at].ends_with('/')));
+    Err(if hash_ok {
+        format!(
+            "topic filter `{filter}` misplaces `+`: it must be a whole level (like `status/+/state`)"
+        )
+    } else {
+        format!(
+            "topic filter `{filter}` misplaces `#`: it must be a whole level, and the last one (like `status/#`)"
+        )
+    })
 }
 
 /// Does `id` match `pattern`, where `*` matches any run of characters (including none)?

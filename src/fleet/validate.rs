@@ -21,6 +21,7 @@ use super::sources::check_sources;
 use super::template::unsafe_char;
 use super::tls::{check_ca_for, check_tls};
 use super::values::{DurationRule, Problems, duration};
+use super::vars;
 use crate::output::Escaped;
 
 const DEFAULT_MQTT_PORT: u16 = 1883;
@@ -31,15 +32,25 @@ pub(super) struct Context<'a> {
     /// The fleet file's directory, which relative `tls` paths are relative to; None when the
     /// text came from no file (they then stay as written).
     pub base: Option<&'a Path>,
-    /// Where `${VAR}` in passwords is looked up.
+    /// Where `${VAR}` is looked up.
     pub env: Env<'a>,
     /// What the command line says instead of the file.
     pub overrides: &'a Overrides,
 }
 
 /// Check everything; the fleet only when no problem at all was found.
-pub(super) fn validate(raw: Spanned<RawFleet>, ctx: &Context<'_>) -> Result<Fleet, Vec<Problem>> {
+pub(super) fn validate(
+    mut raw: Spanned<RawFleet>,
+    ctx: &Context<'_>,
+) -> Result<Fleet, Vec<Problem>> {
     let mut problems = Problems::default();
+    // First, so that every check below sees the values as they will run.
+    vars::resolve(
+        &mut problems,
+        &mut raw.value,
+        ctx.env,
+        ctx.overrides.broker.is_some(),
+    );
     let top = raw.referenced;
     let f = &raw.value;
 

@@ -17,16 +17,29 @@ use super::Problem;
 pub(super) struct Problems {
     list: Vec<Problem>,
     reported: HashSet<String>,
+    /// Places (line, column) whose value already has its problem, so later checks of the same
+    /// value add none: a topic with an unset `${VAR}` is not also reported as a bad topic.
+    silenced: HashSet<(usize, usize)>,
 }
 
 impl Problems {
     pub fn at(&mut self, loc: Location, field: impl Into<String>, message: impl Into<String>) {
+        let (line, column) = (to_usize(loc.line()), to_usize(loc.column()));
+        if self.silenced.contains(&(line, column)) {
+            return;
+        }
         self.list.push(Problem {
-            line: to_usize(loc.line()),
-            column: to_usize(loc.column()),
+            line,
+            column,
             field: field.into(),
             message: message.into(),
         });
+    }
+
+    /// No further problem at `loc`: the one recorded there says what is wrong.
+    pub fn silence(&mut self, loc: Location) {
+        self.silenced
+            .insert((to_usize(loc.line()), to_usize(loc.column())));
     }
 
     /// Like `at`, but only the first problem with this `key` is kept.
