@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::fleet::{self, BrokerTarget, Fleet};
 use crate::interrupt::Signal;
+use crate::lang::Lang;
 use crate::output::{self, Escaped};
 use crate::report::{FleetFacts, Report, ReportTarget, Table};
 use crate::run::{RunError, RunOptions, run};
@@ -60,6 +61,10 @@ pub struct Cli {
     /// Less output: warnings and errors only, no exchange trace.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+    /// Language of the narration and the summary: en or ja [default: ja when LC_ALL,
+    /// LC_MESSAGES or LANG starts with ja, else en]. The JSON report is the same in both.
+    #[arg(long, value_enum, global = true)]
+    pub lang: Option<Lang>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -283,16 +288,18 @@ impl Cli {
 
 /// Carries out the command and returns the exit code.
 pub fn execute(cli: Cli) -> Exit {
+    // Chosen once: the narration and the table are handed the language, never look it up.
+    let lang = Lang::choose(cli.lang, |name| std::env::var(name).ok());
     match cli.command {
         Some(Command::Validate { fleet }) => validate(&fleet),
         Some(Command::Schema) => {
             output::line(fleet::json_schema());
             Exit::Ok
         }
-        Some(Command::Run(args)) => run_fleet(*args, cli.quiet),
-        Some(Command::Broker(args)) => serve::serve(args, cli.quiet),
-        Some(Command::Merge(args)) => merge::run(args),
-        None => run_fleet(cli.run, cli.quiet),
+        Some(Command::Run(args)) => run_fleet(*args, cli.quiet, lang),
+        Some(Command::Broker(args)) => serve::serve(args, cli.quiet, lang),
+        Some(Command::Merge(args)) => merge::run(args, lang),
+        None => run_fleet(cli.run, cli.quiet, lang),
     }
 }
 
@@ -376,7 +383,7 @@ fn summary(fleet: &Fleet) -> String {
     out
 }
 
-fn run_fleet(args: RunArgs, quiet: bool) -> Exit {
+fn run_fleet(args: RunArgs, quiet: bool, lang: Lang) -> Exit {
     let target = args.report.as_deref().map(ReportTarget::from_arg);
     if let Some(target) = &target {
         // Checked before the run, so a bad path fails in a second, not after it.
@@ -416,7 +423,7 @@ fn run_fleet(args: RunArgs, quiet: bool) -> Exit {
             "--sequence draws the narrated exchanges: it needs --show-exchanges above 0, and no -q",
         );
     }
-    let (report, exit) = match load_and_run(args, quiet) {
+    let (report, exit) = match load_and_run(args, quiet, lang) {
         Ok(report) => {
             if let (Some(path), Some(diagram)) = (&sequence, &report.sequence)
                 && let Err(e) = write_sequence(path, diagram)
@@ -430,7 +437,7 @@ fn run_fleet(args: RunArgs, quiet: bool) -> Exit {
                 );
             }
             match format {
-                Format::Text => finish(&report),
+                Format::Text => finish(&report, lang),
                 Format::Json => output::line(report.to_json_line()),
             }
             let exit = match report.signal {
@@ -471,9 +478,9 @@ fn run_fleet(args: RunArgs, quiet: bool) -> Exit {
 }
 
 /// The summary table, at the end of a run.
-fn finish(report: &Report) {
+fn finish(report: &Report, lang: Lang) {
     // The table quotes ids, topics and the broker's reasons.
-    output::human(Escaped::lines(&Table(report).to_string()));
+    output::human(Escaped::lines(&Table(report, lang).to_string()));
 }
 
 /// The diagram as Mermaid text, or as a Markdown file around it (`.md`), which GitHub and
@@ -511,7 +518,7 @@ impl Failure {
 }
 
 /// The fleet file with the command line's overrides, run.
-fn load_and_run(args: RunArgs, quiet: bool) -> Result<Report, Failure> {
+fn load_and_run(args: RunArgs, quiet: bool, lang: Lang) -> Result<Report, Failure> {
     let Some(path) = &args.fleet else {
         return Err(Failure::invalid(
             "no fleet file given (try: fleetsim fleets/home.yaml, or fleetsim --help)",
@@ -549,6 +556,7 @@ fn load_and_run(args: RunArgs, quiet: bool) -> Result<Report, Failure> {
             (false, None, None) => DEFAULT_SHOW_EXCHANGES,
         },
         sequence: args.sequence.is_some(),
+        lang,
         handle_signals: true,
         tell_outside: if quiet {
             0

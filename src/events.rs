@@ -82,10 +82,33 @@ pub enum Outcome {
     Late {
         latency: Duration,
     },
-    /// The broker refused the request (reason code and text).
+    /// The broker refused the request, or it could not be sent.
     Failed {
-        reason: String,
+        reason: Failure,
     },
+}
+
+/// Why a request failed. `Display` is the English the report and the logs use; the narration
+/// words it in its own language.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Held back: the broker refused to subscribe its Response Topic, so no answer could come.
+    ResponseTopicRefused { topic: String, reason: String },
+    /// The broker refused its PUBLISH (reason code and text).
+    PublishRefused(String),
+    /// The session could not send it.
+    NotSent(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::ResponseTopicRefused { topic, reason } => {
+                write!(f, "its Response Topic {topic} was refused: {reason}")
+            }
+            Failure::PublishRefused(reason) | Failure::NotSent(reason) => f.write_str(reason),
+        }
+    }
 }
 
 /// What a responder did with one request.

@@ -22,6 +22,7 @@
 //! - [`output`]: printing that survives a closed stdout (`fleetsim validate f.yaml | head`)
 //!   and shows hostile text (control and bidi characters) escaped.
 //! - [`report`]: the end-of-run numbers, as JSON and as a table.
+//! - [`lang`]: English or Japanese for the narration and the table, chosen once at start.
 //! - [`run`]: the phases of a run, from broker start to report; [`interrupt`]: SIGINT and
 //!   SIGTERM ending it early.
 //! - [`cli`]: command-line arguments and exit codes (the binary in `main.rs` is glue).
@@ -33,6 +34,7 @@ pub mod events;
 pub mod faults;
 pub mod fleet;
 pub mod interrupt;
+pub mod lang;
 pub mod metrics;
 pub mod mqtt;
 pub mod narrate;

@@ -11,6 +11,10 @@ fn fleetsim(args: &[&str]) -> Output {
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env_remove("RUST_LOG")
+        // English, whatever the locale of the machine running the tests.
+        .env_remove("LC_ALL")
+        .env_remove("LC_MESSAGES")
+        .env_remove("LANG")
         // It would send every run elsewhere.
         .env_remove("FLEETSIM_BROKER")
         .output()
@@ -392,6 +396,9 @@ fn spawn(args: &[&str]) -> std::process::Child {
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env_remove("RUST_LOG")
+        .env_remove("LC_ALL")
+        .env_remove("LC_MESSAGES")
+        .env_remove("LANG")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

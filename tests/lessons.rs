@@ -16,7 +16,15 @@ struct Run {
     diagram: String,
 }
 
+/// The locale variables that choose the language when `--lang` is not given.
+const LOCALE: [&str; 3] = ["LC_ALL", "LC_MESSAGES", "LANG"];
+
 fn lesson(name: &str) -> Run {
+    lesson_in(name, &[], &[])
+}
+
+/// A lesson run with extra arguments, in an environment whose locale is `locale` only.
+fn lesson_in(name: &str, args: &[&str], locale: &[(&str, &str)]) -> Run {
     let path = repo_file(&format!("fleets/lessons/{name}.yaml"));
     let fleet = fleetsim::fleet::load(&path).expect("the lesson is a valid fleet");
     assert!(
@@ -25,11 +33,18 @@ fn lesson(name: &str) -> Run {
     );
     let dir = tempfile::tempdir().unwrap();
     let (report, diagram) = (dir.path().join("r.json"), dir.path().join("d.md"));
-    let out = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fleetsim"));
+    command
         .arg(&path)
         .args(["--report", report.to_str().unwrap()])
         .args(["--sequence", diagram.to_str().unwrap()])
-        .env_remove("RUST_LOG")
+        .args(args)
+        .env_remove("RUST_LOG");
+    for var in LOCALE {
+        command.env_remove(var);
+    }
+    let out = command
+        .envs(locale.iter().copied())
         .output()
         .expect("run fleetsim");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -190,4 +205,149 @@ fn each_lesson_has_its_diagram_in_the_docs() {
     }
     assert_eq!(seen, 6);
     assert!(Path::new(&repo_file("docs/lessons")).is_dir());
+}
+
+/// The names of every key of a JSON value, with their paths (`requests.matched`), in order:
+/// what a program reading the report relies on.
+fn keys(value: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, inner) in map {
+                let path = format!("{path}.{key}");
+                keys(inner, &path, out);
+                out.push(path);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for item in items {
+                keys(item, &format!("{path}[]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn key_set(report: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    let mut out = Vec::new();
+    keys(report, "", &mut out);
+    out.into_iter().collect()
+}
+
+#[test]
+fn lesson_1_in_japanese_narrates_and_sums_up_with_the_articles_terms() {
+    let run = lesson_in("01-response-topic", &["--lang", "ja"], &[]);
+    let out = &run.stdout;
+    position(out, "ナレーション: 最初の 2 件のリクエスト");
+    let subscribe = position(
+        out,
+        "-> SUBSCRIBE state/light-in-bedroom/power  (自分のレスポンストピック",
+    );
+    let publish = position(out, "-> PUBLISH   cmnd/light-in-bedroom/power \"ON\"");
+    assert!(subscribe < publish, "{out}");
+    position(out, "レスポンストピック    state/light-in-bedroom/power");
+    position(out, "コリレーションデータ  \"phone:1\"");
+    position(out, "コリレーションデータ \"phone:1\" をそのまま返す");
+    position(out, "自分のリクエスト 1 に一致");
+    // The summary too: its labels and its counts.
+    position(out, "\n  リクエスト       送信 2: 一致 2、");
+    position(out, "\n  判定             OK（");
+    assert!(!out.contains("Response Topic"), "{out}");
+    assert!(!out.contains("verdict"), "{out}");
+    // The JSON report and the diagram are the same in every language.
+    assert_eq!(count(&run, "matched"), 2);
+    assert_eq!(run.report["ok"], true);
+    assert!(
+        run.diagram
+            .contains("Response Topic state/light-in-bedroom/power")
+    );
+}
+
+#[test]
+fn a_japanese_locale_chooses_japanese_and_lang_en_overrides_it() {
+    let ja = lesson_in("01-response-topic", &[], &[("LANG", "ja_JP.UTF-8")]);
+    position(
+        &ja.stdout,
+        "レスポンストピック    state/light-in-bedroom/power",
+    );
+    position(&ja.stdout, "\n  判定  ");
+    let en = lesson_in(
+        "01-response-topic",
+        &["--lang", "en"],
+        &[("LANG", "ja_JP.UTF-8")],
+    );
+    position(&en.stdout, "Response Topic    state/light-in-bedroom/power");
+    position(&en.stdout, "\n  verdict        OK after");
+    assert!(!en.stdout.contains("レスポンス"), "{}", en.stdout);
+    // The JSON report has the same keys, and the same words, in either language.
+    assert_eq!(key_set(&ja.report), key_set(&en.report));
+    for path in [["requests", "matched"], ["devices", "total"]] {
+        assert_eq!(ja.report[path[0]][path[1]], en.report[path[0]][path[1]]);
+    }
+    assert_eq!(ja.report["problems"], en.report["problems"]);
+    assert_eq!(ja.report["fleet"], en.report["fleet"]);
+}
+
+#[test]
+fn lesson_5_in_japanese_names_each_fault_in_japanese_with_the_english_term() {
+    let ja = lesson_in("05-faults", &["--lang", "ja"], &[]);
+    let en = lesson("05-faults");
+    let out = &ja.stdout;
+    position(out, "レスポンスを返さない（no_answer 障害）");
+    position(out, "どのリクエストにも一致しない: 不一致（unmatched）");
+    position(out, "重複（duplicate）");
+    position(out, "タイムアウト（timed out）");
+    position(out, "\n  想定外の応答     不一致 1、重複 1;");
+    assert_eq!(key_set(&ja.report), key_set(&en.report));
+    // Timings differ from run to run; counts and the samples' words do not.
+    for key in ["matched", "late", "timed_out", "unmatched_responses"] {
+        assert_eq!(count(&ja, key), count(&en, key), "{key}");
+    }
+    let whys = |run: &Run| -> Vec<serde_json::Value> {
+        let samples = run.report["requests"]["samples"].as_array().unwrap();
+        samples.iter().map(|s| s["why"].clone()).collect()
+    };
+    assert_eq!(whys(&ja), whys(&en));
+}
+
+/// The Japanese guide runs the very commands of the English one, lesson by lesson, and points
+/// at every lesson's diagram.
+#[test]
+fn the_japanese_guide_has_the_english_guides_commands_and_every_diagram() {
+    let commands = |path: &str| -> Vec<String> {
+        // The commands of its ```sh blocks, without their comments (those are translated),
+        // but the alias (the Japanese one adds --lang ja).
+        let text = std::fs::read_to_string(repo_file(path)).unwrap();
+        let mut in_sh = false;
+        let mut out = Vec::new();
+        for line in text.lines() {
+            let command = line.split("  #").next().unwrap_or_default().trim_end();
+            match line {
+                "```sh" => in_sh = true,
+                "```" => in_sh = false,
+                _ if !in_sh || line.starts_with('#') || line.starts_with("alias ") => {}
+                _ => out.push(command.to_owned()),
+            }
+        }
+        out
+    };
+    let english = commands("docs/lessons.md");
+    assert!(english.len() >= 7, "{english:?}");
+    assert_eq!(commands("docs/ja/lessons.md"), english);
+    let guide = std::fs::read_to_string(repo_file("docs/ja/lessons.md")).unwrap();
+    for entry in std::fs::read_dir(repo_file("fleets/lessons")).unwrap() {
+        let path = entry.unwrap().path();
+        let stem = path.file_stem().unwrap().to_str().unwrap().to_owned();
+        assert!(
+            guide.contains(&format!("(../lessons/{stem}.md)")),
+            "docs/ja/lessons.md lacks a link to {stem}'s diagram"
+        );
+    }
+    for term in [
+        "レスポンストピック",
+        "コリレーションデータ",
+        "レスポンス情報",
+        "ウィルメッセージ",
+    ] {
+        assert!(guide.contains(term), "{term}");
+    }
 }

@@ -119,6 +119,7 @@ fn the_backend_walkthrough_works_as_written() {
         std::process::Command::new(env!("CARGO_BIN_EXE_fleetsim"))
             .arg(repo_file("fleets/backend.yaml"))
             .args(["--broker", &mosquitto.url(), "--duration", duration, "-q"])
+            .args(["--lang", "en"])
             .output()
             .expect("run fleetsim")
     };
@@ -173,6 +174,7 @@ fn the_backend_walkthrough_works_as_written() {
         .arg(repo_file("fleets/backend.yaml"))
         .args(["--broker", &mosquitto.url(), "-q", "--junit"])
         .arg(&junit)
+        .args(["--lang", "en"])
         .output()
         .expect("run fleetsim");
     let stdout = String::from_utf8_lossy(&out.stdout);

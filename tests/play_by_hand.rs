@@ -25,6 +25,10 @@ fn fleetsim_broker_answers_a_hand_played_request_and_tells_it() {
         .args(["broker", "--port", "0", "--report"])
         .arg(&report_path)
         .arg(repo_file("fleets/home.yaml"))
+        // English, whatever the locale of the machine running the tests.
+        .env_remove("LC_ALL")
+        .env_remove("LC_MESSAGES")
+        .env_remove("LANG")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

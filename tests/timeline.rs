@@ -77,7 +77,7 @@ fn a_responder_killed_mid_run_shows_as_the_second_its_answers_stopped() {
     let silent = report.silent_targets();
     assert_eq!(silent.len(), 1, "{silent:?}");
     assert!(silent[0].0.topic.contains("lamp-a"));
-    let table = fleetsim::report::Table(&report).to_string();
+    let table = fleetsim::report::Table(&report, fleetsim::lang::Lang::En).to_string();
     let line = table
         .lines()
         .find(|l| l.contains("went silent"))

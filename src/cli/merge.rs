@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::{Exit, fail, finish};
+use crate::lang::Lang;
 use crate::output;
 use crate::report::{ReportTarget, ShardFile, junit, merge};
 
@@ -23,7 +24,7 @@ pub struct MergeArgs {
 }
 
 /// Reads, checks and adds up the shards' reports; exit 0 ok, 1 not ok, 2 refused.
-pub fn run(args: MergeArgs) -> Exit {
+pub fn run(args: MergeArgs, lang: Lang) -> Exit {
     let target = args.report.as_deref().map(ReportTarget::from_arg);
     if target == Some(ReportTarget::Stdout) {
         output::keep_stdout_for_data();
@@ -46,7 +47,7 @@ pub fn run(args: MergeArgs) -> Exit {
         Ok(report) => report,
         Err(e) => return fail(Exit::Invalid, e),
     };
-    finish(&report);
+    finish(&report, lang);
     if let Some(target) = &target
         && let Err(e) = target.write(&report.to_json())
     {

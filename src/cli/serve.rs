@@ -10,6 +10,7 @@ use clap::Args;
 
 use super::{Exit, fail, finish};
 use crate::fleet::{self, BrokerTarget, Fleet, Role};
+use crate::lang::Lang;
 use crate::output::{self, Escaped};
 use crate::report::{FleetFacts, Report, ReportTarget};
 use crate::run::{OnReady, RunOptions, run};
@@ -127,7 +128,7 @@ fn banner(addr: SocketAddr, fleet_name: &str, responders: usize, tries: &[Try]) 
 
 /// Runs the fleet's responders on the embedded broker until a signal, telling every request
 /// that comes from outside.
-pub fn serve(args: BrokerArgs, quiet: bool) -> Exit {
+pub fn serve(args: BrokerArgs, quiet: bool, lang: Lang) -> Exit {
     let target = args.report.as_deref().map(ReportTarget::from_arg);
     if let Some(target) = &target {
         if let Err(e) = target.check() {
@@ -171,6 +172,7 @@ pub fn serve(args: BrokerArgs, quiet: bool) -> Exit {
             .map_or_else(|| RunOptions::default().threads, usize::from),
         show_exchanges: 0,
         sequence: false,
+        lang,
         handle_signals: true,
         tell_outside: if quiet { 0 } else { usize::MAX },
         progress: false,
@@ -189,7 +191,7 @@ pub fn serve(args: BrokerArgs, quiet: bool) -> Exit {
                 report.judge(&[]);
             }
             let exit = if report.ok { Exit::Ok } else { Exit::NotOk };
-            finish(&report);
+            finish(&report, lang);
             (report, exit)
         }
         Err(e) => {

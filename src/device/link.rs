@@ -332,6 +332,7 @@ impl Device {
                     reason: why.clone(),
                 });
                 if let Role::Phone(_) = self.role {
+                    let why = crate::events::Failure::PublishRefused(why);
                     self.request_failed(tag, why, now, out);
                 }
             }

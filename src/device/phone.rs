@@ -15,9 +15,10 @@ use mqtt5_protocol::packet::publish::PublishPacket;
 use rand::Rng;
 
 use super::core::{Device, Out, Role};
-use crate::events::{Exchange, Outcome};
+use crate::events::{Exchange, Failure, Outcome};
 use crate::fleet::{self, FaultClass, FaultKind, FaultParams, Pace};
 use crate::mqtt::{Outgoing, PublishProperties};
+use crate::narrate::Stray;
 use crate::report::AnswerSample;
 use crate::timeline::TargetCounts;
 
@@ -685,7 +686,10 @@ impl Device {
         }
         if let Some(refused) = refused {
             // Nobody could ever hear the answer: the request fails without being sent.
-            let reason = format!("its Response Topic {response_topic} was refused: {refused}");
+            let reason = Failure::ResponseTopicRefused {
+                topic: response_topic.to_string(),
+                reason: refused,
+            };
             self.request_failed(seq, reason, now, out);
             return more;
         }
@@ -727,7 +731,7 @@ impl Device {
         }
         let again = twice.then(|| msg.clone());
         if let Err(e) = self.publish_tagged(msg, seq, now, out) {
-            self.request_failed(seq, e.to_string(), now, out);
+            self.request_failed(seq, Failure::NotSent(e.to_string()), now, out);
             return more;
         }
         if let Some(again) = again {
@@ -873,11 +877,7 @@ impl Device {
                 self.sample("duplicate", &publish, now, out, || {
                     "a second answer to one request".into()
                 });
-                self.tell_stray(
-                    &publish,
-                    "a second answer to a request already answered: a duplicate",
-                    out,
-                );
+                self.tell_stray(&publish, Stray::Duplicate, out);
             }
             Verdict::Late { latency, seq } => {
                 // The request was counted timed out; it ends as late instead, in the timeline
@@ -897,13 +897,8 @@ impl Device {
                     target.counts.late += 1;
                     target.counts.timed_out = target.counts.timed_out.saturating_sub(1);
                 }
-                if out.shared.narration.active() {
-                    let why = format!(
-                        "the answer to a request that timed out, {:.0} ms after sending: late",
-                        latency.as_secs_f64() * 1000.0
-                    );
-                    self.tell_stray(&publish, &why, out);
-                }
+                let ms = latency.as_secs_f64() * 1000.0;
+                self.tell_stray(&publish, Stray::Late { ms }, out);
                 out.shared.stories.effect(&correlation, || {
                     format!(
                         "then answered late, {:.2}s after sending",
@@ -918,11 +913,7 @@ impl Device {
                 ) =>
             {
                 out.tally.requests.others_answers += 1;
-                self.tell_stray(
-                    &publish,
-                    "the answer to a request from outside the fleet, on a shared Response Topic: somebody else's",
-                    out,
-                );
+                self.tell_stray(&publish, Stray::Outsiders, out);
             }
             Verdict::Unmatched => {
                 out.tally.requests.unmatched_responses += 1;
@@ -930,9 +921,9 @@ impl Device {
                     "its Correlation Data names no request of this phone".into()
                 });
                 let why = if with_correlation {
-                    "matches none of its requests: unmatched"
+                    Stray::Unmatched
                 } else {
-                    "no request left open to take it for: unmatched"
+                    Stray::NothingOpen
                 };
                 self.tell_stray(&publish, why, out);
             }
@@ -942,10 +933,10 @@ impl Device {
     /// Narrates an answer taken for request `name` that belonged to request `truth`.
     fn tell_mixed_up(&self, publish: &PublishPacket, name: &Bytes, truth: &str, out: &mut Out<'_>) {
         if out.shared.narration.active() {
-            let name = String::from_utf8_lossy(name);
-            let why = format!(
-                "taken for its oldest open request, {name}, but it was the answer to {truth}: mixed up"
-            );
+            let why = Stray::MixedUp {
+                taken: String::from_utf8_lossy(name).into_owned(),
+                truth: truth.to_owned(),
+            };
             out.shared
                 .narration
                 .tell(|n| n.stray(self.id(), &publish.topic_name, &publish.payload, None, &why));
@@ -978,7 +969,7 @@ impl Device {
     }
 
     /// Narrates an answer that ended no request.
-    fn tell_stray(&self, publish: &PublishPacket, why: &str, out: &mut Out<'_>) {
+    fn tell_stray(&self, publish: &PublishPacket, why: Stray, out: &mut Out<'_>) {
         if out.shared.narration.active() {
             let correlation = super::correlation_of(publish);
             out.shared.narration.tell(|n| {
@@ -988,7 +979,7 @@ impl Device {
                     &publish.topic_name,
                     &publish.payload,
                     correlation,
-                    why,
+                    &why,
                 )
             });
         }
@@ -998,7 +989,7 @@ impl Device {
     pub(super) fn request_failed(
         &mut self,
         seq: u64,
-        reason: String,
+        reason: Failure,
         now: Instant,
         out: &mut Out<'_>,
     ) {

@@ -8,7 +8,7 @@ use mqtt5_protocol::packet::suback::SubAckReasonCode;
 use super::core::{Device, Out, Role};
 use super::will::will_correlation;
 use crate::fleet::Role as Spec;
-use crate::narrate::{ConnackFacts, ConnectFacts, Filter, WillFacts};
+use crate::narrate::{ConnackFacts, ConnectFacts, Filter, Granted, Purpose, WillFacts};
 
 impl Device {
     pub(super) fn tell_connect(&self, out: &mut Out<'_>) {
@@ -52,15 +52,15 @@ impl Device {
         reasons: &[SubAckReasonCode],
         out: &mut Out<'_>,
     ) {
-        let results: Vec<(String, String)> = filters
+        let results: Vec<(String, Granted)> = filters
             .iter()
             .zip(reasons)
             .map(|((filter, _), reason)| {
                 let result = match reason {
-                    SubAckReasonCode::GrantedQoS0 => "granted QoS 0".to_owned(),
-                    SubAckReasonCode::GrantedQoS1 => "granted QoS 1".to_owned(),
-                    SubAckReasonCode::GrantedQoS2 => "granted QoS 2".to_owned(),
-                    other => format!("refused, {other:?} (0x{:02X})", *other as u8),
+                    SubAckReasonCode::GrantedQoS0 => Granted::Qos(0),
+                    SubAckReasonCode::GrantedQoS1 => Granted::Qos(1),
+                    SubAckReasonCode::GrantedQoS2 => Granted::Qos(2),
+                    other => Granted::Refused(format!("{other:?} (0x{:02X})", *other as u8)),
                 };
                 (filter.clone(), result)
             })
@@ -68,28 +68,28 @@ impl Device {
         out.shared.narration.tell(|n| n.suback(self.id(), &results));
     }
 
-    /// What a subscription of this device is for, in the narration's words.
-    fn purpose(&self, filter: &str) -> &'static str {
+    /// What a subscription of this device is for (the narration words it).
+    fn purpose(&self, filter: &str) -> Purpose {
         let spec = self.spec();
         if spec
             .will
             .as_ref()
             .is_some_and(|w| w.response_topic == filter)
         {
-            return "its Will's Response Topic: acks of its Will arrive here";
+            return Purpose::WillAcks;
         }
         if spec
             .consume_wills
             .as_ref()
             .is_some_and(|c| c.filters.iter().any(|f| f == filter))
         {
-            return "other devices' Wills, to consume and ack";
+            return Purpose::Wills;
         }
         match (&self.role, &spec.role) {
-            (Role::Phone(_), _) => "its Response Topic, subscribed before any request",
-            (_, Spec::Light(_)) => "its command topic: requests arrive here",
-            (_, Spec::Sensor(_)) => "its request topic",
-            _ => "",
+            (Role::Phone(_), _) => Purpose::Answers,
+            (_, Spec::Light(_)) => Purpose::Commands,
+            (_, Spec::Sensor(_)) => Purpose::Requests,
+            _ => Purpose::Other,
         }
     }
 }

@@ -16,7 +16,6 @@ use rand::Rng;
 use super::core::{Device, Out, Timed};
 use super::{correlation_of, response_topic_of, user_property};
 use crate::mqtt::{Outgoing, PublishProperties};
-use crate::output::Escaped;
 use crate::supervisor::WillFact;
 
 /// The user property a consumer names itself in on every ack.
@@ -79,16 +78,10 @@ impl Device {
         };
         let by = user_property(publish, CONSUMED_BY).unwrap_or("someone");
         if out.shared.narration.tells_setup() {
-            let data = crate::narrate::show(correlation.as_deref().unwrap_or_default());
-            let rest = format!(
-                "{}, Correlation Data {data}: its Will of connection {incarnation} was consumed, by {}",
-                Escaped::value(&publish.topic_name),
-                Escaped::value(by)
-            );
-            let drawn = format!("{}<br/>Correlation Data {data}", publish.topic_name);
+            let data = correlation.as_deref().unwrap_or_default();
             out.shared
                 .narration
-                .tell(|n| n.packet("will", self.id(), false, &rest, &drawn));
+                .tell(|n| n.will_learned(self.id(), &publish.topic_name, data, incarnation, by));
         }
         tracing::info!(
             device = id,
@@ -163,27 +156,14 @@ impl Device {
 impl Device {
     /// Narrates a Will this device got and the ack it sends back.
     fn tell_will_consumed(&self, will: &PublishPacket, ack: &Outgoing, out: &mut Out<'_>) {
-        let show = crate::narrate::show;
-        let data = show(correlation_of(will).as_deref().unwrap_or_default());
-        let got = format!(
-            "{} {}, Response Topic {}, Correlation Data {data}: a Will, the broker's notice that a device went away",
-            Escaped::value(&will.topic_name),
-            show(&will.payload),
-            Escaped::value(&ack.topic),
-        );
-        let acked = format!(
-            "{} {}, Correlation Data {data} copied: the ack, to the Will's Response Topic",
-            Escaped::value(&ack.topic),
-            show(&ack.payload),
-        );
-        let drawn_got = format!(
-            "{} (a Will)<br/>Response Topic {}<br/>Correlation Data {data}",
-            will.topic_name, ack.topic
-        );
-        let drawn_ack = format!("{} (the ack)<br/>Correlation Data {data}", ack.topic);
+        let data = correlation_of(will).unwrap_or_default();
         out.shared.narration.tell(|n| {
-            n.packet("will", self.id(), false, &got, &drawn_got);
-            n.packet("will", self.id(), true, &acked, &drawn_ack);
+            n.will_consumed(
+                self.id(),
+                (&will.topic_name, &will.payload),
+                (&ack.topic, &ack.payload),
+                &data,
+            )
         });
     }
 }

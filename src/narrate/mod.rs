@@ -9,6 +9,7 @@
 //! broker, `<-` one the broker delivered to it.
 
 mod diagram;
+mod words;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -16,8 +17,10 @@ use std::fmt::Write as _;
 use bytes::Bytes;
 
 pub use diagram::Diagram;
+pub use words::{Granted, Purpose, Stray};
 
-use crate::events::{Exchange, Handled, Outcome};
+use crate::events::{Exchange, Failure, Handled, Outcome};
+use crate::lang::{self, Lang};
 use crate::output::{Escaped, VALUE_CHARS};
 
 /// Fleets up to this many devices have their connection set-up told: beyond it the set-up of
@@ -38,6 +41,8 @@ pub struct NarrationOptions {
     pub width: usize,
     /// Also record the steps as a sequence diagram.
     pub diagram: bool,
+    /// The language of the lines (the diagram stays English).
+    pub lang: Lang,
     /// Requests from clients outside the fleet to tell (see [`crate::shared::Outside`]).
     pub outside: usize,
 }
@@ -56,6 +61,7 @@ impl NarrationOptions {
             setup: exchanges > 0 && devices <= SETUP_DEVICES,
             width: width.clamp(6, 24),
             diagram: exchanges > 0 && diagram,
+            lang: Lang::En,
             outside: OUTSIDE_TOLD,
         }
     }
@@ -93,7 +99,7 @@ pub struct ConnackFacts {
 #[derive(Debug, Clone)]
 pub struct Filter {
     pub filter: String,
-    pub purpose: &'static str,
+    pub purpose: Purpose,
 }
 
 #[derive(Debug)]
@@ -164,11 +170,7 @@ impl Narrator {
     fn say(&mut self, text: String) {
         if !self.heading_told {
             self.heading_told = true;
-            let heading = format!(
-                "narration: the first {} request{}, step by step (-> a packet sent to the broker, <- one the broker delivered)",
-                self.options.exchanges,
-                if self.options.exchanges == 1 { "" } else { "s" }
-            );
+            let heading = words::heading(self.options.lang, self.options.exchanges);
             self.emit(heading);
         }
         self.emit(text);
@@ -190,7 +192,8 @@ impl Narrator {
     fn line(&self, label: &str, client: &str, arrow: &str, packet: &str, rest: &str) -> String {
         let (width, labels) = (self.options.width, self.label_width());
         let client = Escaped::value(client).to_string();
-        format!("{label:<labels$} {client:<width$} {arrow} {packet:<9} {rest}")
+        let packet = lang::pad(packet, 9);
+        format!("{label:<labels$} {client:<width$} {arrow} {packet} {rest}")
     }
 
     /// Further lines of the step above, aligned under its text.
@@ -202,35 +205,23 @@ impl Narrator {
     // ----- connection set-up --------------------------------------------------------------
 
     pub fn connect(&mut self, client: &str, facts: &ConnectFacts) {
-        let mut rest = format!(
-            "{}, keepalive {} s",
-            if facts.clean_start {
-                "clean start"
-            } else {
-                "resume the session"
-            },
-            facts.keepalive_s
-        );
-        if let Some(user) = &facts.username {
-            let _ = write!(rest, ", user {}", Escaped::value(user));
-        }
+        let lang = self.options.lang;
+        let user = facts
+            .username
+            .as_deref()
+            .map(|u| Escaped::value(u).to_string());
+        let rest = words::connect(lang, facts.clean_start, facts.keepalive_s, user.as_deref());
         let mut lines = vec![self.line("connect", client, "->", "CONNECT", &rest)];
         if facts.request_response_information {
-            lines.push(self.more(
-                "Request Response Information = 1: asks the broker for a Response Topic it will allow",
-            ));
+            lines.push(self.more(words::request_response_information(lang)));
         }
         if let Some(will) = &facts.will {
-            lines.push(self.more(&format!(
-                "Will on {}{}, with Response Topic {} and Correlation Data {}: whoever consumes it can say so",
-                Escaped::value(&will.topic),
-                if will.delay_s > 0 {
-                    format!(" after {} s", will.delay_s)
-                } else {
-                    String::new()
-                },
-                Escaped::value(&will.response_topic),
-                show(&will.correlation)
+            lines.push(self.more(&words::will(
+                lang,
+                &Escaped::value(&will.topic).to_string(),
+                will.delay_s,
+                &Escaped::value(&will.response_topic).to_string(),
+                &show(&will.correlation),
             )));
         }
         self.say(lines.join("\n"));
@@ -260,25 +251,19 @@ impl Narrator {
     }
 
     pub fn connack(&mut self, client: &str, facts: &ConnackFacts) {
+        let lang = self.options.lang;
         let rest = match &facts.refused {
-            Some(reason) => format!("refused: {}", Escaped::value(reason)),
-            None => {
-                let mut rest = String::from("accepted");
-                if facts.session_present {
-                    rest += ", session resumed";
-                }
-                if let Some(info) = &facts.response_information {
-                    let _ = write!(
-                        rest,
-                        ", Response Information {}: the prefix to build its Response Topic on",
-                        show(info.as_bytes())
-                    );
-                }
-                if facts.receive_maximum < u16::MAX {
-                    let _ = write!(rest, ", Receive Maximum {}", facts.receive_maximum);
-                }
-                rest
-            }
+            Some(reason) => words::connack_refused(lang, &Escaped::value(reason).to_string()),
+            None => words::connack(
+                lang,
+                facts.session_present,
+                facts
+                    .response_information
+                    .as_deref()
+                    .map(|info| show(info.as_bytes()))
+                    .as_deref(),
+                (facts.receive_maximum < u16::MAX).then_some(facts.receive_maximum),
+            ),
         };
         let line = self.line("connect", client, "<-", "CONNACK", &rest);
         self.say(line);
@@ -297,7 +282,8 @@ impl Narrator {
     pub fn subscribe(&mut self, client: &str, filters: &[Filter]) {
         let mut lines = Vec::new();
         for (i, f) in filters.iter().enumerate() {
-            let rest = format!("{}  ({})", Escaped::value(&f.filter), f.purpose);
+            let purpose = words::purpose(self.options.lang, f.purpose);
+            let rest = format!("{}  ({purpose})", Escaped::value(&f.filter));
             lines.push(if i == 0 {
                 self.line("connect", client, "->", "SUBSCRIBE", &rest)
             } else {
@@ -311,10 +297,11 @@ impl Narrator {
         }
     }
 
-    /// The SUBACK: one result per filter, in order (`granted QoS 1`, `refused: ...`).
-    pub fn suback(&mut self, client: &str, results: &[(String, String)]) {
+    /// The SUBACK: one result per filter, in order.
+    pub fn suback(&mut self, client: &str, results: &[(String, Granted)]) {
         let mut lines = Vec::new();
         for (i, (filter, result)) in results.iter().enumerate() {
+            let result = words::granted(self.options.lang, result);
             let rest = format!("{}: {result}", Escaped::value(filter));
             lines.push(if i == 0 {
                 self.line("connect", client, "<-", "SUBACK", &rest)
@@ -324,14 +311,64 @@ impl Narrator {
         }
         self.say(lines.join("\n"));
         if let Some(d) = &mut self.diagram {
-            let results: Vec<&str> = results.iter().map(|(_, r)| r.as_str()).collect();
+            let results: Vec<String> = results
+                .iter()
+                .map(|(_, r)| words::granted(Lang::En, r))
+                .collect();
             d.from_broker_ack(client, format!("SUBACK {}", results.join(", ")));
         }
     }
 
-    /// A packet outside any request: a Will delivered, its ack, the ack learned. `sent`: the
-    /// client sent it to the broker (else the broker delivered it to the client).
-    pub fn packet(&mut self, label: &str, client: &str, sent: bool, rest: &str, drawn: &str) {
+    /// A device, back, reads on its Will's Response Topic the ack of the Will of its
+    /// connection `incarnation`, sent by `by`.
+    pub fn will_learned(
+        &mut self,
+        client: &str,
+        topic: &str,
+        correlation: &[u8],
+        incarnation: u32,
+        by: &str,
+    ) {
+        let data = show(correlation);
+        let rest = words::will_learned(
+            self.options.lang,
+            &Escaped::value(topic).to_string(),
+            &data,
+            incarnation,
+            &Escaped::value(by).to_string(),
+        );
+        let drawn = format!("{topic}<br/>Correlation Data {data}");
+        self.packet("will", client, false, &rest, &drawn);
+    }
+
+    /// A consumer receives a Will (on `will_topic`) and acks it on the Will's Response Topic.
+    pub fn will_consumed(
+        &mut self,
+        client: &str,
+        will: (&str, &[u8]),
+        ack: (&str, &[u8]),
+        correlation: &[u8],
+    ) {
+        let lang = self.options.lang;
+        let data = show(correlation);
+        let (will_topic, ack_topic) = (
+            Escaped::value(will.0).to_string(),
+            Escaped::value(ack.0).to_string(),
+        );
+        let got = words::will_received(lang, &will_topic, &show(will.1), &ack_topic, &data);
+        let acked = words::will_acked(lang, &ack_topic, &show(ack.1), &data);
+        let drawn_got = format!(
+            "{} (a Will)<br/>Response Topic {}<br/>Correlation Data {data}",
+            will.0, ack.0
+        );
+        let drawn_ack = format!("{} (the ack)<br/>Correlation Data {data}", ack.0);
+        self.packet("will", client, false, &got, &drawn_got);
+        self.packet("will", client, true, &acked, &drawn_ack);
+    }
+
+    /// A packet outside any request. `sent`: the client sent it to the broker (else the
+    /// broker delivered it to the client).
+    fn packet(&mut self, label: &str, client: &str, sent: bool, rest: &str, drawn: &str) {
         let arrow = if sent { "->" } else { "<-" };
         let line = self.line(label, client, arrow, "PUBLISH", rest);
         self.say(line);
@@ -361,29 +398,28 @@ impl Narrator {
                 without_correlation: exchange.without_correlation,
             },
         );
+        let lang = self.options.lang;
         let label = label(&exchange.correlation);
         let packet = if exchange.published {
             "PUBLISH"
         } else {
-            "(held)"
+            words::held(lang)
         };
         let first = format!(
             "{} {}",
             Escaped::value(&exchange.topic),
             show(&exchange.payload)
         );
+        let response_topic = Escaped::value(&exchange.response_topic).to_string();
         let lines = [
             self.line(&label, requester, "->", packet, &first),
-            self.more(&format!(
-                "Response Topic    {}   (where the answer must go)",
-                Escaped::value(&exchange.response_topic)
-            )),
+            self.more(&words::request_response_topic(lang, &response_topic)),
             if exchange.without_correlation {
-                self.more("Correlation Data  none, as before MQTT 5: nothing ties the answer to this request")
+                self.more(words::request_without_correlation(lang))
             } else {
-                self.more(&format!(
-                    "Correlation Data  {}   (the answer must carry it back)",
-                    show(&exchange.correlation)
+                self.more(&words::request_correlation(
+                    lang,
+                    &show(&exchange.correlation),
                 ))
             },
         ];
@@ -431,39 +467,38 @@ impl Narrator {
             return;
         }
         self.outside_told += 1;
+        let lang = self.options.lang;
         let mut lines = self.handled_lines("outside", responder, handled);
-        lines.insert(
-            1,
-            self.more(&format!(
-                "sent by {}, a client outside the fleet",
-                Escaped::value(sender)
-            )),
-        );
+        let sender = Escaped::value(sender).to_string();
+        lines.insert(1, self.more(&words::sent_from_outside(lang, &sender)));
         if self.outside_told == self.options.outside {
-            lines.push(self.more(&format!(
-                "(the first {} requests from outside are told; the report counts them all)",
-                self.options.outside
-            )));
+            lines.push(self.more(&words::outside_bounded(lang, self.options.outside)));
         }
         self.emit(lines.join("\n"));
     }
 
     /// What a responder got and what it sent back, under `label`; drawn in the diagram too.
     fn handled_lines(&mut self, label: &str, responder: &str, handled: &Handled) -> Vec<String> {
+        let lang = self.options.lang;
         let label = label.to_owned();
+        // The diagram's words stay English; the line's follow the language.
         let correlation = &match &handled.correlation {
             Some(c) => show(c),
             None => "none".to_owned(),
         };
-        let got = format!(
-            "{} {}, Response Topic {}, Correlation Data {}",
-            Escaped::value(&handled.topic),
-            show(&handled.payload),
-            handled
-                .response_topic
-                .as_deref()
-                .map_or_else(|| "none".to_owned(), |t| Escaped::value(t).to_string()),
-            correlation
+        let told = match &handled.correlation {
+            Some(_) => correlation.as_str(),
+            None => words::none(lang),
+        };
+        let got = words::received(
+            lang,
+            &Escaped::value(&handled.topic).to_string(),
+            &show(&handled.payload),
+            &handled.response_topic.as_deref().map_or_else(
+                || words::none(lang).to_owned(),
+                |t| Escaped::value(t).to_string(),
+            ),
+            told,
         );
         let mut lines = vec![self.line(&label, responder, "<-", "PUBLISH", &got)];
         match (&handled.answer, &handled.response_topic) {
@@ -472,22 +507,16 @@ impl Narrator {
                 responder,
                 "->",
                 "PUBLISH",
-                &format!(
-                    "{} {}, Correlation Data {}{}",
-                    Escaped::value(topic),
-                    show(answer),
-                    correlation,
-                    if handled.correlation.is_some() {
-                        " copied unchanged"
-                    } else {
-                        ""
-                    }
+                &words::answered(
+                    lang,
+                    &Escaped::value(topic).to_string(),
+                    &show(answer),
+                    told,
+                    handled.correlation.is_some(),
                 ),
             )),
-            _ if handled.withheld => {
-                lines.push(self.more("withholds its answer (a no_answer fault)"))
-            }
-            _ => lines.push(self.more("no Response Topic, so no answer")),
+            _ if handled.withheld => lines.push(self.more(words::withheld(lang))),
+            _ => lines.push(self.more(words::no_response_topic(lang))),
         }
         if let Some(d) = &mut self.diagram {
             d.from_broker(
@@ -520,56 +549,39 @@ impl Narrator {
             return;
         };
         let label = label(correlation);
-        let (arrow, packet, rest) = match outcome {
-            Outcome::Matched { latency, payload } if open.without_correlation => (
-                "<-",
-                "PUBLISH",
-                format!(
-                    "{} {}, no Correlation Data: taken as the answer to its oldest open request, {label}, in {:.2} ms",
-                    Escaped::value(answer_topic),
-                    show(payload),
-                    latency.as_secs_f64() * 1000.0
-                ),
-            ),
-            Outcome::Matched { latency, payload } => (
-                "<-",
-                "PUBLISH",
-                format!(
-                    "{} {}, Correlation Data {}: its request {}, matched in {:.2} ms",
-                    Escaped::value(answer_topic),
-                    show(payload),
-                    show(correlation),
-                    open.seq,
-                    latency.as_secs_f64() * 1000.0
-                ),
-            ),
-            Outcome::Late { latency } => (
-                "<-",
-                "PUBLISH",
-                format!(
-                    "{} Correlation Data {}: its request {}, answered {:.2} ms after sending, past its timeout: late",
-                    Escaped::value(answer_topic),
-                    show(correlation),
-                    open.seq,
-                    latency.as_secs_f64() * 1000.0
-                ),
-            ),
-            Outcome::TimedOut { after } => (
-                "  ",
-                "",
-                format!(
-                    "no answer to request {} within {:.1} s: timed out",
-                    open.seq,
-                    after.as_secs_f64()
-                ),
-            ),
-            Outcome::Failed { reason } => (
-                "  ",
-                "",
-                format!("request {} failed: {}", open.seq, Escaped::value(reason)),
-            ),
+        let rest = |lang| {
+            let topic = Escaped::value(answer_topic).to_string();
+            match outcome {
+                Outcome::Matched { latency, payload } if open.without_correlation => {
+                    let ms = latency.as_secs_f64() * 1000.0;
+                    words::taken_as_oldest(lang, &topic, &show(payload), &label, ms)
+                }
+                Outcome::Matched { latency, payload } => {
+                    let ms = latency.as_secs_f64() * 1000.0;
+                    let data = show(correlation);
+                    words::matched(lang, &topic, &show(payload), &data, open.seq, ms)
+                }
+                Outcome::Late { latency } => {
+                    let ms = latency.as_secs_f64() * 1000.0;
+                    words::late(lang, &topic, &show(correlation), open.seq, ms)
+                }
+                Outcome::TimedOut { after } => {
+                    words::timed_out(lang, open.seq, after.as_secs_f64())
+                }
+                Outcome::Failed { reason } => words::failed(lang, open.seq, &escaped(reason)),
+            }
         };
-        let line = self.line(&label, &open.requester, arrow, packet, &rest);
+        let (arrow, packet) = match outcome {
+            Outcome::Matched { .. } | Outcome::Late { .. } => ("<-", "PUBLISH"),
+            Outcome::TimedOut { .. } | Outcome::Failed { .. } => ("  ", ""),
+        };
+        let line = self.line(
+            &label,
+            &open.requester,
+            arrow,
+            packet,
+            &rest(self.options.lang),
+        );
         self.say(line);
         if let Some(d) = &mut self.diagram {
             match outcome {
@@ -596,7 +608,7 @@ impl Narrator {
                         ),
                     );
                 }
-                _ => d.note(&open.requester, rest.clone()),
+                _ => d.note(&open.requester, rest(Lang::En)),
             }
         }
     }
@@ -610,17 +622,19 @@ impl Narrator {
         topic: &str,
         payload: &[u8],
         correlation: Option<&[u8]>,
-        why: &str,
+        why: &Stray,
     ) {
         if self.strays >= self.options.exchanges {
             return;
         }
         self.strays += 1;
-        let rest = format!(
-            "{} {}, Correlation Data {}: {why}",
-            Escaped::value(topic),
-            show(payload),
-            correlation.map_or_else(|| "none".to_owned(), show)
+        let lang = self.options.lang;
+        let rest = words::stray(
+            lang,
+            &Escaped::value(topic).to_string(),
+            &show(payload),
+            &correlation.map_or_else(|| words::none(lang).to_owned(), show),
+            why,
         );
         let line = self.line("-", phone, "<-", "PUBLISH", &rest);
         self.say(line);
@@ -633,8 +647,21 @@ impl Narrator {
                     correlation.map_or_else(|| "none".to_owned(), show)
                 ),
             );
-            d.note(phone, why.to_owned());
+            d.note(phone, words::stray_why(Lang::En, why));
         }
+    }
+}
+
+/// A failure with what it quotes (topics, the broker's reason) escaped for the terminal.
+fn escaped(failure: &Failure) -> Failure {
+    let e = |text: &str| Escaped::value(text).to_string();
+    match failure {
+        Failure::ResponseTopicRefused { topic, reason } => Failure::ResponseTopicRefused {
+            topic: e(topic),
+            reason: e(reason),
+        },
+        Failure::PublishRefused(reason) => Failure::PublishRefused(e(reason)),
+        Failure::NotSent(reason) => Failure::NotSent(e(reason)),
     }
 }
 

@@ -8,6 +8,7 @@ fn options(exchanges: usize) -> NarrationOptions {
         setup: true,
         width: 16,
         diagram: true,
+        lang: Lang::En,
         outside: 2,
     }
 }
@@ -160,10 +161,10 @@ fn setup_tells_request_response_information_the_will_and_the_subscription_before
         "phone",
         &[Filter {
             filter: "resp/phone".into(),
-            purpose: "its Response Topic, before any request",
+            purpose: Purpose::Answers,
         }],
     );
-    n.suback("phone", &[("resp/phone".into(), "granted QoS 1".into())]);
+    n.suback("phone", &[("resp/phone".into(), Granted::Qos(1))]);
     let text = text(&n);
     assert!(
         text.contains(
@@ -175,7 +176,9 @@ fn setup_tells_request_response_information_the_will_and_the_subscription_before
     assert!(text.contains("Will on status/phone after 2 s, with Response Topic will-ack/phone and Correlation Data \"phone#1\""), "{text}");
     assert!(text.contains("<- CONNACK   accepted, Response Information \"resp/\": the prefix to build its Response Topic on, Receive Maximum 20"), "{text}");
     assert!(
-        text.contains("-> SUBSCRIBE resp/phone  (its Response Topic, before any request)"),
+        text.contains(
+            "-> SUBSCRIBE resp/phone  (its Response Topic, subscribed before any request)"
+        ),
         "{text}"
     );
     assert!(
@@ -226,12 +229,12 @@ fn strays_are_told_with_why_and_bounded() {
         "state/x",
         b"{}",
         Some(b"mqttx-1"),
-        "not one of its requests: someone else's answer",
+        &Stray::Unmatched,
     );
-    n.stray("phone", "state/x", b"{}", None, "again");
+    n.stray("phone", "state/x", b"{}", None, &Stray::Duplicate);
     let text = text(&n);
-    assert!(text.contains("-                   phone            <- PUBLISH   state/x {}, Correlation Data \"mqttx-1\": not one of its requests"), "{text}");
-    assert!(!text.contains("again"), "{text}");
+    assert!(text.contains("-                   phone            <- PUBLISH   state/x {}, Correlation Data \"mqttx-1\": matches none of its requests: unmatched"), "{text}");
+    assert!(!text.contains("duplicate"), "{text}");
 }
 
 #[test]
@@ -241,7 +244,7 @@ fn topics_ids_and_reasons_are_escaped() {
     e.topic = "cmnd/\u{1b}[2J".into();
     e.response_topic = "resp/\u{202e}x".into();
     n.request("phone\u{7}", 1, &e);
-    let reason = "refused: \u{1b}]0;title\u{7}".to_string();
+    let reason = Failure::PublishRefused("refused: \u{1b}]0;title\u{7}".to_string());
     n.done(&e.correlation, &Outcome::Failed { reason }, "resp/x");
     let text = text(&n);
     assert!(
@@ -304,6 +307,186 @@ fn the_diagram_escapes_what_mermaid_would_read_as_syntax() {
     assert!(text.contains("participant c1 as a#35;b#59;c"), "{text}");
     assert!(
         text.contains("Note over c1: xy #lt;b#gt; #quot;q#quot;"),
+        "{text}"
+    );
+}
+
+/// Every kind of line the narration has, once: set-up, requests and their ends, strays, Wills.
+fn every_message(lang: Lang) -> Narrator {
+    let mut n = Narrator::capturing(NarrationOptions {
+        lang,
+        outside: 1,
+        ..options(9)
+    });
+    let will = WillFacts {
+        topic: "status/light".into(),
+        response_topic: "will-ack/light".into(),
+        correlation: Bytes::from_static(b"light#1"),
+        delay_s: 2,
+    };
+    for (clean_start, will) in [(true, Some(will)), (false, None)] {
+        let facts = ConnectFacts {
+            clean_start,
+            keepalive_s: 30,
+            request_response_information: true,
+            username: Some("alice".into()),
+            will,
+        };
+        n.connect("light", &facts);
+    }
+    n.connack(
+        "phone",
+        &ConnackFacts {
+            session_present: true,
+            response_information: Some("resp/".into()),
+            receive_maximum: 20,
+            refused: None,
+        },
+    );
+    n.connack(
+        "guess",
+        &ConnackFacts {
+            refused: Some("NotAuthorized".into()),
+            ..ConnackFacts::default()
+        },
+    );
+    for purpose in [
+        Purpose::WillAcks,
+        Purpose::Wills,
+        Purpose::Answers,
+        Purpose::Commands,
+        Purpose::Requests,
+    ] {
+        let filter = Filter {
+            filter: "t".into(),
+            purpose,
+        };
+        n.subscribe("phone", &[filter]);
+    }
+    n.suback("phone", &[("t".into(), Granted::Qos(1))]);
+    n.suback("guess", &[("t".into(), Granted::Refused("x".into()))]);
+    let ends = [
+        matched(1),
+        Outcome::Late {
+            latency: Duration::from_millis(9),
+        },
+        Outcome::TimedOut {
+            after: Duration::from_secs(1),
+        },
+        Outcome::Failed {
+            reason: Failure::ResponseTopicRefused {
+                topic: "replies/phone".into(),
+                reason: "NotAuthorized (0x87)".into(),
+            },
+        },
+    ];
+    for (i, end) in ends.iter().enumerate() {
+        let e = exchange(["p:1", "p:2", "p:3", "p:4"][i]);
+        n.request("phone", i as u64 + 1, &e);
+        let mut h = handled(&e);
+        match i {
+            1 => h.answer = None,
+            2 => (h.answer, h.withheld) = (None, true),
+            3 => (h.answer, h.response_topic, h.correlation) = (None, None, None),
+            _ => {}
+        }
+        h.tag = Some(e.correlation.clone());
+        n.handled("light", &h);
+        n.done(&e.correlation, end, "resp/phone");
+    }
+    let mut held = exchange("p:5");
+    (held.published, held.without_correlation) = (false, true);
+    n.request("phone", 5, &held);
+    n.done(&held.correlation, &matched(2), "resp/phone");
+    let mixed_up = Stray::MixedUp {
+        taken: "p:1".into(),
+        truth: "q:1".into(),
+    };
+    let strays = [
+        Stray::Outsiders,
+        Stray::Duplicate,
+        Stray::Late { ms: 600.0 },
+        Stray::Unmatched,
+        Stray::NothingOpen,
+        mixed_up,
+    ];
+    for why in &strays {
+        n.stray("phone", "resp/phone", b"{}", Some(b"p:1"), why);
+    }
+    n.stray("phone", "resp/phone", b"{}", None, &Stray::Unmatched);
+    let outsider = Handled {
+        from_outside: Some("mqttx_1".into()),
+        ..handled(&exchange("req-1"))
+    };
+    n.handled("light", &outsider);
+    n.will_learned("light", "will-ack/light", b"light#1", 1, "phone");
+    n.will_consumed(
+        "phone",
+        ("status/light", b"offline"),
+        ("will-ack/light", b"{}"),
+        b"light#1",
+    );
+    n
+}
+
+/// The English words of the narration that the Japanese must not keep.
+const ENGLISH: [&str; 12] = [
+    "Response Topic",
+    "Correlation Data",
+    "Response Information",
+    "Will ",
+    " answer",
+    "request ",
+    "accepted",
+    "refused",
+    "granted",
+    "clean start",
+    "narration",
+    " its ",
+];
+
+#[test]
+fn every_narration_message_is_said_in_both_languages() {
+    let (en, ja) = (every_message(Lang::En), every_message(Lang::Ja));
+    let (en, ja) = (en.lines(), ja.lines());
+    assert_eq!(en.len(), ja.len(), "{en:#?}\n{ja:#?}");
+    assert!(en.len() > 40, "{en:#?}");
+    let mut same = 0;
+    for (en, ja) in en.iter().zip(ja) {
+        // A line with no words at all (a request's topic and payload) is the same in both.
+        if en == ja {
+            same += 1;
+            assert!(!en.contains(", "), "not translated: {en}");
+        }
+        for word in ENGLISH {
+            // "Request Response Information = 1" is the CONNECT property's own name.
+            let ja = ja.replace("Request Response Information", "");
+            assert!(!ja.contains(word), "{word:?} left in: {ja}");
+        }
+    }
+    assert_eq!(same, 4, "one PUBLISH line per request sent, and no other");
+}
+
+#[test]
+fn the_japanese_narration_uses_the_articles_terms_and_keeps_the_columns() {
+    let n = every_message(Lang::Ja);
+    let text = text(&n);
+    for term in [
+        "レスポンストピック",
+        "コリレーションデータ",
+        "レスポンス情報",
+        "ウィルメッセージ",
+    ] {
+        assert!(text.contains(term), "{term} missing: {text}");
+    }
+    // The arrow and packet columns line up as in English: labels and ids are ASCII.
+    let en = every_message(Lang::En);
+    for (en, ja) in en.lines().iter().zip(n.lines()) {
+        assert_eq!(en.find(" -> ").is_some(), ja.find(" -> ").is_some());
+        assert_eq!(en.find(" -> "), ja.find(" -> "), "{en}\n{ja}");
+    }
+    assert!(
+        text.contains("(保留)    cmnd/light-in-bedroom/power"),
         "{text}"
     );
 }

@@ -7,6 +7,7 @@ mod junit;
 mod merge;
 mod render;
 mod verdict;
+mod words;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;

@@ -35,6 +35,8 @@ pub struct RunOptions {
     pub show_exchanges: usize,
     /// Also draw the narrated steps as a Mermaid sequence diagram (`Report::sequence`).
     pub sequence: bool,
+    /// The language of the narration.
+    pub lang: crate::lang::Lang,
     /// End early on SIGINT or SIGTERM (off in tests, which run several fleets in one
     /// process); see [`crate::interrupt`].
     pub handle_signals: bool,
@@ -71,6 +73,7 @@ impl Default for RunOptions {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             show_exchanges: 0,
             sequence: false,
+            lang: crate::lang::Lang::En,
             handle_signals: false,
             tell_outside: crate::narrate::OUTSIDE_TOLD,
             progress: false,

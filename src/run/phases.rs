@@ -87,6 +87,7 @@ pub(super) async fn drive(
     };
     let ids = fleet.devices.iter().map(|d| d.id.as_str());
     let narration = NarrationOptions {
+        lang: options.lang,
         outside: options.tell_outside,
         ..NarrationOptions::for_fleet(options.show_exchanges, ids, options.sequence)
     };
