@@ -317,3 +317,106 @@ pub fn merge(reports: &[(String, ShardFile)]) -> Result<Report, MergeError> {
     report.merged_shards = Some(s.count);
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Shard `index` of `count`, with `sent` requests all matched in `ms` milliseconds.
+    fn shard(index: u32, count: u32, sent: u64, ms: u64) -> (String, ShardFile) {
+        let mut tally = Tally::default();
+        tally.requests.sent = sent;
+        tally.requests.matched = sent;
+        tally.links.connected = 2;
+        for _ in 0..sent {
+            tally.latency.record(Duration::from_millis(ms));
+        }
+        let faults = Faults {
+            injected: 1,
+            by_kind: [("slow".into(), 1)].into(),
+            ..Faults::default()
+        };
+        let snapshot = Snapshot {
+            tally,
+            faults,
+            devices: 2,
+            by_kind: [("light".to_owned(), 1), ("phone".to_owned(), 1)].into(),
+            offered_rps: Some(1.0),
+            duration_s: 10.0 + f64::from(index),
+            run_s: 8.0,
+            expect: vec![ExpectSpec {
+                metric: "latency_p99_ms".into(),
+                op: "<".into(),
+                limit: 50.0,
+            }],
+            ..Snapshot::default()
+        };
+        let file = ShardFile {
+            fleet: "big".into(),
+            broker: "mqtt://b:1883".into(),
+            seed: 7,
+            error: None,
+            shard: Some(ShardInfo {
+                index,
+                count,
+                run_id: Some("r1".into()),
+            }),
+            snapshot: Some(snapshot),
+        };
+        (format!("s{index}.json"), file)
+    }
+
+    #[test]
+    fn counters_add_histograms_merge_exactly_and_the_fleets_expect_is_judged_on_the_sum() {
+        // Shards 1 and 2 are fast, shard 3 slow: its 2 % of the requests sets the p99.
+        let files = [shard(1, 3, 98, 2), shard(2, 3, 98, 2), shard(3, 3, 4, 100)];
+        let report = merge(&files).expect("three shards of one run");
+        assert_eq!(report.devices.total, 6);
+        assert_eq!(report.devices.connected, 6);
+        assert_eq!(report.devices.by_kind["phone"], 3);
+        assert_eq!(report.requests.sent, 200);
+        assert!(report.requests.adds_up());
+        assert_eq!(report.faults.injected, 3);
+        assert_eq!(report.faults.by_kind["slow"], 3);
+        assert_eq!(report.load.offered_rps, Some(3.0));
+        assert_eq!(report.load.achieved_rps, 25.0);
+        assert_eq!(report.duration_s, 13.0);
+        assert_eq!(report.merged_shards, Some(3));
+        // The merged histogram's p99 is the slow shard's (~100 ms): an average of the
+        // shards' p99s (~35 ms) would pass the expectation.
+        assert!(
+            report.requests.latency_ms.p99 > 99.0,
+            "{:?}",
+            report.requests.latency_ms
+        );
+        assert!(!report.ok);
+        assert_eq!(report.expectations[0].name, "latency_p99_ms < 50");
+        assert!(!report.expectations[0].ok);
+    }
+
+    #[test]
+    fn different_runs_and_missing_or_doubled_shards_are_refused() {
+        let e = merge(&[shard(1, 3, 1, 1), shard(3, 3, 1, 1)]).unwrap_err();
+        assert_eq!(e.to_string(), "missing shard 2 of 3");
+        let e = merge(&[shard(1, 2, 1, 1), shard(1, 2, 1, 1)]).unwrap_err();
+        assert!(matches!(e, MergeError::Duplicate { index: 1, .. }), "{e}");
+        let e = merge(&[shard(1, 2, 1, 1), shard(2, 3, 1, 1)]).unwrap_err();
+        assert!(e.to_string().contains("the shard count is 3"), "{e}");
+        let mut other_seed = shard(2, 2, 1, 1);
+        other_seed.1.seed = 8;
+        let e = merge(&[shard(1, 2, 1, 1), other_seed]).unwrap_err();
+        assert!(
+            e.to_string().contains("the seed is 8, but s1.json says 7"),
+            "{e}"
+        );
+        let mut other_fleet = shard(2, 2, 1, 1);
+        other_fleet.1.fleet = "small".into();
+        assert!(merge(&[shard(1, 2, 1, 1), other_fleet]).is_err());
+        let mut whole = shard(1, 1, 1, 1);
+        whole.1.shard = None;
+        assert!(matches!(
+            merge(&[whole]).unwrap_err(),
+            MergeError::NotAShard { .. }
+        ));
+    }
+}
