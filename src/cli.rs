@@ -92,7 +92,8 @@ pub enum Command {
 pub struct RunArgs {
     /// The fleet file (YAML).
     pub fleet: Option<PathBuf>,
-    /// Broker to use instead of the fleet's: `embedded`, `embedded:PORT` or `mqtt://host:port`
+    /// Broker to use instead of the fleet's: `embedded`, `embedded:PORT`, `mqtt://host:port`
+    /// or `mqtts://host:port` (TLS, with --ca-file)
     /// [env: FLEETSIM_BROKER, which this option wins over]
     #[arg(long, value_name = "URL", value_parser = parse_broker)]
     pub broker: Option<BrokerTarget>,

@@ -282,6 +282,9 @@ fn help_lists_examples_and_exit_codes() {
         "validate",
         "schema",
         "FLEETSIM_BROKER",
+        "mqtts://host:port",
+        "--shard <I/N>",
+        "merge",
         "Exit codes",
         "3  broker",
     ] {

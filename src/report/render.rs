@@ -138,13 +138,18 @@ impl fmt::Display for Table<'_> {
             let kinds = counts(&faults.by_kind, lang);
             row(f, Row::Faults, words::faults(lang, faults.injected, &kinds))?;
             // Connection faults are told above, as Will stories; these are the others.
-            let per_message = faults.events.iter().filter(|e| !e.connection);
-            for e in per_message.take(10) {
+            const FAULTS_SHOWN: usize = 10;
+            let per_message: Vec<_> = faults.events.iter().filter(|e| !e.connection).collect();
+            for e in per_message.iter().take(FAULTS_SHOWN) {
                 writeln!(
                     f,
                     "    @{:<5.1} {}  {}: {}",
                     e.at_s, e.device, e.kind, e.effect
                 )?;
+            }
+            if per_message.len() > FAULTS_SHOWN {
+                let more = per_message.len() - FAULTS_SHOWN;
+                writeln!(f, "{}", words::more_faults(lang, more))?;
             }
         }
         for e in &r.expectations {

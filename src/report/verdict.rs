@@ -142,55 +142,93 @@ impl Report {
                 d.total
             ));
         }
+        // (count, said of one, said of several)
         let counts = [
-            (q.timed_out, "requests timed out"),
-            (q.late, "requests were answered only after their timeout"),
+            (q.timed_out, "request timed out", "requests timed out"),
+            (
+                q.late,
+                "request was answered only after its timeout",
+                "requests were answered only after their timeout",
+            ),
             (
                 q.failed,
+                "request failed (refused by the broker, or its Response Topic was)",
                 "requests failed (refused by the broker, or their Response Topic was)",
             ),
-            (q.in_flight, "requests were still unanswered at the end"),
+            (
+                q.in_flight,
+                "request was still unanswered at the end",
+                "requests were still unanswered at the end",
+            ),
             (
                 q.skipped_backlog,
+                "request was not sent: its phone's queue of unsent publishes was full",
                 "requests were not sent: their phone's queue of unsent publishes was full",
             ),
             (
                 self.telemetry.skipped_backlog,
+                "reading was not sent: its sensor's queue of unsent publishes was full",
                 "readings were not sent: their sensor's queue of unsent publishes was full",
             ),
             (
                 d.queue_overflows,
+                "answer or Will ack was not sent: its session's queue was full",
                 "answers or Will acks were not sent: their session's queue was full",
             ),
             (
                 d.poison_dropped,
+                "message from the broker was let go undelivered: it closed a connection and came again",
                 "messages from the broker were let go undelivered: each closed a connection and came again",
             ),
             (
                 d.unsent_too_large,
+                "answer, Will ack or reading was not sent: larger than the broker's Maximum Packet Size",
                 "answers, Will acks or readings were not sent: larger than the broker's Maximum Packet Size",
             ),
-            (q.unmatched_responses, "answers matched no request"),
-            (q.duplicate_responses, "duplicate answers arrived"),
+            (
+                q.unmatched_responses,
+                "answer matched no request",
+                "answers matched no request",
+            ),
+            (
+                q.duplicate_responses,
+                "duplicate answer arrived",
+                "duplicate answers arrived",
+            ),
             (
                 q.mixed_up,
+                "answer was taken for the wrong request (phones without Correlation Data)",
                 "answers were taken for the wrong request (phones without Correlation Data)",
             ),
             (
                 q.error_answers,
+                "matched answer carried an error (a JSON object with an `error` field)",
                 "matched answers carried an error (a JSON object with an `error` field)",
             ),
-            (q.bad_answers, "matched answers failed expect_answer"),
-            (w.missing, "expected Wills were never published"),
-            (w.unconsumed, "published Wills were never acked"),
+            (
+                q.bad_answers,
+                "matched answer failed expect_answer",
+                "matched answers failed expect_answer",
+            ),
+            (
+                w.missing,
+                "expected Will was never published",
+                "expected Wills were never published",
+            ),
+            (
+                w.unconsumed,
+                "published Will was never acked",
+                "published Wills were never acked",
+            ),
             (
                 w.unexpected,
+                "Will was published when none should have been",
                 "Wills were published when none should have been",
             ),
         ];
-        for (count, what) in counts {
+        for (count, one, many) in counts {
             if count > 0 {
-                problems.push(format!("{count} {what}"));
+                problems.push(format!("{count} {}", if count == 1 { one } else { many }));
             }
         }
         let refused = self.refusals.total();

@@ -103,7 +103,7 @@ pub enum RunError {
         device: String,
         reason: String,
     },
-    #[error("only {ready} of {total} devices were connected and subscribed after {waited:?}")]
+    #[error("only {ready} of {total} devices were connected and subscribed after {:.1}s", .waited.as_secs_f64())]
     NotReady {
         ready: u64,
         total: u64,
@@ -250,4 +250,22 @@ fn resolve(host: &str, port: u16) -> Result<SocketAddr, RunError> {
         .map_err(|e| failed(e.to_string()))?
         .next()
         .ok_or_else(|| failed("no address found".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_are_said_in_tenths_of_a_second_not_nanoseconds() {
+        let e = RunError::NotReady {
+            ready: 3,
+            total: 5,
+            waited: Duration::from_nanos(61_234_567_891),
+        };
+        assert_eq!(
+            e.to_string(),
+            "only 3 of 5 devices were connected and subscribed after 61.2s"
+        );
+    }
 }

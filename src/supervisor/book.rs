@@ -444,7 +444,12 @@ fn story(o: &OutageReport, skipped: Option<&str>, ack_timeout: Duration) -> Stri
     }
     if o.will_after_s.is_some() {
         match (o.acked_by.as_slice(), o.ack_after_s) {
-            ([], _) => s += &format!(" -> no ack within {ack_timeout:?} (unconsumed)"),
+            ([], _) => {
+                s += &format!(
+                    " -> no ack within {} (unconsumed)",
+                    humantime::format_duration(ack_timeout)
+                )
+            }
             (who, Some(after)) => {
                 s += &format!(" -> acked by {} {}", who.join(", "), offset(after));
             }
