@@ -368,7 +368,10 @@ impl Device {
     pub(super) fn resume_acks(&mut self, key: Bytes, now: Instant, out: &mut Out<'_>) {
         let withheld = self.session.withhold_acks(false);
         out.shared.stories.effect(&key, || {
-            format!("{withheld} acks held back; reconnecting to resume the session")
+            format!(
+                "{withheld} {} held back; reconnecting to resume the session",
+                if withheld == 1 { "ack" } else { "acks" }
+            )
         });
         if self.stopping || !self.can_inject() {
             // Gone already (or stalled): the next connection resumes the session anyway.
