@@ -250,6 +250,10 @@ fn parse_broker(text: &str) -> Result<BrokerTarget, String> {
             .parse()
             .map(|port| BrokerTarget::Embedded { port })
             .map_err(|_| format!("`{port}` is not a port number (0 to 65535)")),
+        // The file's other form, `{embedded: {port: N}}`, is `embedded:PORT` here.
+        None if text != "embedded" && !text.contains("://") => Err(format!(
+            "`{text}` is not a broker: give `embedded`, `embedded:PORT`, or a URL like mqtt://host:1883 or mqtts://host:8883"
+        )),
         None => fleet::parse_broker(text),
     }
 }
@@ -424,6 +428,18 @@ fn run_fleet(args: RunArgs, quiet: bool, lang: Lang) -> Exit {
             "--sequence draws the narrated exchanges: it needs --show-exchanges above 0, and no -q",
         );
     }
+    // Checked before the run, like --report: a bad path fails in a second, not after it.
+    if let Some(path) = &sequence
+        && let Err(e) = ReportTarget::File(path.clone()).check()
+    {
+        return fail(
+            Exit::Invalid,
+            format!(
+                "cannot write the sequence diagram to {}: {e}",
+                path.display()
+            ),
+        );
+    }
     let (report, exit) = match load_and_run(args, quiet, lang) {
         Ok(report) => {
             if let (Some(path), Some(diagram)) = (&sequence, &report.sequence)
@@ -547,6 +563,15 @@ fn load_and_run(args: RunArgs, quiet: bool, lang: Lang) -> Result<Report, Failur
         shard,
     };
     let fleet = fleet::load_with(path, &overrides).map_err(|e| Failure::invalid(e, None))?;
+    if !fleet.shard.is_whole() && matches!(fleet.broker, BrokerTarget::Embedded { .. }) {
+        return Err(Failure::invalid(
+            format!(
+                "shard {} runs on the embedded broker, which lives inside each process: the shards would never meet; give them one broker (--broker mqtt://host:port or FLEETSIM_BROKER)",
+                fleet.shard
+            ),
+            Some(FleetFacts::from(&fleet)),
+        ));
+    }
     let options = RunOptions {
         threads: args
             .threads

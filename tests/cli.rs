@@ -868,3 +868,33 @@ fn a_metrics_address_already_taken_exits_2_naming_it() {
         stderr(&out)
     );
 }
+
+#[test]
+fn output_paths_are_checked_before_anything_runs_and_never_overwrite_an_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-dir").join("out.md");
+    let out = fleetsim(&["fleets/home.yaml", "--sequence", missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot write the sequence diagram"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(out.stdout.is_empty(), "nothing ran");
+
+    let out = fleetsim(&["merge", "s1.json", "s2.json", "--report", "s1.json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("would overwrite s1.json, one of the reports to merge"),
+        "{}",
+        stderr(&out)
+    );
+    let report = missing.with_extension("json");
+    let out = fleetsim(&["merge", "s1.json", "--report", report.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("cannot write the report"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -264,3 +264,55 @@ fn three_shard_processes_on_mosquitto_add_up_to_the_single_run() {
         .sum();
     assert_eq!(q["sent"].as_u64(), Some(sum), "{q}");
 }
+
+#[test]
+fn shards_are_refused_on_the_embedded_broker_they_could_not_share() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("fleet.yaml"), FLEET).unwrap();
+    let out = fleetsim(&["fleet.yaml", "--shard", "1/2", "-q"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("shard 1/2 runs on the embedded broker"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_shard_killed_at_the_barrier_leaves_no_ready_message_behind() {
+    let broker = fleetsim::broker::EmbeddedBroker::start(0, 1).expect("embedded broker");
+    let addr = broker.addr();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("fleet.yaml"), FLEET).unwrap();
+    let url = format!("mqtt://{addr}");
+    let mut shard = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+        .args([
+            "fleet.yaml",
+            "--broker",
+            &url,
+            "--shard",
+            "1/2",
+            "--run-id",
+            "dies",
+            "-q",
+        ])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("a shard starts");
+    let topic = "fleetsim/runs/dies/ready/1";
+    let mut waited = 0;
+    while common::hand::watch(addr, topic, std::time::Duration::from_millis(300)).is_empty() {
+        waited += 1;
+        assert!(waited < 30, "shard 1 never said it was ready");
+    }
+    shard.kill().unwrap();
+    shard.wait().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let left = common::hand::watch(addr, topic, std::time::Duration::from_millis(500));
+    assert!(
+        left.is_empty(),
+        "a dead shard's ready message is still retained: {left:?}"
+    );
+}

@@ -26,6 +26,36 @@ pub struct MergeArgs {
 /// Reads, checks and adds up the shards' reports; exit 0 ok, 1 not ok, 2 refused.
 pub fn run(args: MergeArgs, lang: Lang) -> Exit {
     let target = args.report.as_deref().map(ReportTarget::from_arg);
+    let junit_target = args.junit.clone().map(ReportTarget::File);
+    // Checked before anything is read: a bad path fails at once, and an input is never
+    // written over by the merge of itself.
+    for (what, target) in [("report", &target), ("JUnit file", &junit_target)] {
+        let Some(target) = target else { continue };
+        if let ReportTarget::File(out) = target {
+            let same = |input: &PathBuf| {
+                input == out
+                    || matches!(
+                        (input.canonicalize(), out.canonicalize()),
+                        (Ok(a), Ok(b)) if a == b
+                    )
+            };
+            if args.reports.iter().any(same) {
+                return fail(
+                    Exit::Invalid,
+                    format!(
+                        "the merged {what} would overwrite {}, one of the reports to merge",
+                        out.display()
+                    ),
+                );
+            }
+        }
+        if let Err(e) = target.check() {
+            return fail(
+                Exit::Invalid,
+                format!("cannot write the {what} to {target}: {e}"),
+            );
+        }
+    }
     if target == Some(ReportTarget::Stdout) {
         output::keep_stdout_for_data();
     }
@@ -56,12 +86,12 @@ pub fn run(args: MergeArgs, lang: Lang) -> Exit {
             format!("cannot write the report to {target}: {e}"),
         );
     }
-    if let Some(path) = args.junit
-        && let Err(e) = ReportTarget::File(path.clone()).write(&junit(&report))
+    if let Some(target) = &junit_target
+        && let Err(e) = target.write(&junit(&report))
     {
         return fail(
             Exit::NotOk,
-            format!("cannot write the JUnit file to {}: {e}", path.display()),
+            format!("cannot write the JUnit file to {target}: {e}"),
         );
     }
     if report.ok { Exit::Ok } else { Exit::NotOk }

@@ -917,8 +917,13 @@ impl Device {
             }
             Verdict::Unmatched => {
                 out.tally.requests.unmatched_responses += 1;
+                let has_correlation = super::correlation_of(&publish).is_some();
                 self.sample("unmatched", &publish, now, out, || {
-                    "its Correlation Data names no request of this phone".into()
+                    if has_correlation {
+                        "its Correlation Data names no request of this phone".into()
+                    } else {
+                        "it carries no Correlation Data, so it names no request".into()
+                    }
                 });
                 let why = if with_correlation {
                     Stray::Unmatched

@@ -275,8 +275,8 @@ pub fn merge(reports: &[(String, ShardFile)]) -> Result<Report, MergeError> {
                 ),
                 differ(
                     "the run id",
-                    format!("{:?}", s.run_id),
-                    format!("{:?}", shard.run_id),
+                    s.run_id.clone().unwrap_or_else(|| "none".into()),
+                    shard.run_id.clone().unwrap_or_else(|| "none".into()),
                 ),
             ];
             if let Some(e) = checks.into_iter().flatten().next() {

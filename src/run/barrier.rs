@@ -2,7 +2,8 @@
 //! Through the broker itself, so no other service is needed: each shard, once its devices are
 //! ready, subscribes to `fleetsim/runs/RUN/ready/+`, publishes a retained `I/N` under
 //! `fleetsim/runs/RUN/ready/I`, and waits until it has seen all N. Once through, it clears its
-//! retained message (every shard is subscribed by then), so the run id can be used again.
+//! retained message (every shard is subscribed by then), so the run id can be used again; a
+//! shard that dies while it waits has its message cleared by its Will.
 //! Or, without a broker round, `--start-at` names the instant.
 
 use std::collections::BTreeSet;
@@ -41,7 +42,15 @@ pub async fn wait_for_shards(
     interrupt: &Interrupt,
 ) -> Result<(), RunError> {
     let id = format!("{client_prefix}fleetsim-barrier-{run}-{}", shard.index + 1);
-    let mut options = ConnectOptions::new(id).with_clean_start(true);
+    let topic = ready_topic(run, shard);
+    // A shard that dies while it waits (killed, evicted) must not leave its "ready" behind
+    // for the next try of the run: its Will, an empty retained message, clears it.
+    let will = mqtt5::WillMessage::new(topic.clone(), Vec::new())
+        .with_qos(QoS::AtLeastOnce)
+        .with_retain(true);
+    let mut options = ConnectOptions::new(id)
+        .with_clean_start(true)
+        .with_will(will);
     if let Some((user, password)) = &login {
         options = options.with_credentials(user.clone(), password.expose().as_bytes());
     }
@@ -73,7 +82,6 @@ pub async fn wait_for_shards(
         retain: true,
         ..PublishOptions::default()
     };
-    let topic = ready_topic(run, shard);
     client
         .publish_with_options(topic.clone(), shard.to_string().into_bytes(), ready.clone())
         .await
@@ -84,7 +92,7 @@ pub async fn wait_for_shards(
     let result = loop {
         let have = seen.lock().unwrap_or_else(|p| p.into_inner()).len();
         if have >= count as usize {
-            break Ok(());
+            break Ok(true);
         }
         tokio::select! {
             () = changed.notified() => {}
@@ -94,16 +102,20 @@ pub async fn wait_for_shards(
                     humantime::format_duration(BARRIER_WAIT)
                 )));
             }
-            _ = signals.wait() => break Ok(()),
+            _ = signals.wait() => break Ok(false),
         }
     };
     // Every shard subscribed before it published, so all have seen this one: clear it.
     let _ = client.publish_with_options(topic, Vec::new(), ready).await;
     let _ = client.disconnect().await;
-    if result.is_ok() {
-        tracing::info!(shard = %shard, run, "all {count} shards ready");
+    match result {
+        Ok(true) => {
+            tracing::info!(shard = %shard, run, "all {count} shards ready");
+            Ok(())
+        }
+        Ok(false) => Ok(()),
+        Err(e) => Err(e),
     }
-    result
 }
 
 /// Sleeps until `at` (wall clock), or a signal.

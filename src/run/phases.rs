@@ -121,7 +121,10 @@ pub(super) async fn drive(
                 reason: e.to_string(),
             })?;
         let bound = listener.local_addr().unwrap_or(addr);
-        tracing::info!("metrics for Prometheus on http://{bound}/metrics");
+        // Said even with -q: with port 0 this is the only way to learn where to scrape.
+        crate::output::error_line(format_args!(
+            "fleetsim: metrics for Prometheus on http://{bound}/metrics"
+        ));
         let tallies = shards.iter().map(|s| s.tally.clone()).collect();
         let registry =
             crate::metrics::registry(&fleet, options.run_id.as_deref(), tallies, shared.clone());
