@@ -944,7 +944,7 @@ impl Device {
             };
             out.shared
                 .narration
-                .tell(|n| n.stray(self.id(), &publish.topic_name, &publish.payload, None, &why));
+                .tell(|n| n.mixed_up(self.id(), &publish.topic_name, &publish.payload, name, &why));
         }
     }
 

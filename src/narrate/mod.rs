@@ -107,6 +107,9 @@ struct Open {
     requester: String,
     seq: u64,
     without_correlation: bool,
+    /// The answer taken for it was in truth another request's (phones without Correlation
+    /// Data): said on the line that ends it, so one delivery is told once.
+    mixed_up: Option<Stray>,
 }
 
 /// Tells the steps of the first `exchanges` requests as they happen.
@@ -396,6 +399,7 @@ impl Narrator {
                 requester: requester.to_owned(),
                 seq,
                 without_correlation: exchange.without_correlation,
+                mixed_up: None,
             },
         );
         let lang = self.options.lang;
@@ -575,13 +579,17 @@ impl Narrator {
             Outcome::Matched { .. } | Outcome::Late { .. } => ("<-", "PUBLISH"),
             Outcome::TimedOut { .. } | Outcome::Failed { .. } => ("  ", ""),
         };
-        let line = self.line(
+        let mut line = self.line(
             &label,
             &open.requester,
             arrow,
             packet,
             &rest(self.options.lang),
         );
+        if let Some(Stray::MixedUp { truth, .. }) = &open.mixed_up {
+            let note = words::mixed_up_note(self.options.lang, truth);
+            line = format!("{line}\n{}", self.more(&note));
+        }
         self.say(line);
         if let Some(d) = &mut self.diagram {
             match outcome {
@@ -610,6 +618,26 @@ impl Narrator {
                 }
                 _ => d.note(&open.requester, rest(Lang::En)),
             }
+            if let Some(Stray::MixedUp { truth, .. }) = &open.mixed_up {
+                d.note(&open.requester, words::mixed_up_note(Lang::En, truth));
+            }
+        }
+    }
+
+    /// A phone without Correlation Data took an answer for its oldest open request `taken`,
+    /// but it was another's: said with that request's end when the request is told, else on
+    /// a line of its own.
+    pub fn mixed_up(
+        &mut self,
+        phone: &str,
+        topic: &str,
+        payload: &[u8],
+        taken: &[u8],
+        why: &Stray,
+    ) {
+        match self.open.get_mut(taken) {
+            Some(open) => open.mixed_up = Some(why.clone()),
+            None => self.stray(phone, topic, payload, None, why),
         }
     }
 

@@ -490,3 +490,43 @@ fn the_japanese_narration_uses_the_articles_terms_and_keeps_the_columns() {
         "{text}"
     );
 }
+
+#[test]
+fn an_answer_taken_for_the_wrong_request_is_told_once_with_whose_it_was() {
+    let mut n = Narrator::capturing(options(1));
+    let e = Exchange {
+        without_correlation: true,
+        ..exchange("phone-1:1")
+    };
+    n.request("phone-1", 1, &e);
+    let why = Stray::MixedUp {
+        taken: "phone-1:1".into(),
+        truth: "phone-2:1".into(),
+    };
+    n.mixed_up("phone-1", "state/lights", b"OFF", b"phone-1:1", &why);
+    n.done(&e.correlation, &matched(7), "state/lights");
+    let told = text(&n);
+    let answers = told.lines().filter(|l| l.contains("<- PUBLISH")).count();
+    assert_eq!(answers, 1, "one delivery, one line: {told}");
+    assert!(
+        told.contains("taken as the answer to its oldest open request, phone-1:1"),
+        "{told}"
+    );
+    assert!(
+        told.contains("but it was the answer to phone-2:1: mixed up"),
+        "{told}"
+    );
+    // Not narrated (no exchange open): a line of its own.
+    n.mixed_up("phone-1", "state/lights", b"ON", b"phone-1:9", &why);
+    let strays: Vec<String> = n
+        .lines()
+        .iter()
+        .filter(|l| l.starts_with("- "))
+        .cloned()
+        .collect();
+    assert_eq!(strays.len(), 1, "{}", text(&n));
+    assert!(
+        strays[0].contains("\"ON\"") && strays[0].contains("mixed up"),
+        "{strays:?}"
+    );
+}

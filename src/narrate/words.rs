@@ -375,6 +375,14 @@ pub fn stray_why(lang: Lang, why: &Stray) -> String {
     }
 }
 
+/// Under an answer taken for its oldest open request: whose answer it really was.
+pub fn mixed_up_note(lang: Lang, truth: &str) -> String {
+    match lang {
+        En => format!("but it was the answer to {truth}: mixed up"),
+        Ja => format!("しかし実は {truth} へのレスポンス: 取り違え（mixed up）"),
+    }
+}
+
 /// A device, back, reads the ack of a Will of an earlier connection.
 pub fn will_learned(lang: Lang, topic: &str, data: &str, incarnation: u32, by: &str) -> String {
     match lang {
