@@ -216,8 +216,14 @@ fn parse_id_prefix(text: &str) -> Result<String, String> {
 
 /// `--start-at`: an RFC 3339 instant.
 fn parse_start_at(text: &str) -> Result<std::time::SystemTime, String> {
-    humantime::parse_rfc3339_weak(text)
-        .map_err(|e| format!("{e} (write an RFC 3339 time, like 2026-12-02T15:00:00Z)"))
+    let at = humantime::parse_rfc3339_weak(text)
+        .map_err(|e| format!("{e} (write an RFC 3339 time, like 2026-12-02T15:00:00Z)"))?;
+    // A day is plenty to start shards on several machines; more is a typo, not a plan.
+    let limit = std::time::SystemTime::now() + Duration::from_secs(24 * 3600);
+    if at > limit {
+        return Err("is more than a day away: start shards together within 24 hours".into());
+    }
+    Ok(at)
 }
 
 /// The environment variable that gives a broker like `--broker` does.

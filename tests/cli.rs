@@ -898,3 +898,21 @@ fn output_paths_are_checked_before_anything_runs_and_never_overwrite_an_input() 
         stderr(&out)
     );
 }
+
+#[test]
+fn a_start_more_than_a_day_away_and_a_missing_file_are_refused_with_the_reason() {
+    let out = fleetsim(&["fleets/home.yaml", "--start-at", "2999-01-01T00:00:00Z"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("more than a day away"),
+        "{}",
+        stderr(&out)
+    );
+    let out = fleetsim(&["validate", "no-such-fleet.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("cannot read fleet file no-such-fleet.yaml: No such file"),
+        "{}",
+        stderr(&out)
+    );
+}

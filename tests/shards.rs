@@ -132,12 +132,21 @@ fn the_binary_runs_shards_and_merges_them_and_refuses_a_shard_twice() {
         })
     };
     let (one, two) = (shard(1), shard(2));
-    for out in [one.join().unwrap(), two.join().unwrap()] {
+    for (i, out) in [one.join().unwrap(), two.join().unwrap()]
+        .iter()
+        .enumerate()
+    {
         assert_eq!(
             out.status.code(),
             Some(0),
             "{}",
             String::from_utf8_lossy(&out.stderr)
+        );
+        let summary = String::from_utf8_lossy(&out.stdout);
+        let says = format!("(shard {}/2: its devices only)", i + 1);
+        assert!(
+            summary.lines().next().is_some_and(|l| l.ends_with(&says)),
+            "{summary}"
         );
     }
     let out = fleetsim(
@@ -162,7 +171,15 @@ fn the_binary_runs_shards_and_merges_them_and_refuses_a_shard_twice() {
     assert_eq!(all["devices"]["total"], 11);
     assert_eq!(all["requests"]["sent"], 40);
     assert_eq!(all["merged_shards"], 2);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("verdict        OK"));
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(summary.contains("verdict        OK"), "{summary}");
+    assert!(
+        summary
+            .lines()
+            .next()
+            .is_some_and(|l| l.ends_with("(2 shards merged)")),
+        "{summary}"
+    );
 
     let out = fleetsim(&["merge", "shard-1.json", "shard-1.json"], dir.path());
     assert_eq!(out.status.code(), Some(2));

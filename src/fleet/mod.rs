@@ -121,7 +121,7 @@ use validate::Context;
 /// Why a fleet file could not be turned into a [`Fleet`].
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
-    #[error("cannot read fleet file {}", path.display())]
+    #[error("cannot read fleet file {}: {source}", path.display())]
     Read {
         path: PathBuf,
         #[source]

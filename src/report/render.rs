@@ -17,7 +17,14 @@ impl fmt::Display for Table<'_> {
             let label = lang::pad(words::label(lang, row), words::label_columns(lang));
             writeln!(f, "  {label} {value}")
         };
-        writeln!(f, "{}", words::heading(lang, &r.fleet, &r.broker, r.seed))?;
+        let mut heading = words::heading(lang, &r.fleet, &r.broker, r.seed);
+        if let Some(shard) = &r.shard {
+            heading += &words::of_shard(lang, shard.index, shard.count);
+        }
+        if let Some(n) = r.merged_shards {
+            heading += &words::merged(lang, n);
+        }
+        writeln!(f, "{heading}")?;
         let kinds = counts(&r.devices.by_kind, lang);
         let d = &r.devices;
         let total = d.total;

@@ -209,6 +209,22 @@ pub fn sample(lang: Lang, s: &super::AnswerSample) -> String {
     }
 }
 
+/// After the heading of a shard's summary.
+pub fn of_shard(lang: Lang, index: u32, count: u32) -> String {
+    match lang {
+        En => format!("  (shard {index}/{count}: its devices only)"),
+        Ja => format!("  （シャード {index}/{count}: このシャードのデバイスのみ）"),
+    }
+}
+
+/// After the heading of `fleetsim merge`'s summary.
+pub fn merged(lang: Lang, shards: u32) -> String {
+    match lang {
+        En => format!("  ({shards} shards merged)"),
+        Ja => format!("  （{shards} シャードを統合）"),
+    }
+}
+
 pub fn more_faults(lang: Lang, n: usize) -> String {
     match lang {
         En => format!(

@@ -121,6 +121,10 @@ pub async fn wait_for_shards(
 /// Sleeps until `at` (wall clock), or a signal.
 pub async fn wait_until(at: SystemTime, interrupt: &Interrupt) {
     let Ok(wait) = at.duration_since(SystemTime::now()) else {
+        tracing::warn!(
+            "--start-at {} has already passed: starting now",
+            humantime::format_rfc3339_seconds(at)
+        );
         return;
     };
     tracing::info!(
