@@ -56,3 +56,24 @@ fn requests_caps_a_closed_loop_too() {
     assert_eq!(report.requests.sent, 200);
     assert_eq!(report.requests.matched, 200);
 }
+
+#[test]
+fn a_phone_told_to_stop_after_n_requests_asks_for_no_more_than_n_over_the_run() {
+    let report = run_fleet(fleet_from(
+        r#"
+name: capped
+duration: 2s
+devices:
+  - { kind: light, id: lamp }
+  - { kind: phone, id: phone, targets: [lamp], every: 100ms, requests: 2 }
+"#,
+    ));
+    assert_eq!(report.requests.sent, 2);
+    // 10/s by its pace, but 2 requests over a 2 s run: 1/s asked for, as sent.
+    assert_eq!(report.load.offered_rps, Some(1.0));
+    assert!(
+        (report.load.achieved_rps - 1.0).abs() < 0.01,
+        "{:?}",
+        report.load
+    );
+}

@@ -62,12 +62,20 @@ pub(super) fn assemble(
 
 /// Requests a second this shard's phones ask for, added up (None without phones), and whether
 /// one keeps a closed loop (then the rate is whatever the backend allows).
+///
+/// A phone told to stop after `requests: N` asks for no more than N over the run.
 fn offered_rate(fleet: &Fleet) -> (Option<f64>, bool) {
+    let run_s = fleet.duration.as_secs_f64().max(f64::MIN_POSITIVE);
     let mut total = None;
     for i in fleet.shard_devices() {
         if let Role::Phone(phone) = &fleet.devices[i].role {
             match phone.pace.offered_rate() {
-                Some(rate) => *total.get_or_insert(0.0) += rate,
+                Some(rate) => {
+                    let capped = phone
+                        .max_requests
+                        .map_or(rate, |max| rate.min(max as f64 / run_s));
+                    *total.get_or_insert(0.0) += capped;
+                }
                 None => return (None, true),
             }
         }
