@@ -32,6 +32,9 @@ Examples:
 Environment:
   FLEETSIM_BROKER  broker to run against instead of the fleet's, as --broker takes it
                    (--broker wins over it, and both over the file's `broker:`)
+  FLEETSIM_SHARD   I/N, as --shard takes it (--shard wins over it)
+  FLEETSIM_RUN_ID  the run id, as --run-id takes it
+  JOB_COMPLETION_INDEX  with --shards N: this shard's index from 0 (Kubernetes Indexed Jobs)
   other variables  `${NAME}` and `${NAME:-default}` in a fleet file's broker, user names,
                    passwords, request topics and targets (docs/fleet-format.md)
 
