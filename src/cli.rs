@@ -398,34 +398,20 @@ fn summary(fleet: &Fleet) -> String {
 }
 
 fn run_fleet(args: RunArgs, quiet: bool, lang: Lang) -> Exit {
-    let target = args.report.as_deref().map(ReportTarget::from_arg);
-    if let Some(target) = &target {
-        // Checked before the run, so a bad path fails in a second, not after it.
-        if let Err(e) = target.check() {
-            return fail(
-                Exit::Invalid,
-                format!("cannot write the report to {target}: {e}"),
-            );
-        }
-        if *target == ReportTarget::Stdout {
-            if args.format == Format::Json {
-                return fail(
-                    Exit::Invalid,
-                    "--report - and --format json both write JSON to stdout: choose one",
-                );
-            }
-            output::keep_stdout_for_data();
-        }
-    }
-    let junit = args.junit.clone().map(ReportTarget::File);
-    if let Some(junit) = &junit
-        && let Err(e) = junit.check()
-    {
+    if args.format == Format::Json && args.report.as_deref() == Some(Path::new("-")) {
         return fail(
             Exit::Invalid,
-            format!("cannot write the JUnit file to {junit}: {e}"),
+            "--report - and --format json both write JSON to stdout: choose one",
         );
     }
+    let target = match output_target(args.report.as_deref(), "report", true) {
+        Ok(target) => target,
+        Err(exit) => return exit,
+    };
+    let junit = match output_target(args.junit.as_deref(), "JUnit file", false) {
+        Ok(junit) => junit,
+        Err(exit) => return exit,
+    };
     let format = args.format;
     if format == Format::Json {
         output::keep_stdout_for_data();
@@ -437,17 +423,8 @@ fn run_fleet(args: RunArgs, quiet: bool, lang: Lang) -> Exit {
             "--sequence draws the narrated exchanges: it needs --show-exchanges above 0, and no -q",
         );
     }
-    // Checked before the run, like --report: a bad path fails in a second, not after it.
-    if let Some(path) = &sequence
-        && let Err(e) = ReportTarget::File(path.clone()).check()
-    {
-        return fail(
-            Exit::Invalid,
-            format!(
-                "cannot write the sequence diagram to {}: {e}",
-                path.display()
-            ),
-        );
+    if let Err(exit) = output_target(sequence.as_deref(), "sequence diagram", false) {
+        return exit;
     }
     let (report, exit) = match load_and_run(args, quiet, lang) {
         Ok(report) => {
@@ -483,24 +460,52 @@ fn run_fleet(args: RunArgs, quiet: bool, lang: Lang) -> Exit {
             (report, failure.exit)
         }
     };
-    if let Some(junit) = &junit
-        && let Err(e) = junit.write(&crate::report::junit(&report))
-    {
-        fail(
-            Exit::NotOk,
-            format!("cannot write the JUnit file to {junit}: {e}"),
-        );
-    }
     // Written on every exit: a failed run says so instead of leaving no report, or an old one.
-    if let Some(target) = &target
-        && let Err(e) = target.write(&report.to_json())
-    {
-        return fail(
-            Exit::NotOk,
-            format!("cannot write the report to {target}: {e}"),
-        );
+    let junit = write_output(junit.as_ref(), "JUnit file", || {
+        crate::report::junit(&report)
+    });
+    let written = write_output(target.as_ref(), "report", || report.to_json());
+    junit.and(written).err().unwrap_or(exit)
+}
+
+/// A file the command line names for output, checked before anything runs: a bad path
+/// fails in a second, not after the run. `-` (stdout, where `stdout_ok`) keeps stdout for it.
+fn output_target(
+    path: Option<&Path>,
+    what: &str,
+    stdout_ok: bool,
+) -> Result<Option<ReportTarget>, Exit> {
+    let Some(path) = path else { return Ok(None) };
+    let target = if stdout_ok {
+        ReportTarget::from_arg(path)
+    } else {
+        ReportTarget::File(path.to_path_buf())
+    };
+    if let Err(e) = target.check() {
+        return Err(fail(
+            Exit::Invalid,
+            format!("cannot write the {what} to {target}: {e}"),
+        ));
     }
-    exit
+    if target == ReportTarget::Stdout {
+        output::keep_stdout_for_data();
+    }
+    Ok(Some(target))
+}
+
+/// Writes an output the command line asked for; on failure says so, and the exit is 1.
+fn write_output(
+    target: Option<&ReportTarget>,
+    what: &str,
+    text: impl FnOnce() -> String,
+) -> Result<(), Exit> {
+    match target.map(|t| (t, t.write(&text()))) {
+        Some((target, Err(e))) => Err(fail(
+            Exit::NotOk,
+            format!("cannot write the {what} to {target}: {e}"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The summary table, at the end of a run.

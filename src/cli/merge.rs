@@ -1,14 +1,13 @@
 //! `fleetsim merge r1.json r2.json ...`: the shards of one run added up into the fleet's report,
 //! judged on the fleet's `expect:` as a whole.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use super::{Exit, fail, finish};
+use super::{Exit, fail, finish, output_target, write_output};
 use crate::lang::Lang;
-use crate::output;
-use crate::report::{ReportTarget, ShardFile, junit, merge};
+use crate::report::{ShardFile, junit, merge};
 
 #[derive(Debug, Args)]
 pub struct MergeArgs {
@@ -25,40 +24,33 @@ pub struct MergeArgs {
 
 /// Reads, checks and adds up the shards' reports; exit 0 ok, 1 not ok, 2 refused.
 pub fn run(args: MergeArgs, lang: Lang) -> Exit {
-    let target = args.report.as_deref().map(ReportTarget::from_arg);
-    let junit_target = args.junit.clone().map(ReportTarget::File);
-    // Checked before anything is read: a bad path fails at once, and an input is never
-    // written over by the merge of itself.
-    for (what, target) in [("report", &target), ("JUnit file", &junit_target)] {
-        let Some(target) = target else { continue };
-        if let ReportTarget::File(out) = target {
-            let same = |input: &PathBuf| {
-                input == out
-                    || matches!(
-                        (input.canonicalize(), out.canonicalize()),
-                        (Ok(a), Ok(b)) if a == b
-                    )
-            };
-            if args.reports.iter().any(same) {
-                return fail(
-                    Exit::Invalid,
-                    format!(
-                        "the merged {what} would overwrite {}, one of the reports to merge",
-                        out.display()
-                    ),
-                );
-            }
-        }
-        if let Err(e) = target.check() {
+    // An input is never written over by the merge of itself.
+    for (what, out) in [("report", &args.report), ("JUnit file", &args.junit)] {
+        let Some(out) = out.as_deref().filter(|o| *o != Path::new("-")) else {
+            continue;
+        };
+        let same = |input: &PathBuf| {
+            input == out
+                || matches!((input.canonicalize(), out.canonicalize()), (Ok(a), Ok(b)) if a == b)
+        };
+        if args.reports.iter().any(same) {
             return fail(
                 Exit::Invalid,
-                format!("cannot write the {what} to {target}: {e}"),
+                format!(
+                    "the merged {what} would overwrite {}, one of the reports to merge",
+                    out.display()
+                ),
             );
         }
     }
-    if target == Some(ReportTarget::Stdout) {
-        output::keep_stdout_for_data();
-    }
+    let target = match output_target(args.report.as_deref(), "report", true) {
+        Ok(target) => target,
+        Err(exit) => return exit,
+    };
+    let junit_target = match output_target(args.junit.as_deref(), "JUnit file", false) {
+        Ok(target) => target,
+        Err(exit) => return exit,
+    };
     let mut files = Vec::with_capacity(args.reports.len());
     for path in &args.reports {
         let name = path.display().to_string();
@@ -78,21 +70,11 @@ pub fn run(args: MergeArgs, lang: Lang) -> Exit {
         Err(e) => return fail(Exit::Invalid, e),
     };
     finish(&report, lang);
-    if let Some(target) = &target
-        && let Err(e) = target.write(&report.to_json())
-    {
-        return fail(
-            Exit::NotOk,
-            format!("cannot write the report to {target}: {e}"),
-        );
-    }
-    if let Some(target) = &junit_target
-        && let Err(e) = target.write(&junit(&report))
-    {
-        return fail(
-            Exit::NotOk,
-            format!("cannot write the JUnit file to {target}: {e}"),
-        );
+    let written = write_output(target.as_ref(), "report", || report.to_json());
+    if let Err(exit) = written.and(write_output(junit_target.as_ref(), "JUnit file", || {
+        junit(&report)
+    })) {
+        return exit;
     }
     if report.ok { Exit::Ok } else { Exit::NotOk }
 }

@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use super::{Exit, fail, finish};
+use super::{Exit, fail, finish, output_target, write_output};
 use crate::fleet::{self, BrokerTarget, Fleet, Role};
 use crate::lang::Lang;
 use crate::output::{self, Escaped};
-use crate::report::{FleetFacts, Report, ReportTarget};
+use crate::report::{FleetFacts, Report};
 use crate::run::{OnReady, RunOptions, run};
 
 #[derive(Debug, Args)]
@@ -129,18 +129,10 @@ fn banner(addr: SocketAddr, fleet_name: &str, responders: usize, tries: &[Try]) 
 /// Runs the fleet's responders on the embedded broker until a signal, telling every request
 /// that comes from outside.
 pub fn serve(args: BrokerArgs, quiet: bool, lang: Lang) -> Exit {
-    let target = args.report.as_deref().map(ReportTarget::from_arg);
-    if let Some(target) = &target {
-        if let Err(e) = target.check() {
-            return fail(
-                Exit::Invalid,
-                format!("cannot write the report to {target}: {e}"),
-            );
-        }
-        if *target == ReportTarget::Stdout {
-            output::keep_stdout_for_data();
-        }
-    }
+    let target = match output_target(args.report.as_deref(), "report", true) {
+        Ok(target) => target,
+        Err(exit) => return exit,
+    };
     let overrides = fleet::Overrides {
         broker: Some(BrokerTarget::Embedded { port: args.port }),
         ..fleet::Overrides::default()
@@ -205,15 +197,9 @@ pub fn serve(args: BrokerArgs, quiet: bool, lang: Lang) -> Exit {
             (Report::failed(Some(known), "broker", message), Exit::Broker)
         }
     };
-    if let Some(target) = &target
-        && let Err(e) = target.write(&report.to_json())
-    {
-        return fail(
-            Exit::NotOk,
-            format!("cannot write the report to {target}: {e}"),
-        );
-    }
-    exit
+    write_output(target.as_ref(), "report", || report.to_json())
+        .err()
+        .unwrap_or(exit)
 }
 
 #[cfg(test)]
