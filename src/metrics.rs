@@ -26,9 +26,8 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::fleet::Fleet;
-use crate::report::DurationHistogram;
 use crate::shared::Shared;
-use crate::tally::ShardTally;
+use crate::tally::{Glance, ShardTally};
 
 /// Upper bounds of the round-trip histogram's buckets, in seconds (and `+Inf`): from half a
 /// millisecond, where a loopback round trip lies, to ten seconds, past any sane timeout.
@@ -93,32 +92,13 @@ fn counters(
 
 impl Collector for FleetCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let (mut q, mut r, mut connected) = (
-            crate::report::Requests::default(),
-            crate::report::Responders::default(),
-            0i64,
-        );
-        let mut latency = DurationHistogram::default();
-        let mut drops = 0;
-        for shard in &self.shards {
-            let t = shard.lock();
-            let (a, b) = (&mut q, &t.requests);
-            a.sent += b.sent;
-            a.matched += b.matched;
-            a.late += b.late;
-            a.timed_out += b.timed_out;
-            a.failed += b.failed;
-            a.skipped_offline += b.skipped_offline;
-            a.unmatched_responses += b.unmatched_responses;
-            a.duplicate_responses += b.duplicate_responses;
-            a.error_answers += b.error_answers;
-            a.bad_answers += b.bad_answers;
-            r.received += t.responders.received;
-            r.answered += t.responders.answered;
-            connected += t.timeline.slots.iter().map(|s| s.connected).sum::<i64>();
-            drops += t.links.unplanned_drops;
-            latency.merge(&t.latency);
-        }
+        let Glance {
+            requests: q,
+            responders: r,
+            unplanned_drops: drops,
+            connected,
+            latency,
+        } = Glance::of(&self.shards);
         counters(
             &mut encoder,
             "requests",

@@ -51,30 +51,10 @@ impl Tally {
         a.unsent_too_large += b.unsent_too_large;
         a.poison_dropped += b.poison_dropped;
 
-        let (a, b) = (&mut self.requests, &other.requests);
-        a.sent += b.sent;
-        a.matched += b.matched;
-        a.late += b.late;
-        a.timed_out += b.timed_out;
-        a.failed += b.failed;
-        a.skipped_offline += b.skipped_offline;
-        a.skipped_backlog += b.skipped_backlog;
-        a.unmatched_responses += b.unmatched_responses;
-        a.duplicate_responses += b.duplicate_responses;
-        a.others_answers += b.others_answers;
-        a.mixed_up += b.mixed_up;
-        a.error_answers += b.error_answers;
-        a.bad_answers += b.bad_answers;
-        keep_first(&mut a.samples, &b.samples);
+        add_requests(&mut self.requests, &other.requests);
+        keep_first(&mut self.requests.samples, &other.requests.samples);
         self.latency.merge(&other.latency);
-
-        let (a, b) = (&mut self.responders, &other.responders);
-        a.received += b.received;
-        a.answered += b.answered;
-        a.without_response_topic += b.without_response_topic;
-        a.rejected += b.rejected;
-        a.withheld += b.withheld;
-        a.from_outside += b.from_outside;
+        add_responders(&mut self.responders, &other.responders);
 
         let (a, b) = (&mut self.telemetry, &other.telemetry);
         a.published += b.published;
@@ -147,6 +127,32 @@ fn add_map(
     }
 }
 
+/// The request counters of `b` added to `a` (not the samples, kept by who asks for them).
+fn add_requests(a: &mut Requests, b: &Requests) {
+    a.sent += b.sent;
+    a.matched += b.matched;
+    a.late += b.late;
+    a.timed_out += b.timed_out;
+    a.failed += b.failed;
+    a.skipped_offline += b.skipped_offline;
+    a.skipped_backlog += b.skipped_backlog;
+    a.unmatched_responses += b.unmatched_responses;
+    a.duplicate_responses += b.duplicate_responses;
+    a.others_answers += b.others_answers;
+    a.mixed_up += b.mixed_up;
+    a.error_answers += b.error_answers;
+    a.bad_answers += b.bad_answers;
+}
+
+fn add_responders(a: &mut Responders, b: &Responders) {
+    a.received += b.received;
+    a.answered += b.answered;
+    a.without_response_topic += b.without_response_topic;
+    a.rejected += b.rejected;
+    a.withheld += b.withheld;
+    a.from_outside += b.from_outside;
+}
+
 fn keep_first<T: Clone>(into: &mut Vec<T>, from: &[T]) {
     let room = TOLD_IN_FULL.saturating_sub(into.len());
     into.extend(from.iter().take(room).cloned());
@@ -167,6 +173,34 @@ impl ShardTally {
 
     pub fn snapshot(&self) -> Tally {
         self.lock().clone()
+    }
+}
+
+/// What a live view of the run reads (the progress line, `--metrics`): the counters and the
+/// round-trip histogram, added up over the shards, each read under its lock without copying
+/// its samples, timeline or per-topic counts.
+#[derive(Debug, Clone, Default)]
+pub struct Glance {
+    pub requests: Requests,
+    pub responders: Responders,
+    pub unplanned_drops: u64,
+    /// Devices connected now.
+    pub connected: i64,
+    pub latency: DurationHistogram,
+}
+
+impl Glance {
+    pub fn of<'a>(shards: impl IntoIterator<Item = &'a ShardTally>) -> Self {
+        let mut glance = Self::default();
+        for shard in shards {
+            let t = shard.lock();
+            add_requests(&mut glance.requests, &t.requests);
+            add_responders(&mut glance.responders, &t.responders);
+            glance.unplanned_drops += t.links.unplanned_drops;
+            glance.connected += t.timeline.connected();
+            glance.latency.merge(&t.latency);
+        }
+        glance
     }
 }
 

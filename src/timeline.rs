@@ -54,6 +54,11 @@ pub struct Slot {
 }
 
 impl Timeline {
+    /// Devices connected at the latest slot: the changes of every slot added up.
+    pub fn connected(&self) -> i64 {
+        self.slots.iter().map(|s| s.connected).sum()
+    }
+
     /// The slot for an event `since` the run started (the dial-in counts in the first).
     pub fn at(&mut self, since: Duration) -> &mut Slot {
         let mut index = since.as_secs() / u64::from(self.width_s);

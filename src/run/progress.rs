@@ -4,42 +4,10 @@
 
 use std::time::Duration;
 
-use crate::report::DurationHistogram;
-use crate::tally::ShardTally;
+pub use crate::tally::Glance;
 
 /// How often the line is printed.
 pub const EVERY: Duration = Duration::from_secs(5);
-
-/// What the line needs from the tallies, added up over the shards.
-#[derive(Debug, Clone, Default)]
-pub struct Glance {
-    pub sent: u64,
-    pub matched: u64,
-    pub late: u64,
-    pub timed_out: u64,
-    pub failed: u64,
-    /// Devices connected now.
-    pub connected: i64,
-    pub latency: DurationHistogram,
-}
-
-impl Glance {
-    pub fn of<'a>(shards: impl IntoIterator<Item = &'a ShardTally>) -> Self {
-        let mut glance = Self::default();
-        for shard in shards {
-            let t = shard.lock();
-            let q = &t.requests;
-            glance.sent += q.sent;
-            glance.matched += q.matched;
-            glance.late += q.late;
-            glance.timed_out += q.timed_out;
-            glance.failed += q.failed;
-            glance.connected += t.timeline.slots.iter().map(|s| s.connected).sum::<i64>();
-            glance.latency.merge(&t.latency);
-        }
-        glance
-    }
-}
 
 /// One line: `elapsed/duration`, connected devices, request outcomes so far, the answer rate
 /// since the previous line, and the p99 round trip so far.
@@ -51,8 +19,8 @@ pub fn line(
     duration: Duration,
     devices: usize,
 ) -> String {
-    let rate = (now.matched - before.matched.min(now.matched)) as f64
-        / since_before.as_secs_f64().max(0.001);
+    let (q, earlier) = (&now.requests, before.requests.matched);
+    let rate = q.matched.saturating_sub(earlier) as f64 / since_before.as_secs_f64().max(0.001);
     let p99 = if now.latency.is_empty() {
         "-".to_owned()
     } else {
@@ -63,17 +31,18 @@ pub fn line(
         elapsed.as_secs_f64(),
         duration.as_secs_f64(),
         now.connected.max(0),
-        now.sent,
-        now.matched,
-        now.late,
-        now.timed_out,
-        now.failed,
+        q.sent,
+        q.matched,
+        q.late,
+        q.timed_out,
+        q.failed,
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tally::ShardTally;
 
     #[test]
     fn the_line_adds_up_the_shards_and_rates_the_answers_since_the_last_line() {
@@ -87,10 +56,8 @@ mod tests {
             t.timeline.at(Duration::from_secs(4)).connected -= i as i64;
             t.latency.record(Duration::from_millis(4));
         }
-        let before = Glance {
-            matched: 7,
-            ..Glance::default()
-        };
+        let mut before = Glance::default();
+        before.requests.matched = 7;
         let now = Glance::of(&shards);
         let text = line(
             &now,
