@@ -7,7 +7,7 @@ use std::time::Instant;
 use tokio::sync::watch;
 
 /// The signals a run answers; in a report, by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Signal {
     #[serde(rename = "SIGINT")]
     Int,

@@ -7,7 +7,7 @@ use clap::Args;
 
 use super::{Exit, fail, finish, output_target, write_output};
 use crate::lang::Lang;
-use crate::report::{ShardFile, junit, merge};
+use crate::report::{junit, merge, read_shard};
 
 #[derive(Debug, Args)]
 pub struct MergeArgs {
@@ -58,11 +58,9 @@ pub fn run(args: MergeArgs, lang: Lang) -> Exit {
             Ok(text) => text,
             Err(e) => return fail(Exit::Invalid, format!("cannot read {name}: {e}")),
         };
-        match serde_json::from_str::<ShardFile>(&text) {
+        match read_shard(&name, &text) {
             Ok(file) => files.push((name, file)),
-            Err(e) => {
-                return fail(Exit::Invalid, format!("{name}: not a fleetsim report: {e}"));
-            }
+            Err(e) => return fail(Exit::Invalid, e),
         }
     }
     let report = match merge(&files) {

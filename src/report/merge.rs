@@ -76,7 +76,8 @@ pub struct Snapshot {
     pub duration_s: f64,
     pub run_s: f64,
     pub expect: Vec<ExpectSpec>,
-    pub interrupted: bool,
+    /// The signal that ended the run early, if one did: the counts cover only what ran.
+    pub signal: Option<crate::interrupt::Signal>,
 }
 
 impl Snapshot {
@@ -103,7 +104,8 @@ impl Snapshot {
         self.closed_loop |= other.closed_loop;
         self.duration_s = self.duration_s.max(other.duration_s);
         self.run_s = self.run_s.max(other.run_s);
-        self.interrupted |= other.interrupted;
+        // A shard stopped early leaves the whole run short: it is said of the merge too.
+        self.signal = self.signal.or(other.signal);
     }
 
     /// The report these counts make: devices, requests with percentiles from the histogram,
@@ -151,7 +153,8 @@ impl Snapshot {
             faults,
             timeline: TimelineReport::from(&tally.timeline),
             targets: tally.targets.report(),
-            interrupted: self.interrupted,
+            interrupted: self.signal.is_some(),
+            signal: self.signal,
             ..Report::default()
         };
         let expect: Vec<Expectation> = self
@@ -221,6 +224,88 @@ pub enum MergeError {
     Missing { missing: Vec<u32>, count: u32 },
     #[error("{file}: the shard could not run ({reason}): there is nothing of it to merge")]
     Failed { file: String, reason: String },
+    #[error(
+        "{file}: shard {index} of {count} is no shard of a run (1 <= index <= count <= {})",
+        crate::fleet::MAX_SHARDS
+    )]
+    OutOfRange {
+        file: String,
+        index: u32,
+        count: u32,
+    },
+    #[error("{file}: not a report fleetsim wrote: {why}")]
+    Unsound { file: String, why: String },
+}
+
+/// The largest count a shard's report may hold: far beyond any run, and small enough that
+/// 10,000 shards of it still add up within a u64.
+const MAX_COUNT: u64 = 1 << 48;
+
+/// Reads a shard's JSON report, refusing one no run could have written: a count too large to
+/// be real (adding it up would overflow), a timeline that cannot be merged.
+pub fn read_shard(file: &str, text: &str) -> Result<ShardFile, MergeError> {
+    let unsound = |why: String| MergeError::Unsound {
+        file: file.to_owned(),
+        why,
+    };
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| unsound(e.to_string()))?;
+    if let Some(path) = too_large(&value, String::new()) {
+        return Err(unsound(format!("{path} is larger than {MAX_COUNT}")));
+    }
+    let shard: ShardFile = serde_json::from_value(value).map_err(|e| unsound(e.to_string()))?;
+    if let Some(snapshot) = &shard.snapshot {
+        let width = snapshot.tally.timeline.width_s;
+        if !width.is_power_of_two() {
+            return Err(unsound(format!(
+                "timeline width_s {width} is not a power of two"
+            )));
+        }
+        let q = &snapshot.tally.requests;
+        if q.matched + q.late + q.timed_out + q.failed > q.sent {
+            return Err(unsound(format!(
+                "more requests ended ({}) than were sent ({})",
+                q.matched + q.late + q.timed_out + q.failed,
+                q.sent
+            )));
+        }
+    }
+    Ok(shard)
+}
+
+/// The path of the first number in `value` above [`MAX_COUNT`].
+fn too_large(value: &serde_json::Value, path: String) -> Option<String> {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.as_u64().is_some_and(|n| n > MAX_COUNT) => Some(path),
+        Value::Number(n) if n.as_f64().is_some_and(|n| n.abs() > MAX_COUNT as f64) => Some(path),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| too_large(v, format!("{path}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            let path = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            too_large(v, path)
+        }),
+        _ => None,
+    }
+}
+
+/// The fleet's `expect:` as text, to compare shards' by.
+fn expect_text(expect: &[ExpectSpec]) -> String {
+    let each: Vec<String> = expect
+        .iter()
+        .map(|e| format!("{} {} {}", e.metric, e.op, e.limit))
+        .collect();
+    if each.is_empty() {
+        "none".into()
+    } else {
+        each.join(", ")
+    }
 }
 
 /// What `fleetsim merge` reads of a shard's JSON report.
@@ -255,6 +340,24 @@ pub fn merge(reports: &[(String, ShardFile)]) -> Result<Report, MergeError> {
         let (Some(shard), Some(snapshot)) = (&report.shard, &report.snapshot) else {
             return Err(MergeError::NotAShard { file: file.clone() });
         };
+        if !(1..=crate::fleet::MAX_SHARDS).contains(&shard.count)
+            || !(1..=shard.count).contains(&shard.index)
+        {
+            return Err(MergeError::OutOfRange {
+                file: file.clone(),
+                index: shard.index,
+                count: shard.count,
+            });
+        }
+        if let Some(spec) = snapshot.expect.iter().find(|e| e.expectation().is_none()) {
+            return Err(MergeError::Unsound {
+                file: file.clone(),
+                why: format!(
+                    "unknown expectation `{} {} {}`",
+                    spec.metric, spec.op, spec.limit
+                ),
+            });
+        }
         if let Some((first_file, r, s)) = first {
             let differ = |what: &'static str, ours: String, theirs: String| {
                 (ours != theirs).then(|| MergeError::Different {
@@ -272,6 +375,16 @@ pub fn merge(reports: &[(String, ShardFile)]) -> Result<Report, MergeError> {
                     "the shard count",
                     s.count.to_string(),
                     shard.count.to_string(),
+                ),
+                differ(
+                    "the fleet's expect:",
+                    expect_text(
+                        &r.snapshot
+                            .as_ref()
+                            .map(|s| s.expect.clone())
+                            .unwrap_or_default(),
+                    ),
+                    expect_text(&snapshot.expect),
                 ),
                 differ(
                     "the run id",
@@ -375,7 +488,10 @@ mod tests {
         assert_eq!(report.devices.connected, 6);
         assert_eq!(report.devices.by_kind["phone"], 3);
         assert_eq!(report.requests.sent, 200);
-        assert!(report.requests.adds_up());
+        assert_eq!(
+            (report.requests.matched, report.requests.in_flight),
+            (200, 0)
+        );
         assert_eq!(report.faults.injected, 3);
         assert_eq!(report.faults.by_kind["slow"], 3);
         assert_eq!(report.load.offered_rps, Some(3.0));
@@ -392,6 +508,79 @@ mod tests {
         assert!(!report.ok);
         assert_eq!(report.expectations[0].name, "latency_p99_ms < 50");
         assert!(!report.expectations[0].ok);
+    }
+
+    #[test]
+    fn a_shard_stopped_by_a_signal_leaves_the_merged_run_interrupted_and_not_ok() {
+        let mut stopped = shard(2, 2, 1, 1);
+        if let Some(s) = &mut stopped.1.snapshot {
+            s.signal = Some(crate::interrupt::Signal::Term);
+        }
+        let report = merge(&[shard(1, 2, 1, 1), stopped]).expect("two shards");
+        assert!(report.interrupted);
+        assert!(!report.ok);
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.starts_with("interrupted by SIGTERM")),
+            "{:?}",
+            report.problems
+        );
+    }
+
+    #[test]
+    fn impossible_shards_other_expectations_and_unsound_files_are_refused() {
+        for (index, count) in [(0, 2), (3, 2), (7, 0)] {
+            let e = merge(&[shard(index, count, 1, 1)]).unwrap_err();
+            assert!(
+                matches!(e, MergeError::OutOfRange { .. }),
+                "{index}/{count}: {e}"
+            );
+        }
+        let mut other = shard(2, 2, 1, 1);
+        if let Some(s) = &mut other.1.snapshot {
+            s.expect[0].limit = 500.0;
+        }
+        let e = merge(&[shard(1, 2, 1, 1), other]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("the fleet's expect: is latency_p99_ms < 500"),
+            "{e}"
+        );
+
+        // A shard's report as the file holds it (the fields merge reads).
+        let text = |f: &ShardFile| {
+            serde_json::json!({
+                "fleet": f.fleet, "broker": f.broker, "seed": f.seed,
+                "error": null, "shard": f.shard, "snapshot": f.snapshot,
+            })
+        };
+        let good = text(&shard(1, 1, 2, 1).1);
+        assert!(read_shard("ok.json", &good.to_string()).is_ok());
+        let mut huge = good.clone();
+        huge["snapshot"]["tally"]["requests"]["sent"] = serde_json::json!(u64::MAX);
+        let e = read_shard("huge.json", &huge.to_string()).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("snapshot.tally.requests.sent is larger than"),
+            "{e}"
+        );
+        let mut flat = good.clone();
+        flat["snapshot"]["tally"]["timeline"]["width_s"] = serde_json::json!(0);
+        let e = read_shard("flat.json", &flat.to_string()).unwrap_err();
+        assert!(
+            e.to_string().contains("width_s 0 is not a power of two"),
+            "{e}"
+        );
+        let mut more = good;
+        more["snapshot"]["tally"]["requests"]["matched"] = serde_json::json!(3);
+        let e = read_shard("more.json", &more.to_string()).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("more requests ended (3) than were sent (2)"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -442,7 +442,7 @@ impl Report {
 
 pub use file::ReportTarget;
 pub use junit::junit;
-pub use merge::{ExpectSpec, MergeError, ShardFile, ShardInfo, Snapshot, merge};
+pub use merge::{ExpectSpec, MergeError, ShardFile, ShardInfo, Snapshot, merge, read_shard};
 
 pub use histogram::DurationHistogram;
 pub use render::Table;

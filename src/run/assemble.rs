@@ -43,12 +43,9 @@ pub(super) fn assemble(
         duration_s: duration.as_secs_f64(),
         run_s: ran.as_secs_f64(),
         expect: fleet.expect.iter().map(ExpectSpec::from).collect(),
-        interrupted: signal.is_some(),
+        signal,
     };
     let mut report = snapshot.report(&fleet.name, &broker, fleet.seed);
-    report.signal = signal;
-    // Judged again: an interruption is a problem of its own.
-    report.judge(&fleet.expect);
     if !fleet.shard.is_whole() {
         report.shard = Some(ShardInfo {
             index: fleet.shard.index + 1,
