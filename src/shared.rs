@@ -84,24 +84,36 @@ impl WillsSeen {
 /// How many requests from outside the fleet are remembered, for telling their answers from
 /// strays (the oldest is forgotten first).
 pub const OUTSIDE_REMEMBERED: usize = 256;
+/// Longest Response Topic plus Correlation Data remembered of one outside request: the
+/// remembered requests stay a few hundred KiB however large the requests were.
+pub const OUTSIDE_KEY_BYTES: usize = 1024;
 
 /// Requests from clients outside the fleet (a trainee with MQTTX, another service) that the
 /// fleet's responders answered. A fleet phone that shares their Response Topic (the article's
 /// `state/{target}/power`) receives those answers too: they are somebody else's, not strays.
 ///
-/// The broker must say who published a request: the embedded broker puts the publisher's
-/// client id in an `x-mqtt-client-id` User Property. Brokers that do not (Mosquitto) give no
-/// way to tell, so there every answer a phone cannot match stays unmatched: fleetsim never
-/// excuses an answer it cannot account for.
+/// Only requests with Correlation Data are remembered, and only answers carrying the same
+/// Correlation Data on the same topic are excused: an answer without it could be anyone's,
+/// and stays unmatched. The broker must say who published a request: the embedded broker
+/// puts the publisher's client id in an `x-mqtt-client-id` User Property (and strips one a
+/// client set itself). Elsewhere nothing is excused, unless a client sets that property
+/// itself: fleetsim never excuses an answer it cannot account for.
 #[derive(Debug, Default)]
 pub struct Outside {
     /// The fleet's client ids (the supervisor's too), gathered the first time a broker names
     /// a publisher: runs on brokers that do not never hold them.
     fleet: OnceLock<HashSet<Box<str>>>,
-    /// How many outside requests were seen: 0 keeps phones off the lock.
-    seen: AtomicU64,
-    /// (Response Topic, Correlation Data) of the last [`OUTSIDE_REMEMBERED`] of them.
-    recent: Mutex<VecDeque<(Box<str>, Bytes)>>,
+    /// Whether any is remembered: false keeps phones off the lock.
+    any: AtomicBool,
+    recent: Mutex<Recent>,
+}
+
+/// The last [`OUTSIDE_REMEMBERED`] (Response Topic, Correlation Data), in order to forget the
+/// oldest, and as a set to look them up.
+#[derive(Debug, Default)]
+struct Recent {
+    order: VecDeque<(Box<str>, Bytes)>,
+    set: HashSet<(Box<str>, Bytes)>,
 }
 
 /// The User Property the embedded broker (`mqtt5`) adds to every PUBLISH it forwards.
@@ -119,26 +131,38 @@ impl Outside {
 
     /// A responder is answering an outside request on `response_topic`.
     pub fn answering(&self, response_topic: &str, correlation: Option<&Bytes>) {
-        let mut recent = lock(&self.recent);
-        if recent.len() == OUTSIDE_REMEMBERED {
-            recent.pop_front();
+        let Some(correlation) = correlation.filter(|c| !c.is_empty()) else {
+            return;
+        };
+        if response_topic.len() + correlation.len() > OUTSIDE_KEY_BYTES {
+            return;
         }
-        recent.push_back((
-            response_topic.into(),
-            correlation.cloned().unwrap_or_default(),
-        ));
-        self.seen.fetch_add(1, Ordering::Relaxed);
+        // A copy: the received Correlation Data shares the whole read buffer of its frame.
+        let key: (Box<str>, Bytes) = (response_topic.into(), Bytes::copy_from_slice(correlation));
+        let mut recent = lock(&self.recent);
+        if recent.set.contains(&key) {
+            return;
+        }
+        if recent.order.len() == OUTSIDE_REMEMBERED
+            && let Some(oldest) = recent.order.pop_front()
+        {
+            recent.set.remove(&oldest);
+        }
+        recent.order.push_back(key.clone());
+        recent.set.insert(key);
+        self.any.store(true, Ordering::Relaxed);
     }
 
     /// Whether an answer a phone cannot match answers an outside request.
     pub fn answered(&self, topic: &str, correlation: Option<&[u8]>) -> bool {
-        if self.seen.load(Ordering::Relaxed) == 0 {
+        let Some(correlation) = correlation.filter(|c| !c.is_empty()) else {
+            return false;
+        };
+        if !self.any.load(Ordering::Relaxed) {
             return false;
         }
-        let correlation = correlation.unwrap_or_default();
-        lock(&self.recent)
-            .iter()
-            .any(|(t, c)| &**t == topic && c[..] == *correlation)
+        let key = (Box::<str>::from(topic), Bytes::copy_from_slice(correlation));
+        lock(&self.recent).set.contains(&key)
     }
 }
 
@@ -327,6 +351,8 @@ impl Stories {
 #[derive(Debug)]
 pub struct Narration {
     active: AtomicBool,
+    /// Requests from outside the fleet are still told (see [`Narrator::tells_outside`]).
+    outside: AtomicBool,
     setup: bool,
     inner: Mutex<Narrator>,
 }
@@ -335,6 +361,7 @@ impl Narration {
     fn new(options: NarrationOptions) -> Self {
         Self {
             active: AtomicBool::new(options.exchanges > 0),
+            outside: AtomicBool::new(options.outside > 0),
             setup: options.setup,
             inner: Mutex::new(Narrator::new(options)),
         }
@@ -342,6 +369,11 @@ impl Narration {
 
     pub fn active(&self) -> bool {
         self.active.load(Ordering::Relaxed)
+    }
+
+    /// Requests from outside the fleet are still told: one atomic load once they are not.
+    pub fn tells_outside(&self) -> bool {
+        self.outside.load(Ordering::Relaxed)
     }
 
     /// Connection set-up is told: a small fleet, and exchanges still to tell.
@@ -356,6 +388,9 @@ impl Narration {
         f(&mut narrator);
         if narrator.finished() {
             self.active.store(false, Ordering::Relaxed);
+        }
+        if !narrator.tells_outside() {
+            self.outside.store(false, Ordering::Relaxed);
         }
     }
 
@@ -392,6 +427,39 @@ mod tests {
         let faults = stories.faults();
         assert_eq!(faults.injected, 1);
         assert_eq!(faults.events[0].effect, "did not answer -> timed out");
+    }
+
+    #[test]
+    fn only_outside_requests_with_correlation_data_excuse_answers_and_only_the_last_256() {
+        let outside = Outside::default();
+        let topic = "state/light-in-bedroom/power";
+        assert!(!outside.answered(topic, Some(b"req-1")), "nothing seen yet");
+        outside.answering(topic, Some(&Bytes::from_static(b"req-1")));
+        assert!(outside.answered(topic, Some(b"req-1")));
+        assert!(
+            !outside.answered(topic, Some(b"req-2")),
+            "another request's"
+        );
+        assert!(
+            !outside.answered("state/other", Some(b"req-1")),
+            "another topic"
+        );
+        // Without Correlation Data an answer could be anyone's: it stays unmatched.
+        outside.answering(topic, None);
+        outside.answering(topic, Some(&Bytes::new()));
+        assert!(!outside.answered(topic, None));
+        assert!(!outside.answered(topic, Some(b"")));
+        // Keys too long to be worth keeping are not kept.
+        let long = Bytes::from(vec![b'x'; OUTSIDE_KEY_BYTES]);
+        outside.answering(topic, Some(&long));
+        assert!(!outside.answered(topic, Some(&long[..])));
+        // The oldest is forgotten first.
+        for i in 0..OUTSIDE_REMEMBERED {
+            outside.answering(topic, Some(&Bytes::from(format!("n{i}"))));
+        }
+        assert!(!outside.answered(topic, Some(b"req-1")), "forgotten");
+        assert!(outside.answered(topic, Some(b"n0")));
+        assert_eq!(lock(&outside.recent).set.len(), OUTSIDE_REMEMBERED);
     }
 
     #[test]

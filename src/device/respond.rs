@@ -82,8 +82,9 @@ impl Device {
             .then(|| super::user_property(&publish, super::REQUEST_TAG))
             .flatten()
             .map(str::to_owned);
-        // A request from outside the fleet (a trainee's MQTTX) is always told, and its answer
-        // remembered, so a fleet phone on the same Response Topic knows it for somebody else's.
+        // A request from outside the fleet (a trainee's MQTTX) is told (the first ones), and
+        // remembered, so a fleet phone on the same Response Topic knows its answer for
+        // somebody else's.
         let from_outside = super::user_property(&publish, crate::shared::PUBLISHER_PROPERTY)
             .filter(|publisher| out.shared.outside.is_outsider(publisher, &fleet));
         if from_outside.is_some() {
@@ -92,7 +93,8 @@ impl Device {
                 out.shared.outside.answering(topic, correlation.as_ref());
             }
         }
-        let traced = (from_outside.is_some() || out.shared.narration.active()).then(|| Handled {
+        let told_outside = from_outside.is_some() && out.shared.narration.tells_outside();
+        let traced = (told_outside || out.shared.narration.active()).then(|| Handled {
             topic: publish.topic_name.clone(),
             payload: publish.payload.clone(),
             response_topic: response_topic.clone(),

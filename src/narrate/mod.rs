@@ -161,6 +161,11 @@ impl Narrator {
         self.started >= self.options.exchanges && self.open.is_empty()
     }
 
+    /// Requests from outside the fleet are left to tell.
+    pub fn tells_outside(&self) -> bool {
+        self.outside_told < self.options.outside
+    }
+
     pub fn tells_setup(&self) -> bool {
         self.options.setup
     }
