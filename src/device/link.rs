@@ -365,7 +365,6 @@ impl Device {
             links.connected += 1;
             out.shared.progress.accepted();
         }
-        let links = &mut out.tally.links;
         if let Some(back) = self.downtime.up(now) {
             links.reconnects += 1;
             links.disconnected_s += back.unplanned.as_secs_f64();

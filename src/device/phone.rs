@@ -104,6 +104,14 @@ pub struct RequestTracker {
     timed_out: VecDeque<(u64, Instant)>,
 }
 
+/// When a request that was `waited` old at `now` reached its `timeout`: the second its
+/// timeout counts in. Never after `now` (a late answer whose sending time is no longer known).
+fn deadline(now: Instant, waited: Duration, timeout: Duration) -> Instant {
+    now.checked_sub(waited)
+        .and_then(|sent| sent.checked_add(timeout))
+        .map_or(now, |at| at.min(now))
+}
+
 impl RequestTracker {
     pub fn new(phone_id: &str, timeout: Duration) -> Self {
         Self {
@@ -580,12 +588,14 @@ impl Device {
         phone
             .tracker
             .expire(now, |seq, waited| expired.push((seq, waited)));
+        let phone_timeout = phone.tracker.timeout;
         for (seq, after) in expired {
             let Some(phone) = self.phone() else { return };
             let correlation = phone.tracker.correlation(seq);
             tracing::debug!(device = %self.id(), seq, "request timed out");
             out.tally.requests.timed_out += 1;
-            out.second(now).timed_out += 1;
+            // Counted in the second of its deadline, where a late answer takes it back.
+            out.second(deadline(now, after, phone_timeout)).timed_out += 1;
             if let Some(target) = self.target_of(seq, out) {
                 target.counts.timed_out += 1;
             }
@@ -792,10 +802,12 @@ impl Device {
     pub(super) fn phone_answer(&mut self, publish: PublishPacket, now: Instant, out: &mut Out<'_>) {
         let with_correlation = self.phone_spec().is_none_or(|p| p.correlation_data);
         let Some(phone) = self.phone() else { return };
+        // Read once: the answer's own Correlation Data (`correlation` below is the request's
+        // name, which a phone without Correlation Data takes from its oldest request).
+        let received = super::correlation_of(&publish);
         let (verdict, correlation) = if with_correlation {
-            let correlation = super::correlation_of(&publish);
-            let verdict = phone.tracker.answer(correlation.as_deref(), now);
-            (verdict, correlation.unwrap_or_default())
+            let verdict = phone.tracker.answer(received.as_deref(), now);
+            (verdict, received.clone().unwrap_or_default())
         } else {
             // Without Correlation Data an answer can only be taken for the oldest request
             // still open: right if answers come back in order and are all this phone's.
@@ -817,10 +829,7 @@ impl Device {
                 second.record_latency(latency);
                 let error = is_error_answer(&publish.payload);
                 second.error_answers += u64::from(error);
-                let at_s = out
-                    .shared
-                    .started()
-                    .map_or(0.0, |at| now.saturating_duration_since(at).as_secs_f64());
+                let at_s = self.run_time(now, out.shared);
                 if let Some(target) = self.target_of(seq, out) {
                     target.counts.matched += 1;
                     target.counts.record_latency(latency);
@@ -886,11 +895,8 @@ impl Device {
                 let q = &mut out.tally.requests;
                 q.timed_out = q.timed_out.saturating_sub(1);
                 q.late += 1;
-                if let Some(expired) = timeout.and_then(|t| {
-                    now.checked_sub(latency)
-                        .and_then(|sent| sent.checked_add(t))
-                }) {
-                    let slot = out.second(expired);
+                if let Some(timeout) = timeout {
+                    let slot = out.second(deadline(now, latency, timeout));
                     slot.timed_out = slot.timed_out.saturating_sub(1);
                 }
                 if let Some(target) = self.target_of(seq, out) {
@@ -907,17 +913,17 @@ impl Device {
                 });
             }
             Verdict::Unmatched
-                if out.shared.outside.answered(
-                    &publish.topic_name,
-                    super::correlation_of(&publish).as_deref(),
-                ) =>
+                if out
+                    .shared
+                    .outside
+                    .answered(&publish.topic_name, received.as_deref()) =>
             {
                 out.tally.requests.others_answers += 1;
                 self.tell_stray(&publish, Stray::Outsiders, out);
             }
             Verdict::Unmatched => {
                 out.tally.requests.unmatched_responses += 1;
-                let has_correlation = super::correlation_of(&publish).is_some();
+                let has_correlation = received.is_some();
                 self.sample("unmatched", &publish, now, out, || {
                     if has_correlation {
                         "its Correlation Data names no request of this phone".into()

@@ -233,3 +233,22 @@ fn only_json_objects_with_an_error_field_are_error_answers() {
     assert!(!is_error_answer(b"error"));
     assert!(!is_error_answer(&[b'{'; 5000]));
 }
+
+#[test]
+fn a_timeout_counts_at_its_deadline_whenever_it_is_noticed_and_never_in_the_future() {
+    let sent = Instant::now();
+    let timeout = Duration::from_secs(2);
+    // Noticed 300 ms after the deadline, or answered late 5 s after sending: the same second.
+    let noticed = sent + Duration::from_millis(2300);
+    assert_eq!(
+        super::deadline(noticed, noticed - sent, timeout),
+        sent + timeout
+    );
+    let answered = sent + Duration::from_secs(5);
+    assert_eq!(
+        super::deadline(answered, answered - sent, timeout),
+        sent + timeout
+    );
+    // A late answer whose sending time is lost (waited 0): not a second still to come.
+    assert_eq!(super::deadline(answered, Duration::ZERO, timeout), answered);
+}
