@@ -192,11 +192,29 @@ impl Collector for FleetCollector {
     }
 }
 
-/// Serves `/metrics` on `listener` until the runtime stops; other paths get 404.
+/// Scrapes served at once: each holds a file the devices' budget did not count.
+const SCRAPES_AT_ONCE: usize = 8;
+/// The longest a scrape's connection may stay open: a scrape takes milliseconds, and an idle
+/// or slow client must not hold a file for the rest of the run.
+const SCRAPE_TIME: Duration = Duration::from_secs(10);
+
+/// Serves `/metrics` on `listener` until the runtime stops; other paths get 404. At most
+/// [`SCRAPES_AT_ONCE`] connections at a time, each closed after one answer or
+/// [`SCRAPE_TIME`].
 pub async fn serve(listener: tokio::net::TcpListener, registry: Arc<Registry>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(SCRAPES_AT_ONCE));
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of files, most likely: wait for some to be given back, not spin.
+                tracing::warn!("metrics: cannot accept a connection: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let registry = registry.clone();
         actix_rt::spawn(async move {
@@ -204,9 +222,11 @@ pub async fn serve(listener: tokio::net::TcpListener, registry: Arc<Registry>) {
                 let registry = registry.clone();
                 async move { Ok::<_, Infallible>(answer(&request, &registry)) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let connection = hyper::server::conn::http1::Builder::new()
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(SCRAPE_TIME, connection).await;
+            drop(slot);
         });
     }
 }
