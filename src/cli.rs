@@ -123,7 +123,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "I/N", value_parser = fleet::Shard::parse)]
     pub shard: Option<fleet::Shard>,
     /// In a Kubernetes Indexed Job: N shards, this one given by JOB_COMPLETION_INDEX (from 0).
-    #[arg(long, value_name = "N", conflicts_with = "shard")]
+    #[arg(long, value_name = "N", conflicts_with = "shard",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(fleet::MAX_SHARDS)))]
     pub shards: Option<u32>,
     /// The run's name, shared by its shards: each shard publishes a retained "ready" message
     /// under fleetsim/runs/RUN/ready/ and waits for all N before sending. [env: FLEETSIM_RUN_ID]
@@ -241,13 +242,10 @@ fn chosen_broker(
     if flag.is_some() {
         return Ok(flag);
     }
-    let Some(value) = env(BROKER_ENV).filter(|v| !v.is_empty()) else {
+    let Some(text) = shards::env_text(env, BROKER_ENV)? else {
         return Ok(None);
     };
-    let Some(text) = value.to_str() else {
-        return Err(format!("{BROKER_ENV} is not valid UTF-8"));
-    };
-    parse_broker(text)
+    parse_broker(&text)
         .map(Some)
         .map_err(|e| format!("{BROKER_ENV}: {e}"))
 }
@@ -508,6 +506,11 @@ fn write_output(
     }
 }
 
+/// `--threads`, or one arbiter per core.
+fn threads(arg: Option<u16>) -> usize {
+    arg.map_or_else(|| RunOptions::default().threads, usize::from)
+}
+
 /// The summary table, at the end of a run.
 fn finish(report: &Report, lang: Lang) {
     // The table quotes ids, topics and the broker's reasons.
@@ -558,15 +561,11 @@ fn load_and_run(args: RunArgs, quiet: bool, lang: Lang) -> Result<Report, Failur
     };
     // Through the validator, so the fleet is checked as it will run (faults against the
     // duration given here, mqtts:// against the CA file given here).
-    let broker = chosen_broker(args.broker, &|name| std::env::var_os(name))
-        .map_err(|e| Failure::invalid(e, None))?;
     let env = |name: &str| std::env::var_os(name);
-    let shard = shards::chosen_shard(args.shard, args.shards, &env)
-        .map_err(|e| Failure::invalid(e, None))?;
-    let run_id = shards::chosen_run_id(args.run_id.clone(), &env)
-        .map(|id| shards::parse_run_id(&id))
-        .transpose()
-        .map_err(|e| Failure::invalid(format!("{}: {e}", shards::RUN_ID_ENV), None))?;
+    let invalid = |e| Failure::invalid(e, None);
+    let broker = chosen_broker(args.broker, &env).map_err(invalid)?;
+    let shard = shards::chosen_shard(args.shard, args.shards, &env).map_err(invalid)?;
+    let run_id = shards::chosen_run_id(args.run_id.clone(), &env).map_err(invalid)?;
     let overrides = fleet::Overrides {
         id_prefix: args.id_prefix.clone(),
         broker,
@@ -587,9 +586,7 @@ fn load_and_run(args: RunArgs, quiet: bool, lang: Lang) -> Result<Report, Failur
         ));
     }
     let options = RunOptions {
-        threads: args
-            .threads
-            .map_or_else(|| RunOptions::default().threads, usize::from),
+        threads: threads(args.threads),
         show_exchanges: match (quiet, args.show_exchanges, fleet.show_exchanges) {
             (true, _, _) => 0,
             (false, Some(n), _) | (false, None, Some(n)) => n,

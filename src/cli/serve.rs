@@ -2,6 +2,7 @@
 //! answering, until Ctrl-C, so a trainee can play the phone by hand (MQTTX, `mosquitto_rr`)
 //! and see each request they send told as it arrives.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -47,16 +48,23 @@ const TRIES_SHOWN: usize = 3;
 /// responder when there is one (the article's `state/light-in-bedroom/power`), else
 /// `reply/<responder id>`.
 fn tries(fleet: &Fleet) -> Vec<Try> {
-    let response_topic_for = |index: usize| {
-        fleet.devices.iter().find_map(|d| match &d.role {
-            Role::Phone(phone) => (0..phone.targets.len())
-                .find(|&i| phone.targets.device(i) == Some(index as u32))
-                .map(|i| phone.targets.response_topic(i).to_string())
+    // One pass over the phones' targets: the first usable Response Topic of each responder.
+    let mut answered_on: HashMap<u32, String> = HashMap::new();
+    for device in &fleet.devices {
+        if let Role::Phone(phone) = &device.role {
+            for i in 0..phone.targets.len() {
+                let topic = phone.targets.response_topic(i);
                 // `{response_info}` is the broker's to fill in: not something to type.
-                .filter(|topic| !topic.contains('{')),
-            _ => None,
-        })
-    };
+                if let Some(target) = phone.targets.device(i)
+                    && !topic.contains('{')
+                {
+                    answered_on
+                        .entry(target)
+                        .or_insert_with(|| topic.to_string());
+                }
+            }
+        }
+    }
     fleet
         .devices
         .iter()
@@ -69,7 +77,8 @@ fn tries(fleet: &Fleet) -> Vec<Try> {
             };
             Some(Try {
                 topic: device.request_topic()?.to_owned(),
-                response_topic: response_topic_for(index)
+                response_topic: answered_on
+                    .remove(&(index as u32))
                     .unwrap_or_else(|| format!("reply/{}", device.id)),
                 payload,
             })
@@ -159,20 +168,12 @@ pub fn serve(args: BrokerArgs, quiet: bool, lang: Lang) -> Exit {
         output::human(banner(addr, &name, responders, &tries));
     }));
     let options = RunOptions {
-        threads: args
-            .threads
-            .map_or_else(|| RunOptions::default().threads, usize::from),
-        show_exchanges: 0,
-        sequence: false,
+        threads: super::threads(args.threads),
         lang,
         handle_signals: true,
         tell_outside: if quiet { 0 } else { usize::MAX },
-        progress: false,
-        metrics: None,
-        start_delay: std::time::Duration::ZERO,
-        start_at: None,
-        run_id: None,
         on_ready: Some(on_ready),
+        ..RunOptions::default()
     };
     let known = FleetFacts::from(&fleet);
     let (report, exit) = match run(fleet, &options) {

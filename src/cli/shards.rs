@@ -9,6 +9,21 @@ pub const SHARD_ENV: &str = "FLEETSIM_SHARD";
 pub const INDEX_ENV: &str = "JOB_COMPLETION_INDEX";
 pub const RUN_ID_ENV: &str = "FLEETSIM_RUN_ID";
 
+/// The text of environment variable `name` (read with `env`); None when unset or empty, an
+/// error naming it when it is not UTF-8.
+pub fn env_text(
+    env: &dyn Fn(&str) -> Option<OsString>,
+    name: &str,
+) -> Result<Option<String>, String> {
+    match env(name).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => v
+            .into_string()
+            .map(Some)
+            .map_err(|_| format!("{name} is not valid UTF-8")),
+    }
+}
+
 /// The shard the command line and the environment (read with `env`) chose; None: the whole
 /// fleet. `--shard` wins over `FLEETSIM_SHARD`; `--shards` needs `JOB_COMPLETION_INDEX`.
 pub fn chosen_shard(
@@ -16,15 +31,7 @@ pub fn chosen_shard(
     shards: Option<u32>,
     env: &dyn Fn(&str) -> Option<OsString>,
 ) -> Result<Option<Shard>, String> {
-    let text = |name: &str| -> Result<Option<String>, String> {
-        match env(name).filter(|v| !v.is_empty()) {
-            None => Ok(None),
-            Some(v) => v
-                .into_string()
-                .map(Some)
-                .map_err(|_| format!("{name} is not valid UTF-8")),
-        }
-    };
+    let text = |name: &str| env_text(env, name);
     if let Some(n) = shards {
         let Some(index) = text(INDEX_ENV)? else {
             return Err(format!(
@@ -52,16 +59,17 @@ pub fn chosen_shard(
     }
 }
 
-/// `--run-id`, else `FLEETSIM_RUN_ID`.
+/// `--run-id` (checked by clap already), else `FLEETSIM_RUN_ID`, checked here.
 pub fn chosen_run_id(
     flag: Option<String>,
     env: &dyn Fn(&str) -> Option<OsString>,
-) -> Option<String> {
-    flag.or_else(|| {
-        env(RUN_ID_ENV)
-            .and_then(|v| v.into_string().ok())
-            .filter(|v| !v.is_empty())
-    })
+) -> Result<Option<String>, String> {
+    if flag.is_some() {
+        return Ok(flag);
+    }
+    env_text(env, RUN_ID_ENV)?
+        .map(|id| parse_run_id(&id).map_err(|e| format!("{RUN_ID_ENV}: {e}")))
+        .transpose()
 }
 
 /// A run id goes into topics: letters, digits, `-`, `_`, `.`, at most 64.
@@ -127,11 +135,16 @@ mod tests {
         assert!(parse_run_id("").is_err());
         assert_eq!(
             chosen_run_id(None, &env(&[(RUN_ID_ENV, "r1")])),
-            Some("r1".into())
+            Ok(Some("r1".into()))
         );
         assert_eq!(
             chosen_run_id(Some("r2".into()), &env(&[(RUN_ID_ENV, "r1")])),
-            Some("r2".into())
+            Ok(Some("r2".into()))
+        );
+        let e = chosen_run_id(None, &env(&[(RUN_ID_ENV, "a/b")])).unwrap_err();
+        assert!(
+            e.starts_with("FLEETSIM_RUN_ID: `a/b` is not a run id"),
+            "{e}"
         );
     }
 }

@@ -109,9 +109,12 @@ impl Supervisor {
     /// folded into wildcards where the topics allow. Empty when no device has a Will, and then
     /// no connection is needed.
     pub fn filters(fleet: &Fleet) -> Vec<String> {
-        let wills = fleet.devices.iter().filter_map(|d| d.will.as_ref());
-        let topics: Vec<String> = wills.clone().map(|w| w.topic.clone()).collect();
-        let acks: Vec<String> = wills.map(|w| w.response_topic.clone()).collect();
+        // This shard's devices only: another shard's supervisor watches the others' Wills.
+        let (topics, acks): (Vec<String>, Vec<String>) = fleet
+            .shard_devices()
+            .filter_map(|i| fleet.devices[i].will.as_ref())
+            .map(|w| (w.topic.clone(), w.response_topic.clone()))
+            .unzip();
         let mut filters = cover(&topics);
         filters.extend(cover(&acks));
         filters.sort();
