@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -118,8 +117,8 @@ fn fleetsim_with_env(fleet: &str, env: &[(&str, &str)]) -> std::process::Output 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("fleet.yaml");
     std::fs::write(&path, fleet).unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_fleetsim"));
-    command.arg(&path).arg("-q").env_remove("RUST_LOG");
+    let mut command = common::fleetsim_command();
+    command.arg(&path).arg("-q");
     for (key, value) in env {
         command.env(key, value);
     }
@@ -204,7 +203,7 @@ fn requests_go_through_mosquitto_over_tls() {
         return;
     };
     let report_path = tempfile::NamedTempFile::new().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+    let out = common::fleetsim_command()
         .arg(common::repo_file("fleets/home.yaml"))
         .args(["--broker", &format!("mqtts://127.0.0.1:{}", mosquitto.port)])
         .arg("--ca-file")
@@ -228,7 +227,7 @@ fn a_broker_certificate_from_an_unknown_ca_fails_clearly_with_exit_3() {
     let Some((mosquitto, pki)) = mosquitto_with_tls() else {
         return;
     };
-    let out = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+    let out = common::fleetsim_command()
         .arg(common::repo_file("fleets/home.yaml"))
         .args(["--broker", &format!("mqtts://127.0.0.1:{}", mosquitto.port)])
         .arg("--ca-file")
@@ -249,7 +248,7 @@ fn a_broker_certificate_from_an_unknown_ca_fails_clearly_with_exit_3() {
 #[test]
 fn a_missing_ca_file_exits_2_naming_it() {
     let broker = format!("mqtts://127.0.0.1:{}", free_port());
-    let out = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+    let out = common::fleetsim_command()
         .arg(common::repo_file("fleets/home.yaml"))
         .args(["--broker", &broker, "--ca-file", "/no/such/ca.pem", "-q"])
         .output()
@@ -342,11 +341,10 @@ fn the_access_control_example_in_the_docs_works_as_written() {
     let fleet = dir.path().join("locked-down.yaml");
     std::fs::write(&fleet, doc_example("access-control")).unwrap();
     let report = dir.path().join("report.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+    let out = common::fleetsim_command()
         .arg(&fleet)
         .args(["-q", "--duration", "2s", "--report"])
         .arg(&report)
-        .env_remove("RUST_LOG")
         .env("LAMP_PASSWORD", "lamp-secret")
         .env("PHONE_PASSWORD", "phone-secret")
         .output()

@@ -192,7 +192,7 @@ faults:
 fn the_faults_demo_injects_every_kind_records_each_effect_and_passes() {
     let dir = tempfile::tempdir().unwrap();
     let report_path = dir.path().join("r.json");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+    let out = common::fleetsim_command()
         .arg(repo_file("fleets/faults.yaml"))
         .args(["-q", "--report"])
         .arg(&report_path)
@@ -228,7 +228,7 @@ fn the_faults_demo_injects_every_kind_records_each_effect_and_passes() {
 
 #[test]
 fn failing_expectations_exit_1_and_are_named() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+    let out = common::fleetsim_command()
         .arg(repo_file("fleets/faults-failing.yaml"))
         .args(["-q", "--duration", "2s"])
         .output()

@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use common::repo_file;
@@ -15,9 +14,6 @@ struct Run {
     report: serde_json::Value,
     diagram: String,
 }
-
-/// The locale variables that choose the language when `--lang` is not given.
-const LOCALE: [&str; 3] = ["LC_ALL", "LC_MESSAGES", "LANG"];
 
 fn lesson(name: &str) -> Run {
     lesson_in(name, &[], &[])
@@ -33,16 +29,12 @@ fn lesson_in(name: &str, args: &[&str], locale: &[(&str, &str)]) -> Run {
     );
     let dir = tempfile::tempdir().unwrap();
     let (report, diagram) = (dir.path().join("r.json"), dir.path().join("d.md"));
-    let mut command = Command::new(env!("CARGO_BIN_EXE_fleetsim"));
+    let mut command = common::fleetsim_command();
     command
         .arg(&path)
         .args(["--report", report.to_str().unwrap()])
         .args(["--sequence", diagram.to_str().unwrap()])
-        .args(args)
-        .env_remove("RUST_LOG");
-    for var in LOCALE {
-        command.env_remove(var);
-    }
+        .args(args);
     let out = command
         .envs(locale.iter().copied())
         .output()

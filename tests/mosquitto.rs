@@ -116,7 +116,7 @@ fn the_backend_walkthrough_works_as_written() {
     let backend = KillGroup(backend);
     std::thread::sleep(Duration::from_millis(700));
     let run = |duration: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+        common::fleetsim_command()
             .arg(repo_file("fleets/backend.yaml"))
             .args(["--broker", &mosquitto.url(), "--duration", duration, "-q"])
             .args(["--lang", "en"])
@@ -170,7 +170,7 @@ fn the_backend_walkthrough_works_as_written() {
     std::thread::sleep(Duration::from_millis(700));
     let dir = tempfile::tempdir().unwrap();
     let junit = dir.path().join("fleet.xml");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+    let out = common::fleetsim_command()
         .arg(repo_file("fleets/backend.yaml"))
         .args(["--broker", &mosquitto.url(), "-q", "--junit"])
         .arg(&junit)

@@ -21,14 +21,11 @@ const RESPONSE_TOPIC: &str = "state/light-in-bedroom/power";
 fn fleetsim_broker_answers_a_hand_played_request_and_tells_it() {
     let dir = tempfile::tempdir().unwrap();
     let report_path = dir.path().join("report.json");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+    let mut child = common::fleetsim_command()
         .args(["broker", "--port", "0", "--report"])
         .arg(&report_path)
         .arg(repo_file("fleets/home.yaml"))
         // English, whatever the locale of the machine running the tests.
-        .env_remove("LC_ALL")
-        .env_remove("LC_MESSAGES")
-        .env_remove("LANG")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -159,7 +156,7 @@ fn a_trainees_answers_on_the_fleets_response_topic_are_somebody_elses_not_strays
 
 #[test]
 fn with_a_start_delay_a_watcher_attached_when_told_sees_exchange_1() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+    let mut child = common::fleetsim_command()
         .arg(repo_file("fleets/home.yaml"))
         .args(["--duration", "2s", "--start-delay", "1s"])
         .stdout(Stdio::piped())

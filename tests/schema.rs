@@ -5,38 +5,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::repo_file;
-use serde_json::Value;
-
-const SCHEMA_FILE: &str = "docs/fleet.schema.json";
-
-fn committed_schema() -> Value {
-    let text = std::fs::read_to_string(repo_file(SCHEMA_FILE)).expect("read the schema");
-    serde_json::from_str(&text).expect("the schema is JSON")
-}
-
-fn validator() -> jsonschema::Validator {
-    jsonschema::validator_for(&committed_schema()).expect("the schema compiles")
-}
-
-/// The YAML as JSON, the way an editor's YAML support sees it: YAML 1.2, where only `true` and
-/// `false` are booleans (`ON` and `OFF` are text, as in fleetsim's payloads).
-fn yaml_value(text: &str) -> Value {
-    let options = serde_saphyr::options! { strict_booleans: true };
-    serde_saphyr::from_str_with_options::<Value>(text, options).expect("YAML")
-}
-
-/// Every problem the schema finds in `text`, one per line.
-fn schema_errors(validator: &jsonschema::Validator, text: &str) -> String {
-    let value = yaml_value(text);
-    validator
-        .iter_errors(&value)
-        .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
+use common::schema::{SCHEMA_FILE, committed_schema, schema_errors, validator};
 
 fn shipped_fleets() -> Vec<PathBuf> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -57,9 +28,8 @@ fn shipped_fleets() -> Vec<PathBuf> {
 
 #[test]
 fn the_committed_schema_is_what_fleetsim_schema_prints() {
-    let out = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+    let out = common::fleetsim_command()
         .arg("schema")
-        .env_remove("RUST_LOG")
         .output()
         .expect("run fleetsim");
     assert_eq!(out.status.code(), Some(0));

@@ -4,7 +4,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::*;
 use fleetsim::fleet::{Fleet, Shard};
@@ -94,12 +93,9 @@ fn three_shards_started_together_add_up_to_the_single_run() {
 }
 
 fn fleetsim(args: &[&str], dir: &Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+    common::fleetsim_command()
         .args(args)
         .current_dir(dir)
-        .env_remove("FLEETSIM_SHARD")
-        .env_remove("JOB_COMPLETION_INDEX")
-        .env("LANG", "C.UTF-8")
         .output()
         .expect("run fleetsim")
 }
@@ -302,7 +298,7 @@ fn a_shard_killed_at_the_barrier_leaves_no_ready_message_behind() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("fleet.yaml"), FLEET).unwrap();
     let url = format!("mqtt://{addr}");
-    let mut shard = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+    let mut shard = common::fleetsim_command()
         .args([
             "fleet.yaml",
             "--broker",

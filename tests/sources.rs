@@ -152,11 +152,7 @@ fn the_binary_exits_2_naming_a_source_address_it_cannot_use() {
     )
     .unwrap();
 
-    let out = Command::new(env!("CARGO_BIN_EXE_fleetsim"))
-        .arg(&path)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
+    let out = common::fleetsim_command().arg(&path).output().unwrap();
 
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
@@ -201,7 +197,6 @@ fn in_narrow_namespace(args: &[&str]) -> Option<std::process::Output> {
     let out = Command::new("unshare")
         .args(["-n", "sh", "-c", &script, env!("CARGO_BIN_EXE_fleetsim")])
         .args(args)
-        .env_remove("RUST_LOG")
         .output()
         .expect("run fleetsim in a network namespace");
     Some(out)

@@ -613,19 +613,10 @@ fn random_valid_fleets_run_without_a_panic_and_add_up() {
 /// accepts: the generated fleets range over every field and bound.
 #[test]
 fn random_valid_fleets_pass_the_json_schema() {
-    let text = std::fs::read_to_string(repo_file("docs/fleet.schema.json")).expect("the schema");
-    let schema: serde_json::Value = serde_json::from_str(&text).expect("JSON");
-    let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
+    let validator = common::schema::validator();
     for seed in 0..300 {
         let yaml = Gen::new(seed, seed % 2 == 0).fleet(seed as usize);
-        // As an editor reads YAML: 1.2, where only `true` and `false` are booleans.
-        let options = serde_saphyr::options! { strict_booleans: true };
-        let value: serde_json::Value =
-            serde_saphyr::from_str_with_options(&yaml, options).expect("YAML");
-        let errors: Vec<String> = validator
-            .iter_errors(&value)
-            .map(|e| format!("{e} at {}", e.instance_path()))
-            .collect();
+        let errors = common::schema::schema_errors(&validator, &yaml);
         assert!(errors.is_empty(), "fleet {seed}: {errors:#?}\n---\n{yaml}");
     }
 }

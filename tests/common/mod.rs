@@ -3,6 +3,7 @@
 
 pub mod fake;
 pub mod hand;
+pub mod schema;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -12,6 +13,26 @@ use std::time::{Duration, Instant};
 use fleetsim::fleet::{self, BrokerTarget, Fleet};
 use fleetsim::report::Report;
 use fleetsim::run::{RunOptions, run};
+
+/// The fleetsim binary, in an environment of its own: no log filter, an English locale, and
+/// none of the variables that would point it elsewhere (broker, shard, run id), whatever the
+/// environment of whoever runs the tests. A test sets what it means to test on top.
+pub fn fleetsim_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fleetsim"));
+    for name in [
+        "RUST_LOG",
+        "LC_ALL",
+        "LC_MESSAGES",
+        "LANG",
+        "FLEETSIM_BROKER",
+        "FLEETSIM_SHARD",
+        "FLEETSIM_RUN_ID",
+        "JOB_COMPLETION_INDEX",
+    ] {
+        command.env_remove(name);
+    }
+    command
+}
 
 pub fn repo_file(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
