@@ -99,13 +99,19 @@ impl Collector for FleetCollector {
             connected,
             latency,
         } = Glance::of(&self.shards);
+        ConstCounter::new(q.sent).encode(encoder.encode_descriptor(
+            "requests_sent",
+            "Requests phones sent",
+            None,
+            MetricType::Counter,
+        )?)?;
+        // Apart from `sent`, so that summing over outcomes counts each request once.
         counters(
             &mut encoder,
             "requests",
-            "Requests phones sent, and how each ended so far",
+            "Requests phones sent, by how each ended so far (or was not sent)",
             "outcome",
             &[
-                ("sent", q.sent),
                 ("matched", q.matched),
                 ("late", q.late),
                 ("timed_out", q.timed_out),
@@ -279,7 +285,7 @@ mod tests {
         let text = encode(&registry(&fleet, None, shards.clone(), shared.clone()));
         for line in [
             "# TYPE fleetsim_requests counter",
-            r#"fleetsim_requests_total{fleet="home",outcome="sent"} 10"#,
+            r#"fleetsim_requests_sent_total{fleet="home"} 10"#,
             r#"fleetsim_requests_total{fleet="home",outcome="matched"} 9"#,
             r#"fleetsim_answers_total{fleet="home",kind="error"} 2"#,
             r#"fleetsim_devices_connected{fleet="home"} 4"#,

@@ -830,7 +830,7 @@ fn metrics_are_served_for_prometheus_while_the_run_goes() {
             .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
             .unwrap_or_else(|| panic!("no {series} in {response}"))
     };
-    assert!(value(r#"fleetsim_requests_total{fleet="home",outcome="sent"}"#) >= 1.0);
+    assert!(value(r#"fleetsim_requests_sent_total{fleet="home"}"#) >= 1.0);
     assert!(value(r#"fleetsim_requests_total{fleet="home",outcome="matched"}"#) >= 1.0);
     assert_eq!(value(r#"fleetsim_devices_connected{fleet="home"}"#), 5.0);
     assert!(value(r#"fleetsim_round_trip_seconds_count{fleet="home"}"#) >= 1.0);

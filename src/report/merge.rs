@@ -167,7 +167,7 @@ impl Snapshot {
     }
 }
 
-/// Wills of two shards together; their latencies recomputed from the stories of both.
+/// Wills of two shards together (their latencies: [`will_latencies`]).
 fn merge_wills(a: &mut Wills, b: &Wills) {
     a.expected += b.expected;
     a.published += b.published;
@@ -181,6 +181,11 @@ fn merge_wills(a: &mut Wills, b: &Wills) {
     a.outages.sort_by(|x, y| x.at_s.total_cmp(&y.at_s));
     a.unexpected_wills
         .extend(b.unexpected_wills.iter().cloned());
+}
+
+/// The Will latencies of merged shards, once all are in, from their stories: each shard's
+/// book measured its own, and the stories hold every one, to the millisecond.
+fn will_latencies(a: &mut Wills) {
     let (mut publish, mut ack) = (DurationHistogram::default(), DurationHistogram::default());
     for o in a.outages.iter().filter(|o| o.will_expected) {
         if let Some(s) = o.will_after_s {
@@ -425,6 +430,10 @@ pub fn merge(reports: &[(String, ShardFile)]) -> Result<Report, MergeError> {
             missing,
             count: s.count,
         });
+    }
+    let mut sum = sum;
+    if reports.len() > 1 {
+        will_latencies(&mut sum.wills);
     }
     let mut report = sum.report(&r.fleet, &r.broker, r.seed);
     report.merged_shards = Some(s.count);

@@ -9,7 +9,12 @@ use super::{Refusals, Requests, Responders, ResponseInfo, Wills};
 
 /// `1 reading`, `2 readings`.
 fn count(n: u64, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
+    format!("{n} {}", noun(n, one, many))
+}
+
+/// The noun for `n` of it.
+fn noun<'a>(n: u64, one: &'a str, many: &'a str) -> &'a str {
+    if n == 1 { one } else { many }
 }
 
 /// A row of the table.
@@ -229,11 +234,7 @@ pub fn more_faults(lang: Lang, n: usize) -> String {
     match lang {
         En => format!(
             "    ... {n} more {} in the JSON report (faults.events)",
-            if n == 1 {
-                "fault event"
-            } else {
-                "fault events"
-            }
+            noun(n as u64, "fault event", "fault events")
         ),
         Ja => format!("    ... ほか {n} 件のフォールトは JSON レポートに（faults.events）"),
     }
@@ -243,7 +244,7 @@ pub fn more_samples(lang: Lang, n: usize) -> String {
     match lang {
         En => format!(
             "    ... {n} more {} in the JSON report",
-            if n == 1 { "sample" } else { "samples" }
+            noun(n as u64, "sample", "samples")
         ),
         Ja => format!("    ... ほか {n} 件は JSON レポートに"),
     }
@@ -275,11 +276,7 @@ pub fn more_silent(lang: Lang, n: usize) -> String {
     match lang {
         En => format!(
             "    ... {n} more {} in the JSON report (targets)",
-            if n == 1 {
-                "silent topic"
-            } else {
-                "silent topics"
-            }
+            noun(n as u64, "silent topic", "silent topics")
         ),
         Ja => format!("    ... ほか {n} トピックは JSON レポートに（targets）"),
     }
